@@ -1,0 +1,90 @@
+# CDP Stage: the entry point for people, the README and .ci/run. `make` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_SYS ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MANAGE := $(PY) manage.py
+# Development defaults; a real deployment sets its own environment (see .env.example).
+export DJANGO_SETTINGS_MODULE := cdpstage.settings
+RUN_ENV := DJANGO_DEBUG=1
+SANDBOX_DIR := .sandbox
+# Worker options: a short TTL so a dead worker's job is noticed in ~1.5 min instead of 13.5,
+# the JSON serializer, and our worker class (maintenance + reconcilers every few seconds).
+WORKER_OPTS := --with-scheduler --worker-ttl 30 --serializer rq.serializers.JSONSerializer
+
+.PHONY: help install db migrate demo run web worker worker-imports worker-batches sandbox \
+        test test-fast lint fmt bench browser-deps clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the pinned requirements
+
+db: install ## Create the database named in DATABASE_URL if it is missing
+	$(PY) -m cdpstage.createdb
+
+migrate: db ## Apply migrations
+	$(RUN_ENV) $(MANAGE) migrate --no-input
+
+demo: migrate ## Create demo users (passwords printed) and load the demo guests
+	$(RUN_ENV) $(MANAGE) demo_setup
+
+# Unless CDP_BASE_URL names a real tenant, point the app at the local sandbox and trust its CA.
+SANDBOX_ENV := if [ -z "$${CDP_BASE_URL:-}" ]; then export CDP_BASE_URL=https://127.0.0.1:8443 \
+	CDP_CLIENT_KEY=sandbox-client-key CDP_API_TOKEN=sandbox-api-token \
+	REQUESTS_CA_BUNDLE=$(CURDIR)/$(SANDBOX_DIR)/ca.pem; fi;
+
+run: demo ## Set everything up, then run web + sandbox + workers (Ctrl-C stops all)
+	@$(SANDBOX_ENV) export PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(RUN_ENV); \
+	echo "Open http://127.0.0.1:8000/admin/ and log in with a demo user printed above."; \
+	honcho start -f Procfile
+
+web: install ## Run only the web server
+	$(RUN_ENV) $(MANAGE) runserver 127.0.0.1:8000
+
+worker: install ## Run one worker per queue, with the scheduler (start more on any host)
+	@$(SANDBOX_ENV) export PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(RUN_ENV); \
+	honcho start -f Procfile worker_imports worker_batches
+
+worker-imports: install
+	$(RUN_ENV) $(MANAGE) rqworker imports $(WORKER_OPTS)
+
+worker-batches: install
+	$(RUN_ENV) $(MANAGE) rqworker batches $(WORKER_OPTS)
+
+sandbox: install ## Run the local HTTPS stand-in for the CDP Batch API
+	$(PY) -m cdpsandbox --port 8443 --state-dir $(SANDBOX_DIR)
+
+browser-deps: ## Install Debian's Chromium for the browser test (root, apt)
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install browser-deps db ## Run the whole test suite
+	DJANGO_SECRET_KEY=test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz \
+	$(PY) -m pytest
+
+test-fast: install db ## Unit tests only (no worker, sandbox or browser)
+	DJANGO_SECRET_KEY=test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz \
+	$(PY) -m pytest -m "not integration and not browser"
+
+lint: install ## ruff lint + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: install ## Format and fix what ruff can
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: migrate ## Measure import and build throughput against the common approaches
+	$(RUN_ENV) $(PY) -m bench
+
+clean: ## Remove the virtualenv, media and sandbox state
+	rm -rf $(VENV) media $(SANDBOX_DIR) .pytest_cache .ruff_cache

@@ -1,0 +1,8 @@
+"""App config for batches."""
+
+from django.apps import AppConfig
+
+
+class BatchesConfig(AppConfig):
+    name = "batches"
+    verbose_name = "Batches"

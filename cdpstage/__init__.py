@@ -1,0 +1,1 @@
+"""CDP Stage: stage, review, approve and ship customer data to the Sitecore CDP Batch API."""

@@ -1,0 +1,199 @@
+"""The only settings module: everything comes from the environment (see .env.example)."""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    """Read a string; an empty variable counts as unset."""
+    return os.environ.get(name, "").strip() or default
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be 1/0, true/false, yes/no or on/off.")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number.") from None
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Set it, or run with DJANGO_DEBUG=1 for development."
+        )
+    # Development only: DEBUG gets a throw-away key.
+    SECRET_KEY = "insecure-development-key-not-for-production-use-" + "x" * 20
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "import_export",
+    "django_rq",
+    "cdpstage",
+    "records",
+    "batches",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "cdpstage.urls"
+WSGI_APPLICATION = "cdpstage.wsgi.application"
+ASGI_APPLICATION = "cdpstage.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cdpstage"),
+        conn_max_age=60,
+        conn_health_checks=True,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env_str("DJANGO_MEDIA_ROOT", str(BASE_DIR / "media")))
+STORAGES = {
+    # Uploaded sources, batch files and error logs. Point "default" at an S3-compatible bucket
+    # (django-storages) when workers run on several hosts.
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Big files go to disk, not memory, while they are uploaded.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
+
+EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "cdp-stage@localhost")
+EMAIL_HOST = env_str("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25)
+
+# Behind HTTPS in production: `manage.py check --deploy` is clean with DJANGO_SECURE=1.
+SECURE = env_bool("DJANGO_SECURE", False)
+SESSION_COOKIE_SECURE = SECURE
+CSRF_COOKIE_SECURE = SECURE
+SECURE_SSL_REDIRECT = SECURE
+SECURE_HSTS_SECONDS = 31_536_000 if SECURE else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE
+SECURE_HSTS_PRELOAD = SECURE
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# Redis + RQ. JSON serializer everywhere (never pickle): job arguments are ids only.
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+RQ_JSON_SERIALIZER = "rq.serializers.JSONSerializer"
+# One queue per worker process (see shared/rq-crash-semantics.md §7.1: a multi-queue worker
+# can lose a job in the dequeue window).
+RQ_QUEUE_NAMES = ("imports", "batches")
+RQ_QUEUES = {
+    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600, "SERIALIZER": RQ_JSON_SERIALIZER}
+    for name in RQ_QUEUE_NAMES
+}
+RQ = {"WORKER_CLASS": "cdpstage.worker.CdpStageWorker"}
+RQ_SHOW_ADMIN_LINK = True
+# Seconds between a worker's maintenance passes (RQ registry cleanup + our reconcilers).
+RQ_MAINTENANCE_INTERVAL = env_int("RQ_MAINTENANCE_INTERVAL", 10)
+# Dotted paths of idempotent functions every worker runs during maintenance: they re-enqueue
+# work stuck past its lease, so a job lost with a killed worker or a flushed Redis is redone.
+RECONCILERS = ["records.jobs.reconcile_import_runs", "batches.jobs.reconcile_batches"]
+
+# Sitecore CDP Batch API.
+CDP_BASE_URL = env_str("CDP_BASE_URL", "https://api-engage-eu.sitecorecloud.io")
+CDP_CLIENT_KEY = env_str("CDP_CLIENT_KEY")
+CDP_API_TOKEN = env_str("CDP_API_TOKEN")
+CDP_IDENTITY_PROVIDERS = env_list("CDP_IDENTITY_PROVIDERS", "email,CRM_ID")
+CDP_MAX_FILE_BYTES = env_int("CDP_MAX_FILE_BYTES", 50_000_000)
+CDP_MAX_IN_FLIGHT = env_int("CDP_MAX_IN_FLIGHT", 1)
+CDP_UPLOAD_CONTENT_TYPE = os.environ.get("CDP_UPLOAD_CONTENT_TYPE", "application/gzip").strip()
+CDP_GZIP_CODEC = env_str("CDP_GZIP_CODEC", "isal")
+CDP_GZIP_LEVEL = env_int("CDP_GZIP_LEVEL", 2)
+CDP_HTTP_TIMEOUT = env_int("CDP_HTTP_TIMEOUT", 30)
+CDP_POLL_INTERVALS = [int(s) for s in env_list("CDP_POLL_INTERVALS", "2,5,10,30,60")]
+CDP_LEASE_SECONDS = env_int("CDP_LEASE_SECONDS", 300)
+CDP_MAX_ATTEMPTS = env_int("CDP_MAX_ATTEMPTS", 8)
+
+# Imports.
+IMPORT_BATCH_ROWS = env_int("CDP_IMPORT_BATCH_ROWS", 5000)
+IMPORT_MAX_CELL_CHARS = env_int("CDP_IMPORT_MAX_CELL_CHARS", 10_000)
+IMPORT_EXPORT_SKIP_ADMIN_LOG = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
+    "loggers": {
+        # urllib3 logs full URLs at DEBUG; pre-signed URLs carry signatures.
+        "urllib3": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,42 @@
+"""The RQ worker class every CDP Stage worker runs: short maintenance cadence + our reconcilers."""
+
+import logging
+
+from django.conf import settings
+from django.db import close_old_connections, connections
+from django.utils.module_loading import import_string
+from rq import Worker
+
+logger = logging.getLogger(__name__)
+
+
+class CdpStageWorker(Worker):
+    """An RQ worker that also runs the app's reconcilers during its maintenance passes.
+
+    Why here and not in RQ's cron: RQ's cron always pickles (our queues are JSON) and has no
+    leader election; maintenance already runs on every worker of every host, and each
+    reconciler is idempotent and takes its own database lock, so running it on every worker is
+    safe. django-rq's `rqworker` has no `--maintenance-interval` option, hence the override.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("maintenance_interval", settings.RQ_MAINTENANCE_INTERVAL)
+        super().__init__(*args, **kwargs)
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        run_reconcilers()
+
+
+def run_reconcilers() -> None:
+    """Run every configured reconciler; one failing must not stop the worker or the others."""
+    close_old_connections()
+    try:
+        for path in settings.RECONCILERS:
+            try:
+                import_string(path)()
+            except Exception:
+                logger.exception("Reconciler %s failed", path)
+    finally:
+        # The worker forks a work horse per job: never let a child inherit this socket.
+        connections.close_all()

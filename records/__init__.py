@@ -1,0 +1,1 @@
+"""Staged data: guests, their children, tracking events, imports and review."""

@@ -1,0 +1,47 @@
+"""Project-wide fixtures: media in a temp folder, clean RQ queues, users."""
+
+import django_rq
+import pytest
+from django.conf import settings
+
+
+@pytest.fixture(autouse=True)
+def _media_root(tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def clean_queues():
+    """Empty our queues (and their registries) so a test sees only the jobs it enqueued."""
+    for name in settings.RQ_QUEUE_NAMES:
+        queue = django_rq.get_queue(name)
+        queue.empty()
+        for registry in (
+            queue.scheduled_job_registry,
+            queue.failed_job_registry,
+            queue.finished_job_registry,
+            queue.started_job_registry,
+        ):
+            for job_id in registry.get_job_ids():
+                registry.remove(job_id, delete_job=True)
+    yield
+
+
+@pytest.fixture
+def user_factory(db, django_user_model):
+    def make(username: str, *, perms: tuple[str, ...] = (), groups: tuple[str, ...] = (), **kw):
+        from django.contrib.auth.models import Group, Permission
+
+        user = django_user_model.objects.create_user(
+            username=username, password="pw-" + username, **kw
+        )
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            user.user_permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+        for name in groups:
+            user.groups.add(Group.objects.get(name=name))
+        return user
+
+    return make

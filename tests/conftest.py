@@ -24,7 +24,6 @@ def clean_queues():
         ):
             for job_id in registry.get_job_ids():
                 registry.remove(job_id, delete_job=True)
-    yield
 
 
 @pytest.fixture

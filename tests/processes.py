@@ -5,7 +5,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from django.conf import settings
@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def worker_env(**extra: str) -> dict[str, str]:
     """The environment a worker needs to see what the test sees: the test database, same Redis."""
     db = connection.settings_dict
-    url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+    url = f"postgres://{db['USER'] or 'postgres'}@{host}:{port}/{db['NAME']}"
     env = dict(os.environ)
     env.update(
         DATABASE_URL=url,
@@ -89,8 +90,6 @@ def stop_process_group(process: subprocess.Popen, *, sig: int = signal.SIGTERM) 
             process.wait(timeout=30)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait(timeout=10)

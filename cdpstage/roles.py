@@ -1,0 +1,67 @@
+"""The four roles of DESIGN.md section 1 as permission sets: the one definition a migration syncs."""
+
+from collections.abc import Iterable
+
+RECORD_MODELS = ("guest", "identifier", "subscription", "extension", "trackingevent")
+BATCH_MODELS = ("batch", "batchfile", "batchitem", "batchevent")
+
+
+def _perms(app: str, actions: Iterable[str], models: Iterable[str]) -> list[str]:
+    return [f"{app}.{action}_{model}" for model in models for action in actions]
+
+
+ROLES: dict[str, list[str]] = {
+    # Uploads files, fixes invalid rows, re-imports, creates batches (never approves them).
+    "Stager": [
+        *_perms("records", ("add", "change", "view"), RECORD_MODELS),
+        "records.add_importrun",
+        "records.view_importrun",
+        "batches.add_batch",
+        *_perms("batches", ("view",), BATCH_MODELS),
+    ],
+    # Filters and inspects staged records, marks them ready or holds them back.
+    "Reviewer": [
+        *_perms("records", ("change", "view"), ("guest", "trackingevent")),
+        *_perms("records", ("view",), RECORD_MODELS),
+        "records.view_importrun",
+        *_perms("batches", ("view",), BATCH_MODELS),
+    ],
+    # Inspects built batches and approves them (the service refuses their own).
+    "Approver": [
+        *_perms("records", ("view",), RECORD_MODELS),
+        "records.view_importrun",
+        *_perms("batches", ("view",), BATCH_MODELS),
+        "batches.approve_batch",
+        "batches.change_batch",
+    ],
+    # Answers "what did we send about guest X" and changes nothing.
+    "Auditor": [
+        *_perms("records", ("view",), RECORD_MODELS),
+        "records.view_importrun",
+        *_perms("batches", ("view",), BATCH_MODELS),
+    ],
+}
+
+
+def sync_roles(apps) -> None:
+    """Create or update the role groups from ROLES (used by a data migration; idempotent).
+
+    `apps` is the migration state registry, so this works whatever the current models are.
+    """
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+    group_model = apps.get_model("auth", "Group")
+    permission_model = apps.get_model("auth", "Permission")
+    for name, perms in ROLES.items():
+        group, _ = group_model.objects.get_or_create(name=name)
+        wanted = []
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            wanted.append(
+                permission_model.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+        group.permissions.set(wanted)

@@ -1,0 +1,1 @@
+"""Import screens: background import runs and the django-import-export preview flow."""

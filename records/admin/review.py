@@ -1,0 +1,1 @@
+"""Review screens for guests and tracking events."""

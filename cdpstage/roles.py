@@ -1,4 +1,4 @@
-"""The four roles of DESIGN.md section 1 as permission sets: the one definition a migration syncs."""
+"""The four roles of DESIGN.md section 1 as permission sets, synced by a migration."""
 
 from collections.abc import Iterable
 

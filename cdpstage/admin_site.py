@@ -1,0 +1,15 @@
+"""The admin site: CDP Stage's titles and a dashboard on the index page."""
+
+from django.contrib import admin
+
+
+class CdpStageAdminSite(admin.AdminSite):
+    site_header = "CDP Stage"
+    site_title = "CDP Stage"
+    index_title = "Dashboard"
+
+    def index(self, request, extra_context=None):
+        from cdpstage.dashboard import dashboard_context
+
+        context = {"dashboard": dashboard_context(request.user), **(extra_context or {})}
+        return super().index(request, extra_context=context)

@@ -1,0 +1,357 @@
+"""Record <-> CDP `value`: the one definition of what a staged record looks like in a batch file.
+
+The import pipeline stores a record's canonical value (as `records.rules.clean_*` returns it)
+as minified JSON in `cdp_value`, with its MD5 in `value_hash`; the build streams those bytes
+as they are. The typed columns and child tables are derived from the same value
+(`guest_fields_from_value`, `guest_children_from_value`), and `guest_value_from_instance`
+rebuilds the value from them after an edit, so both directions agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+from records.rules import GUEST_FIELDS, format_cdp_date, format_cdp_datetime, parse_cdp_datetime
+from records.rules.tracking import TRACKING_FIELDS
+
+# Canonical key order of a guest value (the rules' order: cdp-batch-api.md section 3.1 table,
+# then identifiers, subscriptions, extensions).
+GUEST_KEYS: tuple[str, ...] = GUEST_FIELDS
+IDENTIFIER_KEYS: tuple[str, ...] = ("provider", "id", "expiryDate")
+SUBSCRIPTION_KEYS: tuple[str, ...] = ("name", "pointOfSale", "channel", "status", "effectiveDate")
+TRACKING_KEYS: tuple[str, ...] = TRACKING_FIELDS
+
+# value key -> (model column, kind). Kinds: text, date (CDP date), datetime, list (of text).
+GUEST_COLUMNS: dict[str, tuple[str, str]] = {
+    "firstSeen": ("first_seen", "datetime"),
+    "lastSeen": ("last_seen", "datetime"),
+    "guestType": ("guest_type", "text"),
+    "title": ("title", "text"),
+    "firstName": ("first_name", "text"),
+    "lastName": ("last_name", "text"),
+    "gender": ("gender", "text"),
+    "dateOfBirth": ("date_of_birth", "date"),
+    "email": ("email", "text"),
+    "phoneNumbers": ("phone_numbers", "list"),
+    "language": ("language", "text"),
+    "nationality": ("nationality", "text"),
+    "passportNumber": ("passport_number", "text"),
+    "passportExpiry": ("passport_expiry", "date"),
+    "street": ("street", "list"),
+    "city": ("city", "text"),
+    "state": ("state", "text"),
+    "country": ("country", "text"),
+    "postCode": ("post_code", "text"),
+}
+TRACKING_COLUMNS: dict[str, tuple[str, str]] = {
+    "serviceIdentifier": ("service_identifier", "text"),
+    "occurredAt": ("occurred_at", "datetime"),
+    "channel": ("channel", "text"),
+    "type": ("type", "text"),
+    "uotr": ("uotr", "text"),
+    "utms": ("utms", "object"),
+    "feedback": ("feedback", "object"),
+    "identifiers": ("identifiers", "array"),
+}
+
+
+class UnstorableValue(ValueError):
+    """A value that cannot be kept in its typed column (a bad row, not an invalid one).
+
+    `field` is the CDP field path ("dateOfBirth", "subscriptions.0.effectiveDate"); the message
+    never repeats the value, which may be personal data.
+    """
+
+    def __init__(self, field: str, code: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.code = code
+        self.message = message
+
+
+def dump_value(value: Mapping[str, Any]) -> str:
+    """The canonical text of a value: minified UTF-8 JSON, keys in the order given."""
+    return orjson.dumps(value).decode()
+
+
+def value_hash(text: str) -> str:
+    """MD5 (hex) of a value's canonical text: what changed since the last delivery."""
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def _max_lengths(model: type) -> dict[str, int]:
+    lengths: dict[str, int] = {}
+    for field in model._meta.concrete_fields:
+        if getattr(field, "max_length", None):
+            lengths[field.attname] = field.max_length
+        base = getattr(field, "base_field", None)
+        if base is not None and getattr(base, "max_length", None):
+            lengths[field.attname + "[]"] = base.max_length
+    return lengths
+
+
+_LENGTHS: dict[str, dict[str, int]] = {}
+
+
+def column_max_lengths(model_label: str) -> dict[str, int]:
+    """Max lengths of a records model's text columns ("street[]" for an array's items)."""
+    lengths = _LENGTHS.get(model_label)
+    if lengths is None:
+        from django.apps import apps
+
+        lengths = _LENGTHS[model_label] = _max_lengths(apps.get_model("records", model_label))
+    return lengths
+
+
+def _text(field: str, value: Any, limit: int | None) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UnstorableValue(field, "wrong_type", "Must be text.")
+        value = str(value)
+    if limit is not None and len(value) > limit:
+        raise UnstorableValue(
+            field, "too_long", f"Longer than the {limit} characters this field can hold."
+        )
+    return value
+
+
+def _datetime(field: str, value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise UnstorableValue(field, "wrong_type", "Must be an ISO-8601 date-time text.")
+    try:
+        return parse_cdp_datetime(value)
+    except ValueError as exc:
+        raise UnstorableValue(field, "invalid_datetime", str(exc)) from None
+
+
+def _date(field: str, value: Any) -> date | None:
+    parsed = _datetime(field, value)
+    return parsed.date() if parsed is not None else None
+
+
+def _text_list(field: str, value: Any, limit: int | None) -> list[str]:
+    if value in (None, ""):
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise UnstorableValue(field, "wrong_type", "Must be a list of texts.")
+    return [_text(f"{field}.{i}", item, limit) for i, item in enumerate(value)]
+
+
+def guest_fields_from_value(value: Mapping[str, Any]) -> dict[str, Any]:
+    """The Guest model's typed columns (by attname) for a canonical guest value.
+
+    Raises UnstorableValue when a value cannot be kept in its column (unparseable date, text
+    longer than the column): such a row cannot be staged at all.
+    """
+    lengths = column_max_lengths("Guest")
+    fields: dict[str, Any] = {}
+    for key, (column, kind) in GUEST_COLUMNS.items():
+        raw = value.get(key)
+        if kind == "text":
+            fields[column] = _text(key, raw, lengths.get(column))
+        elif kind == "datetime":
+            fields[column] = _datetime(key, raw)
+        elif kind == "date":
+            fields[column] = _date(key, raw)
+        else:
+            fields[column] = _text_list(key, raw, lengths.get(column + "[]"))
+    if not fields["guest_type"]:
+        fields["guest_type"] = "customer"
+    return fields
+
+
+@dataclass(frozen=True, slots=True)
+class GuestChildren:
+    """Typed child rows of a guest value, in their value order (position = list index)."""
+
+    # (position, provider, id, expiry_date)
+    identifiers: list[tuple[int, str, str, datetime | None]]
+    # (position, name, point_of_sale, channel, status, effective_date)
+    subscriptions: list[tuple[int, str, str, str, str, datetime | None]]
+    # (name, key, attributes)
+    extensions: list[tuple[str, str, dict[str, Any]]]
+
+
+def guest_children_from_value(value: Mapping[str, Any]) -> GuestChildren:
+    """The identifier, subscription and extension rows of a canonical guest value.
+
+    Raises UnstorableValue like guest_fields_from_value.
+    """
+    ident_len = column_max_lengths("Identifier")
+    sub_len = column_max_lengths("Subscription")
+    ext_len = column_max_lengths("Extension")
+    identifiers = []
+    for i, item in enumerate(_objects("identifiers", value.get("identifiers"))):
+        identifiers.append(
+            (
+                i,
+                _text(f"identifiers.{i}.provider", item.get("provider"), ident_len["provider"]),
+                _text(f"identifiers.{i}.id", item.get("id"), ident_len["identifier"]),
+                _datetime(f"identifiers.{i}.expiryDate", item.get("expiryDate")),
+            )
+        )
+    subscriptions = []
+    for i, item in enumerate(_objects("subscriptions", value.get("subscriptions"))):
+        p = f"subscriptions.{i}."
+        subscriptions.append(
+            (
+                i,
+                _text(p + "name", item.get("name"), sub_len["name"]),
+                _text(p + "pointOfSale", item.get("pointOfSale"), sub_len["point_of_sale"]),
+                _text(p + "channel", item.get("channel"), sub_len["channel"]),
+                _text(p + "status", item.get("status"), sub_len["status"]),
+                _datetime(p + "effectiveDate", item.get("effectiveDate")),
+            )
+        )
+    extensions = []
+    seen_names: set[str] = set()
+    for i, item in enumerate(_objects("extensions", value.get("extensions"))):
+        name = _text(f"extensions.{i}.name", item.get("name") or "ext", ext_len["name"])
+        key = _text(f"extensions.{i}.key", item.get("key") or "default", ext_len["key"])
+        if name in seen_names:
+            raise UnstorableValue(
+                f"extensions.{i}.name", "duplicate_extension", "Two extension groups share a name."
+            )
+        seen_names.add(name)
+        attributes = {k: v for k, v in item.items() if k not in ("name", "key")}
+        extensions.append((name, key, attributes))
+    return GuestChildren(identifiers, subscriptions, extensions)
+
+
+def _objects(field: str, value: Any) -> list[Mapping[str, Any]]:
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise UnstorableValue(field, "wrong_type", "Must be a list of objects.")
+    return value
+
+
+def _put_text(value: dict[str, Any], key: str, text: str) -> None:
+    if text:
+        value[key] = text
+
+
+def guest_value_from_instance(guest: Any) -> dict[str, Any]:
+    """A guest's CDP value rebuilt from its columns and (prefetched) children.
+
+    The result is CDP-shaped input for `records.rules.clean_guest`, whose output is what gets
+    stored; keys come in canonical order and extension attributes sorted by name (JSONB does not
+    keep key order, so the import path sorts them the same way).
+    """
+    value: dict[str, Any] = {}
+    for key in GUEST_KEYS:
+        if key in GUEST_COLUMNS:
+            column, kind = GUEST_COLUMNS[key]
+            raw = getattr(guest, column)
+            if kind == "text":
+                _put_text(value, key, raw or "")
+            elif kind == "datetime":
+                if raw is not None:
+                    value[key] = format_cdp_datetime(raw)
+            elif kind == "date":
+                if raw is not None:
+                    value[key] = format_cdp_date(raw)
+            elif raw:
+                value[key] = list(raw)
+        elif key == "subscriptions":
+            subscriptions = [_subscription_value(s) for s in guest.subscriptions.all()]
+            if subscriptions:
+                value[key] = subscriptions
+        elif key == "identifiers":
+            identifiers = [_identifier_value(i) for i in guest.identifiers.all()]
+            if identifiers:
+                value[key] = identifiers
+        elif key == "extensions":
+            extensions = [_extension_value(e) for e in guest.extensions.all()]
+            if extensions:
+                value[key] = extensions
+    return value
+
+
+def _identifier_value(identifier: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {"provider": identifier.provider, "id": identifier.identifier}
+    if identifier.expiry_date is not None:
+        item["expiryDate"] = format_cdp_datetime(identifier.expiry_date)
+    return item
+
+
+def _subscription_value(subscription: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    _put_text(item, "name", subscription.name)
+    _put_text(item, "pointOfSale", subscription.point_of_sale)
+    _put_text(item, "channel", subscription.channel)
+    _put_text(item, "status", subscription.status)
+    if subscription.effective_date is not None:
+        item["effectiveDate"] = format_cdp_datetime(subscription.effective_date)
+    return item
+
+
+def _extension_value(extension: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {"name": extension.name, "key": extension.key}
+    item.update(sorted_attributes(extension.attributes))
+    return item
+
+
+def sorted_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """Attributes sorted by name: the one order both import and edit paths feed to the rules."""
+    return {k: attributes[k] for k in sorted(attributes)}
+
+
+def tracking_fields_from_value(value: Mapping[str, Any]) -> dict[str, Any]:
+    """The TrackingEvent model's typed columns for a canonical tracking value.
+
+    Raises UnstorableValue when a value cannot be kept in its column.
+    """
+    lengths = column_max_lengths("TrackingEvent")
+    fields: dict[str, Any] = {}
+    for key, (column, kind) in TRACKING_COLUMNS.items():
+        raw = value.get(key)
+        if kind == "text":
+            fields[column] = _text(key, raw, lengths.get(column))
+        elif kind == "datetime":
+            fields[column] = _datetime(key, raw)
+        elif kind == "object":
+            if raw in (None, ""):
+                raw = {}
+            if not isinstance(raw, Mapping):
+                raise UnstorableValue(key, "wrong_type", "Must be an object.")
+            fields[column] = dict(raw)
+        else:
+            fields[column] = list(_objects(key, raw))
+    return fields
+
+
+def tracking_value_from_instance(event: Any) -> dict[str, Any]:
+    """A tracking event's CDP value rebuilt from its columns (input for clean_tracking)."""
+    value: dict[str, Any] = {}
+    for key in TRACKING_KEYS:
+        column, kind = TRACKING_COLUMNS[key]
+        raw = getattr(event, column)
+        if kind == "text":
+            _put_text(value, key, raw or "")
+        elif kind == "datetime":
+            if raw is not None:
+                value[key] = format_cdp_datetime(raw)
+        elif kind == "object":
+            if raw:
+                value[key] = sorted_attributes(raw)
+        elif raw:
+            value[key] = list(raw)
+    return value
+
+
+def problems_as_json(problems: Iterable[Any]) -> list[dict[str, str]]:
+    """Rule problems as stored in `validation_errors`: [{field, code, message}]."""
+    return [{"field": p.field, "code": p.code, "message": p.message} for p in problems]

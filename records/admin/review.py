@@ -1,1 +1,893 @@
-"""Review screens for guests and tracking events."""
+"""Review screens for guests and tracking events: masked lists, filters, actions, safe edits.
+
+Personal data is shown only to users with `records.view_pii` (records.masking decides); everyone
+else gets masked columns and read-only masked fields, and search still matches for them. Change
+lists stay fast at millions of rows: no full COUNT(*) per page (EstimatedCountPaginator), joins
+via list_select_related, index-backed ordering and filters. Every write goes through
+records.services.review, one service call per action.
+"""
+
+import contextlib
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.postgres.forms import SimpleArrayField
+from django.core.cache import cache
+from django.core.paginator import Paginator
+from django.db import connection
+from django.db.models import Q
+from django.http import HttpResponseRedirect
+from django.urls import NoReverseMatch, reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from cdpstage.errors import ApplicationError
+from records import masking
+from records.masking import PERSONAL_FIELD_NAMES, can_view_pii, mask_value
+from records.models import (
+    DeliveryStatus,
+    Extension,
+    Guest,
+    Identifier,
+    ReviewStatus,
+    Subscription,
+    TrackingEvent,
+)
+from records.selectors import (
+    guest_countries,
+    guests_with_identifier,
+    import_runs_for_schema,
+    table_row_estimate,
+)
+from records.services.review import (
+    GUEST_EDITABLE_FIELDS,
+    TRACKING_EDITABLE_FIELDS,
+    guest_update,
+    records_delete,
+    records_hold,
+    records_mark_new,
+    records_mark_ready,
+    tracking_event_update,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Delivery history hook: the batches app (which may import records, never the reverse)
+# registers a renderer per model; the guest and tracking pages show its HTML in their
+# "Delivery history" section.
+
+DeliveryHistoryRenderer = Callable[[Any], str]
+_delivery_history_renderers: dict[type, DeliveryHistoryRenderer] = {}
+
+
+def register_delivery_history(model: type, renderer: DeliveryHistoryRenderer) -> None:
+    """Show `renderer(record)` (safe HTML, no personal data) as the record's delivery history."""
+    _delivery_history_renderers[model] = renderer
+
+
+def render_delivery_history(record: Any) -> str:
+    renderer = _delivery_history_renderers.get(type(record))
+    if renderer is None or record.pk is None:
+        return "No deliveries yet."
+    return renderer(record)
+
+
+# ---------------------------------------------------------------------------------------------
+# Counting without COUNT(*).
+
+ESTIMATE_ABOVE = 50_000
+COUNT_CAP = 10_000
+
+
+class EstimatedCountPaginator(Paginator):
+    """A paginator that never counts a big table row by row.
+
+    Unfiltered: PostgreSQL's own estimate (pg_class.reltuples) once the table is big. Filtered:
+    an exact count up to COUNT_CAP rows (LIMIT in a subquery stops early), beyond that the
+    planner's estimate. Page links past a too-low estimate are unreachable and the last pages
+    of a too-high one are empty: acceptable for review lists, unlike a 1 s COUNT per page.
+    """
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        if not queryset.query.where:
+            estimate = table_row_estimate(model=queryset.model)
+            if estimate >= ESTIMATE_ABOVE:
+                return estimate
+        capped = queryset.order_by().values("pk")[: COUNT_CAP + 1].count()
+        if capped <= COUNT_CAP:
+            return capped
+        return max(capped, _planner_estimate(queryset))
+
+
+def _planner_estimate(queryset) -> int:
+    sql, params = queryset.order_by().values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str | bytes):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Filters.
+
+
+def _error_codes(model: type) -> list[str]:
+    # Only invalid records carry problems, so the (review_status, id) index narrows the scan;
+    # cached briefly because filters are drawn on every page of the change list.
+    key = f"records-review-error-codes-{model._meta.model_name}"
+    codes = cache.get(key)
+    if codes is None:
+        table = model._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT DISTINCT e->>'code' FROM {table}, "  # noqa: S608 - model table name
+                "jsonb_array_elements(validation_errors) AS e "
+                "WHERE review_status = %s ORDER BY 1",
+                [ReviewStatus.INVALID],
+            )
+            codes = [row[0] for row in cursor.fetchall() if row[0]]
+        cache.set(key, codes, 60)
+    return codes
+
+
+class ErrorCodeFilter(admin.SimpleListFilter):
+    """Records with a validation problem of this code (GIN index on validation_errors)."""
+
+    title = "error code"
+    parameter_name = "error_code"
+
+    def lookups(self, request, model_admin):
+        codes = _error_codes(model_admin.model)
+        if self.value() and self.value() not in codes:
+            codes = [*codes, self.value()]
+        return [(code, code.replace("_", " ")) for code in codes]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(validation_errors__contains=[{"code": self.value()}])
+        return queryset
+
+
+class ImportRunFilter(admin.SimpleListFilter):
+    """Records staged (or last updated) by one import run; lists the latest runs."""
+
+    title = "import run"
+    parameter_name = "import_run"
+    schema = "guest"
+
+    def lookups(self, request, model_admin):
+        runs = list(import_runs_for_schema(schema=self.schema))
+        choices = [(str(run.pk), f"#{run.pk} {run.original_name}") for run in runs]
+        if self.value() and self.value() not in {value for value, _ in choices}:
+            choices.append((self.value(), f"#{self.value()}"))
+        return choices
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value and value.isdigit():
+            return queryset.filter(import_run_id=int(value))
+        return queryset
+
+
+class TrackingImportRunFilter(ImportRunFilter):
+    schema = "tracking"
+
+
+class CountryFilter(admin.SimpleListFilter):
+    """Guests of one country; the choices come from a loose index scan, not SELECT DISTINCT."""
+
+    title = "country"
+    parameter_name = "country"
+
+    def lookups(self, request, model_admin):
+        return [(code, code) for code in guest_countries()]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(country=self.value())
+        return queryset
+
+
+class YesNoFilter(admin.SimpleListFilter):
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        if self.value() in {"yes", "no"}:
+            return self.apply(queryset, present=self.value() == "yes")
+        return queryset
+
+    def apply(self, queryset, *, present: bool):
+        raise NotImplementedError
+
+
+class HasIdentifierFilter(YesNoFilter):
+    title = "has identifier"
+    parameter_name = "has_identifier"
+
+    def apply(self, queryset, *, present: bool):
+        return guests_with_identifier(queryset, present=present)
+
+
+class LockedFilter(YesNoFilter):
+    title = "in a live batch"
+    parameter_name = "locked"
+
+    def apply(self, queryset, *, present: bool):
+        return queryset.filter(locked_by_batch_id__isnull=not present)
+
+
+# ---------------------------------------------------------------------------------------------
+# Form fields that read and write the way people type.
+
+
+class LinesArrayField(SimpleArrayField):
+    """A list of texts edited one per line (street lines may contain commas)."""
+
+    widget = forms.Textarea(attrs={"rows": 3})
+
+    def __init__(self, base_field, **kwargs):
+        kwargs.pop("delimiter", None)
+        super().__init__(base_field, delimiter="\n", **kwargs)
+
+    def to_python(self, value):
+        if isinstance(value, str):
+            value = "\n".join(line.strip() for line in value.splitlines() if line.strip())
+        return super().to_python(value)
+
+
+class PrettyJSONField(forms.JSONField):
+    """JSON shown indented, so attributes and objects are readable and editable."""
+
+    widget = forms.Textarea(attrs={"rows": 6, "cols": 60, "style": "font-family: monospace"})
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)
+
+
+def _pretty_json(value: Any) -> SafeString:
+    return format_html("<pre>{}</pre>", json.dumps(value, ensure_ascii=False, indent=2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Masked displays.
+
+
+def _list_mask(mask: Callable[[object], str]) -> Callable[[object], str]:
+    return lambda items: ", ".join(mask(item) for item in items or [])
+
+
+MASKERS: dict[str, Callable[[object], str]] = {
+    "email": masking.mask_email,
+    "identity_key": masking.mask_identity_key,
+    "guest_identity_key": masking.mask_identity_key,
+    "date_of_birth": masking.mask_date,
+    "passport_expiry": masking.mask_date,
+    "phone_numbers": _list_mask(masking.mask_phone),
+    "street": _list_mask(masking.mask_text),
+    "identifier": lambda value: masking.mask_identifier({"id": value})["id"],
+    "identifiers": lambda items: json.dumps(
+        [masking.mask_identifier(item) for item in items or [] if isinstance(item, dict)]
+    ),
+    "feedback": lambda value: json.dumps(mask_value(value or {}, "tracking")),
+}
+
+
+def masked_display(field_name: str, label: str):
+    """An admin display method showing a personal field masked (for users without view_pii)."""
+    mask = MASKERS.get(field_name, masking.mask_text)
+
+    @admin.display(description=label)
+    def display(self, obj):
+        return mask(getattr(obj, field_name)) or "-"
+
+    display.__name__ = f"masked_{field_name}"
+    return display
+
+
+def _masked_name(field_name: str) -> str:
+    return f"masked_{field_name}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared behaviour of the two review admins.
+
+
+class StagedRecordAdmin(admin.ModelAdmin):
+    """What the guest and tracking-event admins share: counting, actions, saving, deleting."""
+
+    schema = "guest"
+    editable_fields: frozenset[str] = frozenset()
+    lifecycle_fields = (
+        "ref",
+        "mode",
+        "review_status",
+        "validation_errors_display",
+        "delivery_status",
+        "delivered_hash",
+        "value_hash",
+        "locked_display",
+        "import_run_display",
+        "source_row",
+        "created_at",
+        "updated_at",
+        "cdp_value_display",
+        "delivery_history",
+    )
+    actions = ("mark_ready", "hold", "mark_new")
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    list_per_page = 100
+    list_select_related = ("import_run",)
+    ordering = ("-id",)
+    # Only indexed columns: sorting 1M rows by anything else is a full sort on every page.
+    sortable_by = ("id", "review_status", "delivery_status")
+    change_form_template = None
+
+    # ---- permissions and visibility -------------------------------------------------------
+
+    def personal_fields(self) -> frozenset[str]:
+        return PERSONAL_FIELD_NAMES[self.schema]
+
+    def has_change_permission(self, request, obj=None):
+        # A record in a live batch is frozen: its page becomes read-only (with a banner).
+        if obj is not None and obj.is_locked:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and (
+            obj.is_locked or obj.delivery_status == DeliveryStatus.DELIVERED or obj.delivered_hash
+        ):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def _visible(self, request, names):
+        """Field names with personal ones swapped for their masked display, without view_pii."""
+        if can_view_pii(request.user):
+            return tuple(names)
+        personal = self.personal_fields()
+        return tuple(_masked_name(n) if n in personal else n for n in names)
+
+    def get_fieldsets(self, request, obj=None):
+        return [
+            (title, {**options, "fields": self._visible(request, options["fields"])})
+            for title, options in self.base_fieldsets(obj)
+        ]
+
+    def base_fieldsets(self, obj):
+        raise NotImplementedError
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(self.lifecycle_fields)
+        readonly += [n for n in ("guest_identity_key", "identity_key") if hasattr(self.model, n)]
+        if not can_view_pii(request.user):
+            readonly += [_masked_name(n) for n in self.personal_fields()]
+        return readonly
+
+    def get_list_display(self, request):
+        return self._visible(request, self.list_display)
+
+    # ---- displays -------------------------------------------------------------------------
+
+    @admin.display(description="errors")
+    def error_count(self, obj):
+        return len(obj.validation_errors or []) or ""
+
+    @admin.display(description="validation errors")
+    def validation_errors_display(self, obj):
+        errors = obj.validation_errors or []
+        if not errors:
+            return "None"
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join(
+                "",
+                "<li><strong>{}</strong>: {} <small>({})</small></li>",
+                (
+                    (e.get("field", ""), e.get("message", ""), e.get("code", ""))
+                    for e in errors
+                    if isinstance(e, dict)
+                ),
+            ),
+        )
+
+    @admin.display(description="import run")
+    def import_run_display(self, obj):
+        if obj.import_run_id is None:
+            return "-"
+        try:
+            url = reverse("admin:records_importrun_change", args=[obj.import_run_id])
+        except NoReverseMatch:
+            return f"#{obj.import_run_id}"
+        return format_html('<a href="{}">#{}</a>', url, obj.import_run_id)
+
+    @admin.display(description="live batch")
+    def locked_display(self, obj):
+        if obj.locked_by_batch_id is None:
+            return "-"
+        return f"Batch {obj.locked_by_batch_id}"
+
+    @admin.display(description="CDP value (what the batch file will contain)")
+    def cdp_value_display(self, obj):
+        # The request is not passed to display methods; get_form stores whether to mask.
+        if not obj.cdp_value:
+            return "Not computed yet."
+        value = json.loads(obj.cdp_value)
+        if not getattr(obj, "_show_pii", False):
+            value = mask_value(value, self.schema)
+        return _pretty_json(value)
+
+    @admin.display(description="delivery history")
+    def delivery_history(self, obj):
+        return render_delivery_history(obj)
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            # Read by cdp_value_display and inlines, which only receive the object.
+            obj._show_pii = can_view_pii(request.user)
+        return obj
+
+    # ---- actions: one service call each ---------------------------------------------------
+
+    def _review(self, request, service, queryset):
+        try:
+            result = service(model=self.model, queryset=queryset, user=request.user)
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        level = messages.SUCCESS if result.skipped == 0 else messages.WARNING
+        self.message_user(request, result.message(str(self.model._meta.verbose_name_plural)), level)
+
+    @admin.action(description="Mark ready", permissions=["change"])
+    def mark_ready(self, request, queryset):
+        self._review(request, records_mark_ready, queryset)
+
+    @admin.action(description="Hold", permissions=["change"])
+    def hold(self, request, queryset):
+        self._review(request, records_hold, queryset)
+
+    @admin.action(description="Back to new", permissions=["change"])
+    def mark_new(self, request, queryset):
+        self._review(request, records_mark_new, queryset)
+
+    # ---- saving: through the review services ----------------------------------------------
+
+    def save_model(self, request, obj, form, change):
+        # Deliberately empty: save_related saves the record, its children and re-validates in
+        # one service call, so a refused edit leaves nothing half-saved.
+        pass
+
+    def changed_fields(self, form, change) -> dict[str, Any]:
+        names = form.changed_data if change else list(form.cleaned_data)
+        return {n: getattr(form.instance, n) for n in names if n in self.editable_fields}
+
+    def save_related(self, request, form, formsets, change):
+        try:
+            self.save_through_service(request, form, formsets, change)
+        except ApplicationError as exc:
+            request._review_save_error = exc.message
+            self.message_user(request, exc.message, messages.ERROR)
+
+    def save_through_service(self, request, form, formsets, change):
+        raise NotImplementedError
+
+    def log_change(self, request, obj, message):
+        if getattr(request, "_review_save_error", None) is None:
+            return super().log_change(request, obj, message)
+        return None
+
+    def log_addition(self, request, obj, message):
+        if getattr(request, "_review_save_error", None) is None:
+            return super().log_addition(request, obj, message)
+        return None
+
+    def response_change(self, request, obj):
+        if getattr(request, "_review_save_error", None) is not None:
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if getattr(request, "_review_save_error", None) is not None:
+            return HttpResponseRedirect(request.path)
+        return super().response_add(request, obj, post_url_continue)
+
+    # ---- deleting: never locked or delivered records --------------------------------------
+
+    def delete_model(self, request, obj):
+        self.delete_queryset(request, self.model.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        try:
+            result = records_delete(model=self.model, queryset=queryset, user=request.user)
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        if result.skipped:
+            self.message_user(
+                request,
+                f"{result.skipped} records were not deleted: they are in a live batch or "
+                "were delivered to CDP.",
+                messages.WARNING,
+            )
+
+    # ---- search: exact, index-backed; matches for masked users too ------------------------
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(self.search_q(term)), False
+
+    def search_q(self, term: str) -> Q:
+        query = Q(pk__in=[])
+        with contextlib.suppress(ValueError):
+            query |= Q(ref=uuid.UUID(term))
+        if term.isdigit() and len(term) < 18:
+            query |= Q(pk=int(term))
+        return query
+
+
+# ---------------------------------------------------------------------------------------------
+# Guests.
+
+
+class GuestForm(forms.ModelForm):
+    class Meta:
+        model = Guest
+        fields = sorted(GUEST_EDITABLE_FIELDS)
+        field_classes = {"phone_numbers": LinesArrayField, "street": LinesArrayField}
+
+
+class ParentLockMixin:
+    """Inline rows follow the guest: frozen while it is in a live batch."""
+
+    def _parent_locked(self, obj) -> bool:
+        return obj is not None and obj.is_locked
+
+    def has_add_permission(self, request, obj=None):
+        return not self._parent_locked(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return not self._parent_locked(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return not self._parent_locked(obj) and super().has_delete_permission(request, obj)
+
+
+class IdentifierInline(ParentLockMixin, admin.TabularInline):
+    model = Identifier
+    extra = 0
+    fields = ("position", "provider", "identifier", "expiry_date")
+    ordering = ("position",)
+
+    masked_identifier = masked_display("identifier", "id")
+
+    def get_fields(self, request, obj=None):
+        if can_view_pii(request.user):
+            return self.fields
+        return ("position", "provider", "masked_identifier", "expiry_date")
+
+    def get_readonly_fields(self, request, obj=None):
+        if can_view_pii(request.user):
+            return ()
+        return ("position", "provider", "masked_identifier", "expiry_date")
+
+    # Without view_pii nobody may add or change an identifier they cannot see.
+    def has_add_permission(self, request, obj=None):
+        return can_view_pii(request.user) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return can_view_pii(request.user) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return can_view_pii(request.user) and super().has_delete_permission(request, obj)
+
+
+class SubscriptionInline(ParentLockMixin, admin.TabularInline):
+    model = Subscription
+    extra = 0
+    fields = ("position", "name", "point_of_sale", "channel", "status", "effective_date")
+    ordering = ("position",)
+
+
+class ExtensionForm(forms.ModelForm):
+    class Meta:
+        model = Extension
+        fields = ("name", "key", "attributes")
+        field_classes = {"attributes": PrettyJSONField}
+
+
+class ExtensionInline(ParentLockMixin, admin.StackedInline):
+    model = Extension
+    form = ExtensionForm
+    extra = 0
+    fields = ("name", "key", "attributes")
+    readonly_when_masked = ("name", "key", "attributes_display")
+    # Inline instances are made per request (get_inline_instances), so this is per request.
+    show_pii = False
+
+    @admin.display(description="attributes")
+    def attributes_display(self, obj):
+        value = {"name": obj.name, "key": obj.key, **(obj.attributes or {})}
+        if not self.show_pii:
+            value = mask_value({"extensions": [value]}, "guest")["extensions"][0]
+        value.pop("name", None)
+        value.pop("key", None)
+        return _pretty_json(value)
+
+    def get_formset(self, request, obj=None, **kwargs):
+        self.show_pii = can_view_pii(request.user)
+        return super().get_formset(request, obj, **kwargs)
+
+    def _editable(self, request, obj) -> bool:
+        return can_view_pii(request.user) and self.has_change_permission(request, obj)
+
+    def get_fields(self, request, obj=None):
+        return self.fields if self._editable(request, obj) else self.readonly_when_masked
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if self._editable(request, obj) else self.readonly_when_masked
+
+    # Without view_pii nobody may change attributes they cannot see.
+    def has_add_permission(self, request, obj=None):
+        return can_view_pii(request.user) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return can_view_pii(request.user) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return can_view_pii(request.user) and super().has_delete_permission(request, obj)
+
+
+@admin.register(Guest)
+class GuestAdmin(StagedRecordAdmin):
+    schema = "guest"
+    editable_fields = GUEST_EDITABLE_FIELDS
+    form = GuestForm
+    inlines = (IdentifierInline, SubscriptionInline, ExtensionInline)
+    list_display = (
+        "id",
+        "identity_key",
+        "email",
+        "full_name",
+        "country",
+        "review_status",
+        "error_count",
+        "delivery_status",
+        "import_run_display",
+        "locked_display",
+    )
+    list_display_links = ("id",)
+    list_filter = (
+        "review_status",
+        "delivery_status",
+        ErrorCodeFilter,
+        ImportRunFilter,
+        CountryFilter,
+        HasIdentifierFilter,
+        LockedFilter,
+    )
+    search_help_text = "Exact email, identifier id, identity key (provider:id), ref or database id."
+    search_fields = ("identity_key",)  # shows the search box; matching is search_q's
+
+    masked_identity_key = masked_display("identity_key", "identity key")
+    masked_email = masked_display("email", "email")
+    masked_first_name = masked_display("first_name", "first name")
+    masked_last_name = masked_display("last_name", "last name")
+    masked_date_of_birth = masked_display("date_of_birth", "date of birth")
+    masked_phone_numbers = masked_display("phone_numbers", "phone numbers")
+    masked_street = masked_display("street", "street")
+    masked_city = masked_display("city", "city")
+    masked_post_code = masked_display("post_code", "post code")
+    masked_passport_number = masked_display("passport_number", "passport number")
+    masked_passport_expiry = masked_display("passport_expiry", "passport expiry")
+
+    @admin.display(description="name")
+    def full_name(self, obj):
+        return " ".join(p for p in (obj.first_name, obj.last_name) if p) or "-"
+
+    @admin.display(description="name")
+    def masked_full_name(self, obj):
+        return " ".join(masking.mask_text(p) for p in (obj.first_name, obj.last_name) if p) or "-"
+
+    def get_list_display(self, request):
+        names = super().get_list_display(request)
+        if can_view_pii(request.user):
+            return names
+        return tuple("masked_full_name" if n == "full_name" else n for n in names)
+
+    def base_fieldsets(self, obj):
+        return [
+            (
+                None,
+                {
+                    "fields": (
+                        "ref",
+                        "identity_key",
+                        "review_status",
+                        "validation_errors_display",
+                        "delivery_status",
+                        "locked_display",
+                    )
+                },
+            ),
+            (
+                "Person",
+                {
+                    "fields": (
+                        "email",
+                        "title",
+                        "first_name",
+                        "last_name",
+                        "gender",
+                        "date_of_birth",
+                        "nationality",
+                        "language",
+                        "guest_type",
+                    )
+                },
+            ),
+            (
+                "Address and phone",
+                {"fields": ("phone_numbers", "street", "city", "state", "post_code", "country")},
+            ),
+            ("Passport", {"fields": ("passport_number", "passport_expiry")}),
+            ("Activity", {"fields": ("first_seen", "last_seen")}),
+            (
+                "CDP value",
+                {"fields": ("cdp_value_display", "value_hash", "delivered_hash", "mode")},
+            ),
+            (
+                "Source",
+                {"fields": ("import_run_display", "source_row", "created_at", "updated_at")},
+            ),
+            # The batches app fills this in via register_delivery_history().
+            ("Delivery history", {"fields": ("delivery_history",)}),
+        ]
+
+    def search_q(self, term: str) -> Q:
+        query = super().search_q(term)
+        providers = list(settings.CDP_IDENTITY_PROVIDERS)
+        keys = [term] + [f"{provider}:{term}" for provider in providers]
+        query |= Q(identity_key__in=keys)
+        # A lower-priority identifier (not the identity key): resolved first through the
+        # (provider, identifier) index, so the OR below stays a bitmap of index scans.
+        guest_ids = list(
+            Identifier.objects.filter(provider__in=providers, identifier=term).values_list(
+                "guest_id", flat=True
+            )[:1000]
+        )
+        if guest_ids:
+            query |= Q(pk__in=guest_ids)
+        if "@" in term:
+            # Emails are stored normalised to lower case by the rules.
+            query |= Q(email=term.lower())
+        return query
+
+    def save_through_service(self, request, form, formsets, change):
+        def save_children():
+            for formset in formsets:
+                self.save_formset(request, form, formset, change=change)
+
+        guest_update(
+            guest=form.instance,
+            fields=self.changed_fields(form, change),
+            user=request.user,
+            save_children=save_children,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Tracking events.
+
+
+class TrackingEventForm(forms.ModelForm):
+    class Meta:
+        model = TrackingEvent
+        fields = sorted(TRACKING_EDITABLE_FIELDS)
+        field_classes = {
+            "utms": PrettyJSONField,
+            "feedback": PrettyJSONField,
+            "identifiers": PrettyJSONField,
+        }
+
+
+@admin.register(TrackingEvent)
+class TrackingEventAdmin(StagedRecordAdmin):
+    schema = "tracking"
+    editable_fields = TRACKING_EDITABLE_FIELDS
+    form = TrackingEventForm
+    list_display = (
+        "id",
+        "guest_identity_key",
+        "service_identifier",
+        "type",
+        "channel",
+        "occurred_at",
+        "review_status",
+        "error_count",
+        "delivery_status",
+        "import_run_display",
+        "locked_display",
+    )
+    list_display_links = ("id",)
+    list_filter = (
+        "review_status",
+        "delivery_status",
+        ErrorCodeFilter,
+        TrackingImportRunFilter,
+        LockedFilter,
+    )
+    search_help_text = "Exact guest identity (provider:id or id), ref or database id."
+    search_fields = ("guest_identity_key",)
+
+    masked_guest_identity_key = masked_display("guest_identity_key", "guest identity")
+    masked_identifiers = masked_display("identifiers", "identifiers")
+    masked_uotr = masked_display("uotr", "uotr")
+    masked_feedback = masked_display("feedback", "feedback")
+
+    def base_fieldsets(self, obj):
+        return [
+            (
+                None,
+                {
+                    "fields": (
+                        "ref",
+                        "guest_identity_key",
+                        "review_status",
+                        "validation_errors_display",
+                        "delivery_status",
+                        "locked_display",
+                    )
+                },
+            ),
+            (
+                "Event",
+                {
+                    "fields": (
+                        "service_identifier",
+                        "occurred_at",
+                        "channel",
+                        "type",
+                        "uotr",
+                        "utms",
+                        "feedback",
+                        "identifiers",
+                    )
+                },
+            ),
+            (
+                "CDP value",
+                {"fields": ("cdp_value_display", "value_hash", "delivered_hash", "mode")},
+            ),
+            (
+                "Source",
+                {"fields": ("import_run_display", "source_row", "created_at", "updated_at")},
+            ),
+            ("Delivery history", {"fields": ("delivery_history",)}),
+        ]
+
+    def search_q(self, term: str) -> Q:
+        query = super().search_q(term)
+        keys = [term] + [f"{p}:{term}" for p in settings.CDP_IDENTITY_PROVIDERS]
+        return query | Q(guest_identity_key__in=keys)
+
+    def save_through_service(self, request, form, formsets, change):
+        tracking_event_update(
+            event=form.instance,
+            fields=self.changed_fields(form, change),
+            user=request.user,
+        )

@@ -1,0 +1,383 @@
+"""Review admin: masking for users without view_pii, filters, saving through the services,
+locked records, actions with counts, and change lists that never count a whole table."""
+
+import pytest
+from django import forms
+from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from records.admin import review as review_admin
+from records.models import Guest, ReviewStatus, TrackingEvent
+from tests.records.factories import GuestFactory, TrackingEventFactory
+
+pytestmark = pytest.mark.django_db
+
+DISTINCT_EMAIL = "zelda.quixotica@distinctive-mail.org"
+DISTINCT_FIRST = "Quixotica"
+DISTINCT_CRM = "CRM-ZX-998877"
+
+REVIEWER_PERMS = (
+    "records.view_guest",
+    "records.change_guest",
+    "records.view_identifier",
+    "records.view_subscription",
+    "records.view_extension",
+    "records.view_trackingevent",
+    "records.change_trackingevent",
+)
+EDITOR_PERMS = (
+    *REVIEWER_PERMS,
+    "records.view_pii",
+    "records.change_identifier",
+    "records.add_identifier",
+    "records.change_subscription",
+    "records.change_extension",
+)
+
+CHANGELIST = reverse("admin:records_guest_changelist")
+
+
+def _change_url(guest):
+    return reverse("admin:records_guest_change", args=[guest.pk])
+
+
+@pytest.fixture
+def reviewer(client, user_factory):
+    user = user_factory("adm-reviewer", perms=REVIEWER_PERMS, is_staff=True)
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def editor(client, user_factory):
+    user = user_factory("adm-editor", perms=EDITOR_PERMS, is_staff=True)
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def distinct_guest():
+    return GuestFactory(
+        email=DISTINCT_EMAIL,
+        first_name=DISTINCT_FIRST,
+        city="Ballyquixote",
+        identifiers=[("email", DISTINCT_EMAIL), ("CRM_ID", DISTINCT_CRM)],
+        extensions={"ext": {"loyaltyTier": "Platinumish"}},
+    )
+
+
+PERSONAL_SNIPPETS = (
+    DISTINCT_EMAIL,
+    "zelda.quixotica",
+    DISTINCT_FIRST,
+    DISTINCT_CRM,
+    "Ballyquixote",
+    "Platinumish",
+)
+
+
+def test_guest_changelist_masks_personal_data_for_reviewer(client, reviewer, distinct_guest):
+    response = client.get(CHANGELIST)
+    assert response.status_code == 200
+    html = response.content.decode()
+    for snippet in PERSONAL_SNIPPETS:
+        assert snippet not in html, snippet
+    assert "z***@d***.org" in html
+    assert "email:z***@d***.org" in html
+
+
+def test_guest_changelist_shows_personal_data_with_view_pii(client, editor, distinct_guest):
+    html = client.get(CHANGELIST).content.decode()
+    assert DISTINCT_EMAIL in html
+    assert DISTINCT_FIRST in html
+
+
+def test_guest_change_page_masks_everything_for_reviewer(client, reviewer, distinct_guest):
+    response = client.get(_change_url(distinct_guest))
+    assert response.status_code == 200
+    html = response.content.decode()
+    for snippet in PERSONAL_SNIPPETS:
+        assert snippet not in html, snippet
+    form = response.context["adminform"].form
+    assert "email" not in form.fields
+    assert "first_name" not in form.fields
+    assert "language" in form.fields  # not personal: reviewers may fix it
+    assert "C***" in html  # the CRM identifier, masked
+
+
+def test_guest_change_page_shows_everything_with_view_pii(client, editor, distinct_guest):
+    html = client.get(_change_url(distinct_guest)).content.decode()
+    for snippet in PERSONAL_SNIPPETS:
+        assert snippet in html, snippet
+    assert "Delivery history" in html
+
+
+def test_guest_search_matches_for_masked_user(client, reviewer, distinct_guest):
+    GuestFactory.create_batch(2)
+    for term in (DISTINCT_EMAIL, DISTINCT_EMAIL.upper(), DISTINCT_CRM, str(distinct_guest.ref)):
+        response = client.get(CHANGELIST, {"q": term})
+        assert [g.pk for g in response.context["cl"].result_list] == [distinct_guest.pk], term
+        results = _result_table(response.content.decode())
+        assert "z***@d***.org" in results
+        assert "zelda" not in results.lower()
+
+
+def _result_table(html: str) -> str:
+    # The rows only: the search box and sort links echo the user's own search term.
+    start = html.index("<tbody>", html.index('id="result_list"'))
+    return html[start : html.index("</tbody>", start)]
+
+
+def test_guest_error_code_filter(client, reviewer):
+    invalid = GuestFactory(email="no-at-sign")
+    GuestFactory()
+    response = client.get(CHANGELIST, {"error_code": "invalid_email"})
+    assert [g.pk for g in response.context["cl"].result_list] == [invalid.pk]
+    assert "invalid email" in response.content.decode()  # offered as a filter choice
+
+
+def test_guest_has_identifier_filter(client, reviewer):
+    with_identifier = GuestFactory()
+    without = GuestFactory(identifiers=[])
+    response = client.get(CHANGELIST, {"has_identifier": "no"})
+    assert [g.pk for g in response.context["cl"].result_list] == [without.pk]
+    response = client.get(CHANGELIST, {"has_identifier": "yes"})
+    assert [g.pk for g in response.context["cl"].result_list] == [with_identifier.pk]
+
+
+def test_guest_country_and_locked_filters(client, reviewer):
+    french = GuestFactory(country="FR")
+    irish = GuestFactory(country="IE")
+    Guest.objects.filter(pk=irish.pk).update(locked_by_batch_id=5)
+    response = client.get(CHANGELIST, {"country": "FR"})
+    assert [g.pk for g in response.context["cl"].result_list] == [french.pk]
+    assert "FR" in [c for c, _ in review_admin.CountryFilter.lookups(None, None, None)]
+    response = client.get(CHANGELIST, {"locked": "yes"})
+    assert [g.pk for g in response.context["cl"].result_list] == [irish.pk]
+
+
+def _post_data(response) -> dict:
+    """The change form as a browser would post it back, built from the rendered forms."""
+    data: dict = {}
+
+    def add(form):
+        for bound in form:
+            if bound.field.disabled:
+                continue
+            value = bound.value()
+            widget = bound.field.widget
+            if isinstance(widget, forms.MultiWidget):
+                parts = value if isinstance(value, list) else widget.decompress(value)
+                for i, part in enumerate(parts):
+                    data[f"{bound.html_name}_{i}"] = "" if part is None else str(part)
+            elif isinstance(widget, forms.CheckboxInput):
+                if value:
+                    data[bound.html_name] = "on"
+            else:
+                data[bound.html_name] = "" if value is None else str(value)
+
+    add(response.context["adminform"].form)
+    for inline in response.context["inline_admin_formsets"]:
+        add(inline.formset.management_form)
+        for form in inline.formset.forms:
+            add(form)
+    return data
+
+
+def test_guest_save_revalidates_and_shows_errors(client, editor, distinct_guest):
+    url = _change_url(distinct_guest)
+    data = _post_data(client.get(url))
+    data["email"] = "broken-address"
+    data["_continue"] = "1"
+    response = client.post(url, data, follow=True)
+    assert response.status_code == 200
+    distinct_guest.refresh_from_db()
+    assert distinct_guest.email == "broken-address"
+    assert distinct_guest.review_status == ReviewStatus.INVALID
+    html = response.content.decode()
+    error = next(e for e in distinct_guest.validation_errors if e["field"] == "email")
+    assert error["message"] in html
+
+
+def test_guest_save_of_inline_identifier_updates_identity(client, editor):
+    guest = GuestFactory(identifiers=[("CRM_ID", "C-100")])
+    url = _change_url(guest)
+    data = _post_data(client.get(url))
+    data["identifiers-0-identifier"] = "C-200"
+    client.post(url, data)
+    guest.refresh_from_db()
+    assert guest.identity_key == "CRM_ID:C-200"
+    assert '"id":"C-200"' in guest.cdp_value
+
+
+def test_guest_save_by_reviewer_changes_only_non_personal(client, reviewer, distinct_guest):
+    url = _change_url(distinct_guest)
+    data = _post_data(client.get(url))
+    assert "email" not in data
+    data["language"] = "fr"
+    data["email"] = "attacker@example.com"  # not a form field for this user: ignored
+    client.post(url, data)
+    distinct_guest.refresh_from_db()
+    assert distinct_guest.language.upper() == "FR"
+    assert '"language":"FR"' in distinct_guest.cdp_value
+    assert distinct_guest.email == DISTINCT_EMAIL
+
+
+def test_locked_guest_is_read_only_with_banner(client, editor, distinct_guest):
+    Guest.objects.filter(pk=distinct_guest.pk).update(locked_by_batch_id=12)
+    url = _change_url(distinct_guest)
+    response = client.get(url)
+    html = response.content.decode()
+    assert "This guest is in batch 12, which has not finished" in html
+    assert 'name="_save"' not in html
+    assert client.post(url, {"email": "x@example.com"}).status_code == 403
+
+
+def test_guest_save_race_with_batch_lock_reports_error(client, editor, distinct_guest):
+    url = _change_url(distinct_guest)
+    data = _post_data(client.get(url))
+    Guest.objects.filter(pk=distinct_guest.pk).update(locked_by_batch_id=13)
+    data["city"] = "Cork"
+    # The page was opened before the lock: has_change_permission now refuses the POST.
+    assert client.post(url, data).status_code == 403
+    distinct_guest.refresh_from_db()
+    assert distinct_guest.city == "Ballyquixote"
+
+
+def test_guest_save_refused_by_service_is_reported_and_rolled_back(client, editor):
+    taken = GuestFactory(identifiers=[("CRM_ID", "TAKEN-1")])
+    guest = GuestFactory(identifiers=[("CRM_ID", "FREE-1")])
+    url = _change_url(guest)
+    data = _post_data(client.get(url))
+    data["identifiers-0-identifier"] = "TAKEN-1"
+    data["city"] = "Limerick"
+    response = client.post(url, data, follow=True)
+    text = " ".join(str(m) for m in get_messages(response.wsgi_request))
+    assert f"Another staged guest (id {taken.pk}) already has this identity" in text
+    assert "was changed successfully" not in text
+    guest.refresh_from_db()
+    assert guest.identity_key == "CRM_ID:FREE-1"
+    assert guest.city != "Limerick"
+    assert guest.identifiers.get().identifier == "FREE-1"
+
+
+def test_mark_ready_action_reports_counts(client, reviewer):
+    valid = GuestFactory.create_batch(2)
+    invalid = GuestFactory(email="nope")
+    ids = [g.pk for g in valid] + [invalid.pk]
+    response = client.post(
+        CHANGELIST, {"action": "mark_ready", "_selected_action": ids}, follow=True
+    )
+    text = " ".join(str(m) for m in get_messages(response.wsgi_request))
+    assert "2 guests marked ready." in text
+    assert "1 skipped because they are invalid" in text
+    assert Guest.objects.filter(review_status=ReviewStatus.READY).count() == 2
+
+
+def test_hold_and_back_to_new_actions(client, reviewer):
+    guest = GuestFactory()
+    client.post(CHANGELIST, {"action": "hold", "_selected_action": [guest.pk]})
+    guest.refresh_from_db()
+    assert guest.review_status == ReviewStatus.HELD
+    client.post(CHANGELIST, {"action": "mark_new", "_selected_action": [guest.pk]})
+    guest.refresh_from_db()
+    assert guest.review_status == ReviewStatus.NEW
+
+
+def test_auditor_sees_read_only_pages_without_actions(client, user_factory, distinct_guest):
+    auditor = user_factory(
+        "adm-auditor", perms=("records.view_guest", "records.view_identifier"), is_staff=True
+    )
+    client.force_login(auditor)
+    response = client.get(CHANGELIST)
+    assert "mark_ready" not in response.content.decode()
+    page = client.get(_change_url(distinct_guest)).content.decode()
+    assert 'name="_save"' not in page
+    assert DISTINCT_EMAIL not in page
+    response = client.post(CHANGELIST, {"action": "mark_ready", "_selected_action": [1]})
+    distinct_guest.refresh_from_db()
+    assert distinct_guest.review_status == ReviewStatus.NEW
+
+
+def test_delete_refused_for_delivered_guest(client, user_factory):
+    superuser = user_factory("adm-super", is_staff=True, is_superuser=True)
+    client.force_login(superuser)
+    delivered = GuestFactory()
+    Guest.objects.filter(pk=delivered.pk).update(delivery_status="delivered")
+    url = reverse("admin:records_guest_delete", args=[delivered.pk])
+    assert client.post(url, {"post": "yes"}).status_code == 403
+    assert Guest.objects.filter(pk=delivered.pk).exists()
+    plain = GuestFactory()
+    client.post(reverse("admin:records_guest_delete", args=[plain.pk]), {"post": "yes"})
+    assert not Guest.objects.filter(pk=plain.pk).exists()
+
+
+def test_delivery_history_hook_renders_registered_renderer(client, editor, distinct_guest):
+    review_admin.register_delivery_history(Guest, lambda guest: f"History of guest {guest.pk}")
+    try:
+        html = client.get(_change_url(distinct_guest)).content.decode()
+    finally:
+        review_admin._delivery_history_renderers.pop(Guest, None)
+    assert f"History of guest {distinct_guest.pk}" in html
+
+
+def _count_queries(captured) -> list[str]:
+    return [q["sql"] for q in captured.captured_queries if "COUNT(" in q["sql"].upper()]
+
+
+def test_changelist_unfiltered_uses_estimate_not_count(client, reviewer, monkeypatch):
+    GuestFactory.create_batch(3)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Guest._meta.db_table}")
+    monkeypatch.setattr(review_admin, "ESTIMATE_ABOVE", 1)
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(CHANGELIST)
+    assert response.status_code == 200
+    assert _count_queries(captured) == []
+    assert response.context["cl"].result_count == 3
+
+
+def test_changelist_counts_are_capped_by_limit(client, reviewer, monkeypatch):
+    GuestFactory.create_batch(5)
+    monkeypatch.setattr(review_admin, "COUNT_CAP", 2)
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(CHANGELIST, {"review_status__exact": "new"})
+    assert response.status_code == 200
+    counts = _count_queries(captured)
+    assert counts, "the filtered page should count, with a LIMIT"
+    assert all("LIMIT 3" in sql for sql in counts), counts
+    assert response.context["cl"].result_count >= 3
+
+
+def test_changelist_small_table_counts_exactly_with_limit(client, reviewer):
+    GuestFactory.create_batch(2)
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(CHANGELIST)
+    assert response.context["cl"].result_count == 2
+    assert all("LIMIT" in sql for sql in _count_queries(captured))
+
+
+def test_tracking_changelist_and_page_mask_for_reviewer(client, reviewer):
+    event = TrackingEventFactory(
+        identifiers=[{"provider": "email", "id": "tracked.person@distinctive-mail.org"}],
+        feedback={"reasonCode": "PRICE_TOO_HIGH", "notes": "Rang about the Quixotic order"},
+    )
+    lists = client.get(reverse("admin:records_trackingevent_changelist")).content.decode()
+    page = client.get(
+        reverse("admin:records_trackingevent_change", args=[event.pk])
+    ).content.decode()
+    for html in (lists, page):
+        assert "tracked.person" not in html
+        assert "Quixotic" not in html
+    assert "PRICE_TOO_HIGH" in page
+
+
+def test_tracking_mark_ready_action(client, reviewer):
+    events = TrackingEventFactory.create_batch(2)
+    client.post(
+        reverse("admin:records_trackingevent_changelist"),
+        {"action": "mark_ready", "_selected_action": [e.pk for e in events]},
+    )
+    assert set(TrackingEvent.objects.values_list("review_status", flat=True)) == {"ready"}

@@ -1,4 +1,4 @@
-"""Start-up options of the sandbox: command line first, then `CDP_SANDBOX_*` environment variables."""
+"""Start-up options of the sandbox: command line first, then `CDP_SANDBOX_*` variables."""
 
 from __future__ import annotations
 
@@ -159,7 +159,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return parser
 
 
-def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> SandboxConfig:
+def load_config(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> SandboxConfig:
     """Parse `argv` (default: sys.argv) with `env` (default: os.environ) as fallback."""
     env = os.environ if env is None else env
     parser = build_parser(env)

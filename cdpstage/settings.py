@@ -103,6 +103,9 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# A second connection to the same database (autocommit) for an import run's progress and
+# lease, written while the run's data transaction is still open (records.services.imports).
+DATABASES["progress"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

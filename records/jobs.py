@@ -1,5 +1,25 @@
-"""Background jobs for import runs."""
+"""Background jobs for import runs, and the reconciler that recovers lost ones."""
+
+import logging
+
+from records.services.imports import import_run_execute as execute_run
+from records.services.imports import import_runs_reconcile
+
+logger = logging.getLogger(__name__)
+
+
+def import_run_execute(import_run_id: int, attempt: int) -> str:
+    """Carry out one attempt at an import run (safe to run twice: the claim guards it)."""
+    run = execute_run(import_run_id=import_run_id, attempt=attempt)
+    return run.status if run is not None else "skipped"
 
 
 def reconcile_import_runs() -> None:
-    """Re-enqueue import runs stuck past their lease (filled in with the import flow)."""
+    """Re-enqueue import runs stuck pending or past their lease; fail those that keep dying."""
+    done = import_runs_reconcile()
+    if done.get("requeued") or done.get("failed"):
+        logger.info(
+            "Import runs reconciled: %s re-enqueued, %s given up",
+            done.get("requeued", 0),
+            done.get("failed", 0),
+        )

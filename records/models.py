@@ -111,6 +111,8 @@ class Guest(StagedRecord):
             models.Index(fields=["review_status", "id"], name="guest_review_id"),
             models.Index(fields=["import_run", "source_row"], name="guest_import_row"),
             GinIndex(fields=["validation_errors"], name="guest_errors_gin"),
+            # Subscription and extension files may link their rows to a guest by email.
+            models.Index(fields=["email"], name="guest_email"),
         ]
 
     def __str__(self) -> str:
@@ -183,7 +185,13 @@ class TrackingEvent(StagedRecord):
         ordering = ("-id",)
         indexes = [
             models.Index(fields=["review_status", "id"], name="tracking_review_id"),
-            models.Index(fields=["import_run", "source_row"], name="tracking_import_row"),
+        ]
+        constraints = [
+            # Events have no identity: a rerun of an import run (its worker was killed) must
+            # not add a row twice, so inserts are ON CONFLICT (import_run, source_row) DO NOTHING.
+            models.UniqueConstraint(
+                fields=["import_run", "source_row"], name="tracking_one_per_import_row"
+            )
         ]
 
     def __str__(self) -> str:
@@ -247,6 +255,8 @@ class ImportRun(TimeStampedModel, LeasedWork):
     rows_updated = models.PositiveIntegerField(default=0)
     rows_unchanged = models.PositiveIntegerField(default=0)
     rows_invalid = models.PositiveIntegerField(default=0)
+    # Rows that could not be staged at all (skipped, or why nothing was imported).
+    rows_bad = models.PositiveIntegerField(default=0)
     # A sentence for the whole file ("The file is empty.") when it was refused.
     message = models.TextField(blank=True)
     error_report = models.FileField(upload_to="import-errors/%Y/%m/", blank=True)

@@ -1,16 +1,44 @@
-"""Import services: create and carry out import runs, and recompute staged records' values."""
+"""Import services: create and carry out import runs, and recompute staged records' values.
+
+An import run is a row (the source of truth) plus a job that carries it out. The job and the
+`stage_import` command both call import_run_execute: it claims the run with a conditional
+UPDATE and a lease, stages the file in ONE transaction (all-or-nothing is a rollback), writes
+progress and renews the lease on a second connection so the admin sees it while the data
+transaction is open, and finishes with a conditional UPDATE inside that transaction.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+import django_rq
 from django.conf import settings
-from django.db import connection, transaction
+from django.core.files import File
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.models import Q
+from django.db.models.functions import Coalesce
+from django.db.utils import InterfaceError, OperationalError
+from django.utils import timezone
 
 from cdpstage.errors import ApplicationError
-from records.models import Guest, ReviewStatus, TrackingEvent
+from cdpstage.queueing import enqueue_after_commit
+from records.importing import (
+    DELIMITERS,
+    Counts,
+    ErrorReport,
+    FileProblem,
+    StageOptions,
+    count_newlines,
+    detect_format,
+    open_source,
+    stage_source,
+)
+from records.models import Guest, ImportRun, ReviewStatus, Schema, TrackingEvent
 from records.rules import clean_guest, clean_tracking, identity_key
 from records.serializing import (
     dump_value,
@@ -23,9 +51,475 @@ from records.serializing import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ImportProgress",
     "guests_refresh_values",
+    "import_run_create",
+    "import_run_execute",
+    "import_run_fail",
+    "import_runs_reconcile",
     "tracking_refresh_values",
 ]
+
+Status = ImportRun.Status
+PROGRESS_DB_ALIAS = "progress"
+JOB_FUNC = "records.jobs.import_run_execute"
+QUEUE = "imports"
+# A pending run whose job has not started after this long is enqueued again (Redis lost it,
+# or the enqueue after commit failed).
+PENDING_GRACE = timedelta(seconds=30)
+# Reconcilers of every worker may run at once: one advisory lock lets one of them act.
+RECONCILE_LOCK_KEY = 0x1D_0001
+
+
+def job_id_for(run_id: int, attempt: int) -> str:
+    """The deterministic job id of one attempt at an import run."""
+    return f"importrun-{run_id}-a{attempt}"
+
+
+def _transition_sources(target: str) -> list[str]:
+    return [s for s, targets in ImportRun.TRANSITIONS.items() if target in targets]
+
+
+# -- create ----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def import_run_create(
+    *,
+    uploaded_file: File,
+    schema: str,
+    format: str | None = None,
+    encoding: str = "",
+    delimiter: str = "",
+    on_error: str = ImportRun.OnError.ABORT,
+    ignore_unknown_columns: bool = False,
+    user: Any = None,
+    enqueue: bool = True,
+) -> ImportRun:
+    """Save an uploaded file to storage and create its import run (pending).
+
+    With enqueue (the default) the run is carried out in the background by the `imports`
+    queue once this transaction commits; the stage_import command passes enqueue=False and
+    carries it out itself. The format is detected from the name and content when not given.
+    """
+    if schema not in Schema.values:
+        raise ApplicationError(f"Choose what the file holds: {', '.join(Schema.values)}.")
+    if on_error not in ImportRun.OnError.values:
+        raise ApplicationError("Choose all-or-nothing or skip-bad-rows.")
+    if delimiter not in DELIMITERS:
+        raise ApplicationError("The delimiter must be a comma, semicolon, tab or pipe.")
+    if encoding:
+        import codecs
+
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ApplicationError(f"{encoding!r} is not an encoding this server knows.") from None
+    name = os.path.basename(getattr(uploaded_file, "name", "") or "upload")
+    head = _head(uploaded_file)
+    detected = format or detect_format(name, head)
+    if detected not in ImportRun.Format.values:
+        raise ApplicationError(f"Choose the file format: {', '.join(ImportRun.Format.values)}.")
+    run = ImportRun(
+        schema=schema,
+        format=detected,
+        original_name=name[:255],
+        encoding=encoding,
+        delimiter=delimiter,
+        on_error=on_error,
+        ignore_unknown_columns=ignore_unknown_columns,
+        created_by=user if getattr(user, "pk", None) else None,
+        bytes_total=getattr(uploaded_file, "size", None) or 0,
+        attempt=1,
+    )
+    run.source_file.save(name, uploaded_file, save=False)
+    run.bytes_total = run.source_file.size
+    run.save()
+    run.job_id = job_id_for(run.pk, 1) if enqueue else ""
+    run.save(update_fields=["job_id"])
+    if enqueue:
+        enqueue_after_commit(QUEUE, JOB_FUNC, run.pk, 1, job_id=run.job_id)
+    logger.info("Import run %s created (%s, %s)", run.pk, schema, detected)
+    return run
+
+
+def _head(uploaded_file: File) -> bytes:
+    try:
+        uploaded_file.seek(0)
+        head = uploaded_file.read(64 * 1024)
+        uploaded_file.seek(0)
+    except (AttributeError, OSError, ValueError):
+        return b""
+    return head if isinstance(head, bytes) else head.encode()
+
+
+# -- execute ---------------------------------------------------------------------------------
+
+
+class LeaseLost(Exception):
+    """Another attempt owns the run now (our lease expired); stop without writing."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProgress:
+    """What a progress listener (the command) is told."""
+
+    rows_read: int
+    rows_total: int
+    bytes_read: int
+    bytes_total: int
+    counts: Counts
+
+
+class _ProgressWriter:
+    """Writes rows/bytes read and renews the lease on a connection outside the data transaction.
+
+    When the caller is already inside a transaction (tests, the import-export confirm), the
+    run row is not visible to another connection, so progress goes through the same one.
+    """
+
+    def __init__(
+        self,
+        run: ImportRun,
+        attempt: int,
+        listener: Callable[[ImportProgress], None] | None,
+    ) -> None:
+        self.run_id = run.pk
+        self.attempt = attempt
+        self.rows_total = run.rows_total
+        self.bytes_total = run.bytes_total
+        self.listener = listener
+        separate = PROGRESS_DB_ALIAS in settings.DATABASES and not connection.in_atomic_block
+        self.alias = PROGRESS_DB_ALIAS if separate else DEFAULT_DB_ALIAS
+
+    def write(self, **fields: Any) -> None:
+        lease = timezone.now() + timedelta(seconds=settings.CDP_LEASE_SECONDS)
+        updated = (
+            ImportRun.objects.using(self.alias)
+            .filter(pk=self.run_id, attempt=self.attempt, status=Status.RUNNING)
+            .update(lease_until=lease, updated_at=timezone.now(), **fields)
+        )
+        if not updated:
+            raise LeaseLost
+
+    def __call__(self, counts: Counts, bytes_read: int) -> None:
+        self.write(rows_read=counts.read, bytes_read=bytes_read)
+        if self.listener is not None:
+            self.listener(
+                ImportProgress(counts.read, self.rows_total, bytes_read, self.bytes_total, counts)
+            )
+
+    def close(self) -> None:
+        if self.alias != DEFAULT_DB_ALIAS:
+            connections[self.alias].close()
+
+
+class _RollBack(Exception):
+    """Raised inside the data transaction to undo it (all-or-nothing with bad rows)."""
+
+    def __init__(self, counts: Counts) -> None:
+        super().__init__("roll back")
+        self.counts = counts
+
+
+def _claim(run_id: int, attempt: int) -> bool:
+    now = timezone.now()
+    return bool(
+        ImportRun.objects.filter(
+            pk=run_id, attempt=attempt, status__in=_transition_sources(Status.RUNNING)
+        )
+        .filter(Q(status=Status.PENDING) | Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(
+            status=Status.RUNNING,
+            lease_until=now + timedelta(seconds=settings.CDP_LEASE_SECONDS),
+            started_at=Coalesce("started_at", now),
+            finished_at=None,
+            job_id=job_id_for(run_id, attempt),
+            rows_read=0,
+            bytes_read=0,
+            rows_created=0,
+            rows_updated=0,
+            rows_unchanged=0,
+            rows_invalid=0,
+            rows_bad=0,
+            message="",
+            updated_at=now,
+        )
+    )
+
+
+def _finish(run_id: int, attempt: int, status: str, **fields: Any) -> bool:
+    """The conditional UPDATE that ends a run; False when another attempt owns it now."""
+    now = timezone.now()
+    return bool(
+        ImportRun.objects.filter(pk=run_id, attempt=attempt, status__in=_transition_sources(status))
+        .filter(status=Status.RUNNING)
+        .update(status=status, finished_at=now, lease_until=None, updated_at=now, **fields)
+    )
+
+
+def _count_fields(counts: Counts) -> dict[str, int]:
+    return {
+        "rows_read": counts.read,
+        "rows_created": counts.created,
+        "rows_updated": counts.updated,
+        "rows_unchanged": counts.unchanged,
+        "rows_invalid": counts.invalid,
+        "rows_bad": counts.bad,
+    }
+
+
+def _estimate_rows(run: ImportRun) -> int:
+    if run.format not in (ImportRun.Format.CSV, ImportRun.Format.NDJSON):
+        return 0
+    with run.source_file.open("rb") as raw:
+        lines = count_newlines(raw)
+    return max(lines - 1, 0) if run.format == ImportRun.Format.CSV else lines
+
+
+def import_run_execute(
+    *,
+    import_run_id: int,
+    attempt: int,
+    on_progress: Callable[[ImportProgress], None] | None = None,
+) -> ImportRun | None:
+    """Carry out one attempt at an import run; returns the finished run, or None when this
+    attempt does not own the run (already done, or another attempt claimed it).
+
+    Not atomic as a whole, on purpose: the claim and the progress must be visible to others
+    while the data transaction is open. Nothing is written for a refused file, and in
+    all-or-nothing mode nothing is written when any row is bad.
+    """
+    if not _claim(import_run_id, attempt):
+        logger.info("Import run %s attempt %s: not claimable, skipping", import_run_id, attempt)
+        return None
+    run = ImportRun.objects.get(pk=import_run_id)
+    logger.info("Import run %s attempt %s: started", run.pk, attempt)
+    report = ErrorReport()
+    progress = _ProgressWriter(run, attempt, on_progress)
+    counts = Counts()  # filled as rows are read, so a failure reports how far it got
+    try:
+        try:
+            run.rows_total = _estimate_rows(run)
+            progress.rows_total = run.rows_total
+            progress.write(rows_total=run.rows_total)
+            _stage(run, attempt, report, progress, counts)
+        except FileProblem as problem:
+            report.add(None, "", problem.code, problem.message)
+            _end_failed(run, attempt, report, counts, problem.message)
+        except _RollBack as rollback:
+            counts = rollback.counts
+            _end_failed(run, attempt, report, counts, _abort_message(counts, report))
+        except LeaseLost:
+            logger.warning("Import run %s attempt %s: lease lost, rolled back", run.pk, attempt)
+            return None
+        except (OperationalError, InterfaceError):
+            # The database went away: leave the run to its lease; the reconciler retries it.
+            logger.exception("Import run %s attempt %s: database error", run.pk, attempt)
+            raise
+        except Exception as exc:
+            logger.exception("Import run %s attempt %s: unexpected error", run.pk, attempt)
+            _end_failed(
+                run,
+                attempt,
+                report,
+                counts,
+                "The import stopped on an unexpected error and nothing was imported; the "
+                "details are in the worker's log.",
+                last_error=type(exc).__name__,
+            )
+            raise
+    finally:
+        report.close()
+        progress.close()
+    run.refresh_from_db()
+    logger.info("Import run %s attempt %s: %s", run.pk, attempt, run.status)
+    return run
+
+
+def _stage(
+    run: ImportRun, attempt: int, report: ErrorReport, progress: _ProgressWriter, counts: Counts
+) -> None:
+    options = StageOptions(
+        schema=run.schema,
+        on_error=run.on_error,
+        ignore_unknown_columns=run.ignore_unknown_columns,
+    )
+    with run.source_file.open("rb") as raw:
+        source = open_source(raw, format=run.format, encoding=run.encoding, delimiter=run.delimiter)
+        try:
+            if source.rows_estimate and not run.rows_total:
+                run.rows_total = progress.rows_total = source.rows_estimate
+                progress.write(rows_total=run.rows_total)
+            with transaction.atomic():
+                stage_source(
+                    source,
+                    options=options,
+                    import_run_id=run.pk,
+                    report=report,
+                    progress=progress,
+                    counts=counts,
+                )
+                if counts.bad and run.on_error == ImportRun.OnError.ABORT:
+                    raise _RollBack(counts)
+                status = Status.PARTIAL if counts.bad else Status.SUCCEEDED
+                fields = _count_fields(counts)
+                fields["bytes_read"] = run.bytes_total
+                if not counts.read:
+                    raise FileProblem("The file has no data rows.", code="no_rows")
+                if report.lines:
+                    fields["error_report"] = _save_report(run, report)
+                fields["message"] = _success_message(counts)
+                if not _finish(run.pk, attempt, status, **fields):
+                    raise LeaseLost
+        finally:
+            source.close()
+
+
+def _save_report(run: ImportRun, report: ErrorReport) -> str:
+    stem = os.path.splitext(os.path.basename(run.original_name))[0][:60] or "import"
+    field = ImportRun._meta.get_field("error_report")
+    name = field.generate_filename(run, f"import-{run.pk}-{stem}-errors.csv")
+    return report.save(field.storage, name)
+
+
+def _end_failed(
+    run: ImportRun,
+    attempt: int,
+    report: ErrorReport,
+    counts: Counts,
+    message: str,
+    last_error: str = "",
+) -> None:
+    fields: dict[str, Any] = _count_fields(counts)
+    fields.update(rows_created=0, rows_updated=0, rows_unchanged=0, message=message)
+    if last_error:
+        fields["last_error"] = last_error
+    if report.lines:
+        fields["error_report"] = _save_report(run, report)
+    if not _finish(run.pk, attempt, Status.FAILED, **fields):
+        logger.warning(
+            "Import run %s attempt %s: could not mark failed (lease lost)", run.pk, attempt
+        )
+
+
+def _abort_message(counts: Counts, report: ErrorReport) -> str:
+    first = report.first[0].as_sentence() if report.first else ""
+    rows = "row" if counts.bad == 1 else "rows"
+    return (
+        f"Nothing was imported: {counts.bad} of {counts.read} {rows} could not be staged "
+        f"(first: {first}). Fix them, or import again choosing to skip bad rows; the error "
+        "report lists every one."
+    )
+
+
+def _success_message(counts: Counts) -> str:
+    parts = [
+        f"{counts.created} created",
+        f"{counts.updated} updated",
+        f"{counts.unchanged} unchanged",
+    ]
+    text = f"{counts.read} rows read: {', '.join(parts)}."
+    if counts.invalid:
+        text += f" {counts.invalid} staged as invalid (see the error report)."
+    if counts.bad:
+        text += f" {counts.bad} bad rows skipped (see the error report)."
+    return text
+
+
+def import_run_fail(*, import_run_id: int, reason: str) -> bool:
+    """Mark a pending or running run failed with a readable reason (e.g. stopped by the user)."""
+    now = timezone.now()
+    return bool(
+        ImportRun.objects.filter(
+            pk=import_run_id, status__in=_transition_sources(Status.FAILED)
+        ).update(
+            status=Status.FAILED,
+            message=reason,
+            finished_at=now,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
+
+
+# -- reconcile -------------------------------------------------------------------------------
+
+
+def _job_alive(job_id: str) -> bool:
+    """True when RQ still holds this job in a state that will run it."""
+    from rq.job import Job, JobStatus
+    from rq.serializers import JSONSerializer
+
+    queue = django_rq.get_queue(QUEUE)
+    try:
+        job = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
+    except Exception:  # NoSuchJobError, or a hash RQ cannot read
+        return False
+    return job.get_status(refresh=False) in {
+        JobStatus.QUEUED,
+        JobStatus.STARTED,
+        JobStatus.SCHEDULED,
+        JobStatus.DEFERRED,
+    }
+
+
+@transaction.atomic
+def import_runs_reconcile() -> dict[str, int]:
+    """Re-enqueue import runs whose job was lost; give up on runs that keep dying.
+
+    - pending for more than PENDING_GRACE with no live job: enqueue the next attempt;
+    - running with an expired lease (its worker died): enqueue the next attempt, up to
+      CDP_MAX_ATTEMPTS, then mark it failed with a readable reason.
+    Safe to run from every worker at once: a transaction-level advisory lock lets one act.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [RECONCILE_LOCK_KEY])
+        if not cursor.fetchone()[0]:
+            return {"skipped": 1}
+    now = timezone.now()
+    done = {"requeued": 0, "failed": 0}
+    stale_pending = ImportRun.objects.filter(
+        status=Status.PENDING, created_at__lt=now - PENDING_GRACE
+    ).values_list("pk", "attempt", "job_id")
+    expired = ImportRun.objects.filter(status=Status.RUNNING, lease_until__lt=now).values_list(
+        "pk", "attempt", "job_id"
+    )
+    candidates = [(pk, attempt, job, Status.PENDING) for pk, attempt, job in stale_pending]
+    candidates += [(pk, attempt, job, Status.RUNNING) for pk, attempt, job in expired]
+    for pk, attempt, job, status in candidates:
+        if status == Status.PENDING and job and _job_alive(job):
+            continue  # queued behind other work: not lost
+        # (A pending run without a job id was created by stage_import, which claims it at
+        # once; still pending after the grace period means that process died: adopt it.)
+        if attempt >= settings.CDP_MAX_ATTEMPTS:
+            if ImportRun.objects.filter(pk=pk, status=status, attempt=attempt).update(
+                status=Status.FAILED,
+                finished_at=now,
+                lease_until=None,
+                updated_at=now,
+                message=(
+                    f"The import stopped {attempt} times without finishing (its worker was "
+                    "stopped or ran out of time) and was given up; nothing was imported. "
+                    "Start a new import run."
+                ),
+            ):
+                done["failed"] += 1
+                logger.warning("Import run %s failed after %s attempts", pk, attempt)
+            continue
+        next_attempt = attempt + 1
+        new_job = job_id_for(pk, next_attempt)
+        if ImportRun.objects.filter(pk=pk, status=status, attempt=attempt).update(
+            attempt=next_attempt, job_id=new_job, lease_until=None, updated_at=now
+        ):
+            enqueue_after_commit(QUEUE, JOB_FUNC, pk, next_attempt, job_id=new_job)
+            done["requeued"] += 1
+            logger.info("Import run %s: re-enqueued as attempt %s", pk, next_attempt)
+    return done
+
+
+# -- recompute stored values -----------------------------------------------------------------
+
 
 REFRESH_CHUNK = 1000
 

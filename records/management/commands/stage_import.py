@@ -1,0 +1,132 @@
+"""`manage.py stage_import FILE --schema guest`: import a file in the foreground.
+
+Creates an import run and carries it out through the same service the background job uses,
+printing progress and a summary. Exit status: 0 when every row was imported, 2 when bad rows
+were skipped, 1 when nothing was imported, 130 when stopped with Ctrl-C.
+"""
+
+import time
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.files import File
+from django.core.management.base import BaseCommand, CommandError
+
+from cdpstage.errors import ApplicationError
+from records.importing import DELIMITERS, ENCODINGS
+from records.models import ImportRun, Schema
+from records.services.imports import (
+    ImportProgress,
+    import_run_create,
+    import_run_execute,
+    import_run_fail,
+)
+
+DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
+
+
+class Command(BaseCommand):
+    help = "Import a CSV, XLSX, JSON or NDJSON file into staging, in the foreground."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="The file to import.")
+        parser.add_argument("--schema", required=True, choices=Schema.values)
+        parser.add_argument("--user", help="Username recorded as the run's creator.")
+        parser.add_argument(
+            "--skip-bad-rows",
+            action="store_true",
+            help="Import the good rows and report the bad ones (default: all or nothing).",
+        )
+        parser.add_argument(
+            "--format", choices=ImportRun.Format.values, help="Default: from name and content."
+        )
+        parser.add_argument(
+            "--encoding",
+            default="",
+            help=f"Text encoding, e.g. {', '.join(e for e in ENCODINGS if e)} "
+            "(default: UTF-8, or as the byte-order mark says).",
+        )
+        parser.add_argument(
+            "--delimiter",
+            default="",
+            choices=["", *DELIMITER_NAMES, *[d for d in DELIMITERS if d]],
+            help="CSV delimiter: comma, semicolon, tab or pipe (default: detect).",
+        )
+        parser.add_argument(
+            "--ignore-unknown-columns",
+            action="store_true",
+            help="Drop columns (or JSON fields) CDP Stage does not know instead of refusing.",
+        )
+
+    def handle(self, *args, **options):
+        path = Path(options["file"])
+        if not path.is_file():
+            raise CommandError(f"No such file: {path}")
+        user = None
+        if options["user"]:
+            user = get_user_model().objects.filter(username=options["user"]).first()
+            if user is None:
+                raise CommandError(f"No user named {options['user']!r}.")
+        delimiter = DELIMITER_NAMES.get(options["delimiter"], options["delimiter"])
+        try:
+            with path.open("rb") as handle:
+                run = import_run_create(
+                    uploaded_file=File(handle, name=path.name),
+                    schema=options["schema"],
+                    format=options["format"],
+                    encoding=options["encoding"],
+                    delimiter=delimiter,
+                    on_error=(
+                        ImportRun.OnError.SKIP
+                        if options["skip_bad_rows"]
+                        else ImportRun.OnError.ABORT
+                    ),
+                    ignore_unknown_columns=options["ignore_unknown_columns"],
+                    user=user,
+                    enqueue=False,
+                )
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from None
+        self.stdout.write(f"Import run {run.pk}: {run.original_name} ({run.format}, {run.schema})")
+        self.started = time.monotonic()
+        try:
+            finished = import_run_execute(
+                import_run_id=run.pk, attempt=run.attempt, on_progress=self.progress
+            )
+        except KeyboardInterrupt:
+            import_run_fail(
+                import_run_id=run.pk,
+                reason="Stopped by the user before it finished; nothing was imported.",
+            )
+            raise CommandError("Stopped; nothing was imported.", returncode=130) from None
+        if finished is None:
+            raise CommandError(f"Import run {run.pk} was taken over by another process.")
+        self.summary(finished)
+
+    def progress(self, p: ImportProgress) -> None:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        total = f" / {p.rows_total:,}" if p.rows_total else ""
+        percent = ""
+        if p.rows_total:
+            percent = f" ({min(100, p.rows_read * 100 // max(p.rows_total, 1))}%)"
+        self.stdout.write(
+            f"  {p.rows_read:,}{total} rows{percent}, {p.bytes_read / 1e6:,.1f} MB, "
+            f"{p.rows_read / elapsed:,.0f} rows/s"
+        )
+
+    def summary(self, run: ImportRun) -> None:
+        elapsed = time.monotonic() - self.started
+        self.stdout.write(
+            f"{run.get_status_display()} in {elapsed:,.1f} s: {run.rows_read:,} read, "
+            f"{run.rows_created:,} created, {run.rows_updated:,} updated, "
+            f"{run.rows_unchanged:,} unchanged, {run.rows_invalid:,} invalid, "
+            f"{run.rows_bad:,} bad."
+        )
+        if run.message:
+            self.stdout.write(run.message)
+        if run.error_report:
+            self.stdout.write(f"Error report: {run.error_report.path}")
+        if run.status == ImportRun.Status.FAILED:
+            raise CommandError("Nothing was imported.", returncode=1)
+        if run.status == ImportRun.Status.PARTIAL:
+            raise CommandError("Not every row was imported (bad rows skipped).", returncode=2)

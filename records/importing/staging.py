@@ -93,12 +93,15 @@ class Stager:
         self.writing = True
         self.cursor = connection.cursor().cursor  # the raw psycopg cursor, same transaction
         self._prepared = False
+        self._lines: list[tuple[int, str, str, str]] = []
         # Per-row outcome, for the import-export preview (None when nobody listens).
         self.outcomes: dict[int, str] | None = None
 
     def bad(self, row: int, column: str, code: str, message: str) -> None:
         """A row that cannot be staged: reported, skipped, and in abort mode writing stops."""
-        self.report.add(row, column, code, message)
+        self._lines.append((row, column, code, message))
+        if len(self._lines) >= 4 * self.batch_rows:
+            self._emit()  # a file of nothing but bad rows must not fill memory
         self.counts.bad += 1
         if self.abort:
             self.writing = False
@@ -110,8 +113,15 @@ class Stager:
             column = problem.field
             if strip and column.startswith(strip):
                 column = column[len(strip) :]
-            self.report.add(row, column, problem.code, problem.message)
+            self._lines.append((row, column, problem.code, problem.message))
         self.counts.invalid += 1
+
+    def _emit(self) -> None:
+        """Write the batch's report lines in row order (checks run in several passes)."""
+        lines, self._lines = self._lines, []
+        lines.sort(key=lambda line: line[0])
+        for line in lines:
+            self.report.add(*line)
 
     def _outcome(self, row: int, outcome: str) -> None:
         if self.outcomes is not None:
@@ -120,8 +130,18 @@ class Stager:
     def add(self, row: int, mapped: MappedRow) -> None:
         raise NotImplementedError
 
-    def finish(self) -> None:
+    def flush(self) -> None:
+        """Stage the queued rows, then write their report lines."""
+        try:
+            self._flush()
+        finally:
+            self._emit()
+
+    def _flush(self) -> None:
         raise NotImplementedError
+
+    def finish(self) -> None:
+        self.flush()
 
     def _temp_name(self, base: str) -> str:
         Stager.temp_suffix += 1
@@ -230,10 +250,7 @@ class GuestStager(Stager):
             f"The same guest (same identity) is already in row {earlier} of this file.",
         )
 
-    def finish(self) -> None:
-        self.flush()
-
-    def flush(self) -> None:
+    def _flush(self) -> None:
         batch, self.batch = self.batch, []
         self.batch_keys = {}
         self.batch_refs = {}
@@ -508,10 +525,7 @@ class TrackingStager(Stager):
         if len(self.batch) >= self.batch_rows:
             self.flush()
 
-    def finish(self) -> None:
-        self.flush()
-
-    def flush(self) -> None:
+    def _flush(self) -> None:
         batch, self.batch = self.batch, []
         self.batch_refs = {}
         if not batch:
@@ -605,10 +619,7 @@ class ChildStager(Stager):
     def prepare_row(self, row: int, mapped: MappedRow) -> _Child | None:
         raise NotImplementedError
 
-    def finish(self) -> None:
-        self.flush()
-
-    def flush(self) -> None:
+    def _flush(self) -> None:
         batch, self.batch = self.batch, []
         if not batch:
             return

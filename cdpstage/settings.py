@@ -183,6 +183,9 @@ CDP_HTTP_TIMEOUT = env_int("CDP_HTTP_TIMEOUT", 30)
 CDP_POLL_INTERVALS = [int(s) for s in env_list("CDP_POLL_INTERVALS", "2,5,10,30,60")]
 CDP_LEASE_SECONDS = env_int("CDP_LEASE_SECONDS", 300)
 CDP_MAX_ATTEMPTS = env_int("CDP_MAX_ATTEMPTS", 8)
+# Seconds to wait before retry n of a failed CDP call (the last value repeats); a longer
+# Retry-After from CDP wins.
+CDP_RETRY_INTERVALS = [int(s) for s in env_list("CDP_RETRY_INTERVALS", "5,15,60,120,300")]
 
 # Imports.
 IMPORT_BATCH_ROWS = env_int("CDP_IMPORT_BATCH_ROWS", 5000)

@@ -1,0 +1,159 @@
+"""The reconciler: re-enqueue batch work whose job was lost, and keep files flowing.
+
+Run by every worker during its maintenance pass (cdpstage/worker.py), so it must be cheap and
+idempotent; one pass at a time cluster-wide (a PostgreSQL advisory lock, try-only).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import django_rq
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from batches.models import BATCHFILE_IN_FLIGHT_STATUSES, Batch, BatchFile
+from batches.services.building import batch_build_failed
+from batches.services.delivery import (
+    SENDING,
+    batch_refresh,
+    batchfile_fail,
+    batchfiles_dispatch,
+)
+from batches.services.scheduling import QUEUE, retry_delay, schedule_build, schedule_file_step
+from batches.services.transitions import batch_event_create
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RECONCILE_LOCK", "batches_reconcile"]
+
+RECONCILE_LOCK = 0x43445052
+# Rows looked at per pass; the next pass takes the rest.
+PASS_LIMIT = 100
+# An unclaimed row younger than this may still be waiting for its after-commit enqueue.
+ENQUEUE_GRACE = timedelta(seconds=15)
+DEAD_JOB_STATUSES = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+
+
+def _job_is_gone(job_id: str) -> bool:
+    """True when RQ has no live job under this id (never enqueued, flushed, or ended)."""
+    if not job_id:
+        return True
+    try:
+        job = Job.fetch(
+            job_id, connection=django_rq.get_connection(QUEUE), serializer=JSONSerializer
+        )
+    except NoSuchJobError:
+        return True
+    return job.get_status(refresh=False) in DEAD_JOB_STATUSES
+
+
+def _working_files() -> Q:
+    return Q(status__in=BATCHFILE_IN_FLIGHT_STATUSES) | Q(
+        status=BatchFile.Status.PENDING, dispatched_at__isnull=False
+    )
+
+
+def _requeue_build(batch: Batch, reason: str) -> None:
+    failures = batch.failures + 1
+    if failures >= int(settings.CDP_MAX_ATTEMPTS):
+        batch_build_failed(
+            batch_id=batch.pk,
+            attempt=batch.attempt,
+            message=f"The build did not finish after {failures} attempts ({reason}).",
+        )
+        return
+    if schedule_build(
+        batch_id=batch.pk, expected_attempt=batch.attempt, delay=retry_delay(failures)
+    ):
+        Batch.objects.filter(pk=batch.pk).update(failures=failures)
+        batch_event_create(
+            batch_id=batch.pk,
+            kind="note",
+            actor_label="reconciler",
+            message=f"Build re-enqueued: {reason}.",
+        )
+
+
+def _requeue_file(batch_file: BatchFile, reason: str) -> None:
+    failures = batch_file.failures + 1
+    if failures >= int(settings.CDP_MAX_ATTEMPTS):
+        batchfile_fail(
+            batch_file=batch_file,
+            attempt=batch_file.attempt,
+            message=f"Gave up after {failures} attempts ({reason}).",
+        )
+        return
+    step = (
+        "upload"
+        if batch_file.status in (BatchFile.Status.PENDING, BatchFile.Status.ALLOCATED)
+        else "poll"
+    )
+    if schedule_file_step(
+        file_id=batch_file.pk,
+        step=step,
+        expected_attempt=batch_file.attempt,
+        fields={"failures": failures, "last_error": reason},
+    ):
+        batch_event_create(
+            batch_id=batch_file.batch_id,
+            file_id=batch_file.pk,
+            kind="note",
+            actor_label="reconciler",
+            message=f"{step.capitalize()} re-enqueued: {reason}.",
+        )
+
+
+def batches_reconcile() -> dict[str, int]:
+    """One reconciliation pass; returns what it did (counts), or {} if another pass runs."""
+    done = {"builds": 0, "files": 0, "dispatched": 0}
+    now = timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [RECONCILE_LOCK])
+            if not cursor.fetchone()[0]:
+                return {}
+        # Builds whose lease ran out: the worker died, or the job never started.
+        for batch in Batch.objects.filter(
+            status__in=(Batch.Status.DRAFT, Batch.Status.BUILDING), lease_until__lt=now
+        )[:PASS_LIMIT]:
+            _requeue_build(batch, "its lease expired")
+            done["builds"] += 1
+        # Files in the middle of being sent whose lease ran out.
+        for batch_file in BatchFile.objects.filter(
+            _working_files(), batch__status__in=SENDING, lease_until__lt=now
+        )[:PASS_LIMIT]:
+            _requeue_file(batch_file, "its lease expired")
+            done["files"] += 1
+        # Rows waiting for a job RQ no longer has (a flushed Redis, a lost enqueue): no need
+        # to wait for the lease.
+        waiting = Q(
+            claimed_at__isnull=True, lease_until__gte=now, updated_at__lt=now - ENQUEUE_GRACE
+        )
+        for batch in Batch.objects.filter(
+            waiting, status__in=(Batch.Status.DRAFT, Batch.Status.BUILDING)
+        )[:PASS_LIMIT]:
+            if _job_is_gone(batch.job_id):
+                _requeue_build(batch, "its job was lost")
+                done["builds"] += 1
+        for batch_file in BatchFile.objects.filter(
+            waiting, _working_files(), batch__status__in=SENDING
+        )[:PASS_LIMIT]:
+            if _job_is_gone(batch_file.job_id):
+                _requeue_file(batch_file, "its job was lost")
+                done["files"] += 1
+    # Batches whose files all ended but that did not finish (a crash between the two).
+    for batch_id in Batch.objects.filter(status__in=SENDING).values_list("pk", flat=True)[
+        :PASS_LIMIT
+    ]:
+        batch_refresh(batch_id=batch_id)
+    done["dispatched"] = batchfiles_dispatch()
+    if any(done.values()):
+        logger.info("Batch reconciler: %s", done)
+    return done

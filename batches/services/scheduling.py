@@ -1,0 +1,200 @@
+"""Leases and enqueueing for batch work: the database row decides what runs, the queue only wakes.
+
+Every (re-)enqueue bumps the row's `attempt`, names the job after it
+(`batch-7-build-a2`, `batchfile-9-upload-a3`, `batchfile-9-poll-a4`) and sets `lease_until`
+to the moment the job must have started by; a job claims its row only for its own attempt
+and only once (`claimed_at` is NULL until then), then holds the lease while it works. The
+reconciler re-enqueues a row whose lease ran out under the next attempt, so a job lost with a
+killed worker or a flushed Redis is redone and a stale duplicate can never claim the row
+(shared/rq-crash-semantics.md section 8).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from batches.models import Batch, BatchFile
+from cdpstage.queueing import enqueue_after_commit
+
+logger = logging.getLogger(__name__)
+
+QUEUE = "batches"
+ON_FAILURE = "batches.jobs.on_job_failure"
+FILE_STEPS = {"upload": "batches.jobs.batchfile_upload", "poll": "batches.jobs.batchfile_poll"}
+
+__all__ = [
+    "LeaseLostError",
+    "batch_claim",
+    "batchfile_claim",
+    "lease_heartbeat",
+    "renew_lease",
+    "lease_seconds",
+    "retry_delay",
+    "schedule_build",
+    "schedule_file_step",
+]
+
+
+class LeaseLostError(Exception):
+    """This job no longer owns its row (the reconciler gave the work to a newer attempt)."""
+
+
+def lease_seconds() -> int:
+    return max(1, int(settings.CDP_LEASE_SECONDS))
+
+
+def retry_delay(failures: int, retry_after: float | None = None) -> float:
+    """Back-off before retry number `failures` (1-based), never sooner than Retry-After."""
+    intervals = settings.CDP_RETRY_INTERVALS or [5]
+    delay = float(intervals[min(max(failures, 1), len(intervals)) - 1])
+    return max(delay, float(retry_after or 0))
+
+
+def schedule_build(
+    *, batch_id: int, delay: float = 0.0, expected_attempt: int | None = None
+) -> int | None:
+    """Enqueue the build of a batch under its next attempt; None if `expected_attempt` is stale."""
+    with transaction.atomic():
+        rows = Batch.objects.select_for_update().filter(pk=batch_id)
+        if expected_attempt is not None:
+            rows = rows.filter(attempt=expected_attempt)
+        current = rows.values_list("attempt", flat=True).first()
+        if current is None:
+            return None
+        attempt = current + 1
+        job_id = f"batch-{batch_id}-build-a{attempt}"
+        now = timezone.now()
+        Batch.objects.filter(pk=batch_id).update(
+            attempt=attempt,
+            job_id=job_id,
+            claimed_at=None,
+            lease_until=now + timedelta(seconds=delay + lease_seconds()),
+            updated_at=now,
+        )
+        enqueue_after_commit(
+            QUEUE,
+            "batches.jobs.batch_build",
+            batch_id,
+            attempt,
+            job_id=job_id,
+            delay_seconds=delay,
+            on_failure=ON_FAILURE,
+        )
+    return attempt
+
+
+def schedule_file_step(
+    *,
+    file_id: int,
+    step: str,
+    delay: float = 0.0,
+    expected_attempt: int | None = None,
+    fields: dict | None = None,
+) -> int | None:
+    """Enqueue `step` ("upload" or "poll") of a file under its next attempt.
+
+    With `expected_attempt`, only if the row is still at that attempt (the caller owns it).
+    `fields` are saved in the same UPDATE (e.g. the failure count).
+    """
+    with transaction.atomic():
+        rows = BatchFile.objects.select_for_update().filter(pk=file_id)
+        if expected_attempt is not None:
+            rows = rows.filter(attempt=expected_attempt)
+        current = rows.values_list("attempt", flat=True).first()
+        if current is None:
+            return None
+        attempt = current + 1
+        job_id = f"batchfile-{file_id}-{step}-a{attempt}"
+        now = timezone.now()
+        BatchFile.objects.filter(pk=file_id).update(
+            attempt=attempt,
+            job_id=job_id,
+            claimed_at=None,
+            lease_until=now + timedelta(seconds=delay + lease_seconds()),
+            updated_at=now,
+            **(fields or {}),
+        )
+        enqueue_after_commit(
+            QUEUE,
+            FILE_STEPS[step],
+            file_id,
+            attempt,
+            job_id=job_id,
+            delay_seconds=delay,
+            on_failure=ON_FAILURE,
+        )
+    return attempt
+
+
+def batch_claim(*, batch_id: int, attempt: int) -> bool:
+    """Claim a batch's build for `attempt`; False if another attempt owns it or it ran."""
+    now = timezone.now()
+    return bool(
+        Batch.objects.filter(pk=batch_id, attempt=attempt, claimed_at__isnull=True).update(
+            claimed_at=now, lease_until=now + timedelta(seconds=lease_seconds()), updated_at=now
+        )
+    )
+
+
+def batchfile_claim(*, file_id: int, attempt: int, statuses: tuple[str, ...]) -> BatchFile | None:
+    """Claim a file for `attempt` if it is in one of `statuses` and its batch is being sent."""
+    now = timezone.now()
+    claimed = BatchFile.objects.filter(
+        pk=file_id,
+        attempt=attempt,
+        claimed_at__isnull=True,
+        status__in=statuses,
+        batch__status__in=(Batch.Status.UPLOADING, Batch.Status.PROCESSING),
+    ).update(claimed_at=now, lease_until=now + timedelta(seconds=lease_seconds()), updated_at=now)
+    if not claimed:
+        return None
+    return BatchFile.objects.select_related("batch").get(pk=file_id)
+
+
+def renew_lease(model: type[Batch] | type[BatchFile], pk: int, attempt: int, **fields) -> None:
+    """Push the lease forward (and save `fields`); LeaseLostError if we no longer own the row."""
+    now = timezone.now()
+    renewed = model.objects.filter(pk=pk, attempt=attempt, claimed_at__isnull=False).update(
+        lease_until=now + timedelta(seconds=lease_seconds()), updated_at=now, **fields
+    )
+    if not renewed:
+        raise LeaseLostError(f"{model.__name__} {pk} attempt {attempt} lost its lease.")
+
+
+@contextmanager
+def lease_heartbeat(model: type[Batch] | type[BatchFile], pk: int, attempt: int) -> Iterator[None]:
+    """Renew the lease from a thread while a long blocking call (an upload) runs.
+
+    The thread has its own database connection (Django's are per thread) and closes it.
+    """
+    stop = threading.Event()
+    interval = max(1.0, lease_seconds() / 3)
+
+    def beat() -> None:
+        try:
+            while not stop.wait(interval):
+                try:
+                    renew_lease(model, pk, attempt)
+                except LeaseLostError:
+                    logger.warning("%s %s attempt %s lost its lease", model.__name__, pk, attempt)
+                    return
+                except Exception:
+                    logger.exception("Lease renewal of %s %s failed", model.__name__, pk)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=beat, name=f"lease-{model.__name__}-{pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)

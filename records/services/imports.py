@@ -234,7 +234,6 @@ def _claim(run_id: int, attempt: int) -> bool:
             lease_until=now + timedelta(seconds=settings.CDP_LEASE_SECONDS),
             started_at=Coalesce("started_at", now),
             finished_at=None,
-            job_id=job_id_for(run_id, attempt),
             rows_read=0,
             bytes_read=0,
             rows_created=0,

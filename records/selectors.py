@@ -3,7 +3,7 @@
 from collections.abc import Iterable
 
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, QuerySet
+from django.db.models import Count, QuerySet
 
 from records.models import (
     Extension,
@@ -19,7 +19,7 @@ __all__ = [
     "guest_countries",
     "guest_with_children",
     "guests_with_children",
-    "guests_with_identifier",
+    "guests_with_identity",
     "import_runs_for_schema",
     "record_status_counts",
     "table_row_estimate",
@@ -54,10 +54,14 @@ def guest_with_children(*, guest_id: int) -> Guest:
     return guests_with_children(guest_ids=[guest_id]).get()
 
 
-def guests_with_identifier(queryset: QuerySet[Guest], *, present: bool) -> QuerySet[Guest]:
-    """Filter guests by whether they have at least one identifier (EXISTS on the FK index)."""
-    has_identifier = Exists(Identifier.objects.filter(guest_id=OuterRef("pk")))
-    return queryset.filter(has_identifier if present else ~has_identifier)
+def guests_with_identity(queryset: QuerySet[Guest], *, present: bool) -> QuerySet[Guest]:
+    """Filter guests by whether they have an identity: an identifier of a configured provider.
+
+    That is what CDP matches on (and what makes a guest valid); it is the `identity_key`
+    column, whose unique index answers IS NULL at once. (NOT EXISTS over the identifiers
+    table measured 3-4 s per page at 1M guests: it scans every guest when none match.)
+    """
+    return queryset.filter(identity_key__isnull=not present)
 
 
 def record_status_counts(*, model: StagedModel) -> dict[str, dict[str, int]]:

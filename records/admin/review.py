@@ -41,7 +41,7 @@ from records.models import (
 )
 from records.selectors import (
     guest_countries,
-    guests_with_identifier,
+    guests_with_identity,
     import_runs_for_schema,
     table_row_estimate,
 )
@@ -211,11 +211,13 @@ class YesNoFilter(admin.SimpleListFilter):
 
 
 class HasIdentifierFilter(YesNoFilter):
+    """Guests with an identifier of a configured provider (an identity key), or without."""
+
     title = "has identifier"
     parameter_name = "has_identifier"
 
     def apply(self, queryset, *, present: bool):
-        return guests_with_identifier(queryset, present=present)
+        return guests_with_identity(queryset, present=present)
 
 
 class LockedFilter(YesNoFilter):

@@ -8,7 +8,7 @@ from records.selectors import (
     guest_countries,
     guest_with_children,
     guests_with_children,
-    guests_with_identifier,
+    guests_with_identity,
     import_runs_for_schema,
     record_status_counts,
     table_row_estimate,
@@ -46,11 +46,14 @@ def test_guests_with_children_in_id_order():
     assert [g.pk for g in guests_with_children(guest_ids=ids)] == sorted(ids)
 
 
-def test_guests_with_identifier_both_ways():
+def test_guests_with_identity_both_ways():
     with_identifier = GuestFactory()
     without = GuestFactory(identifiers=[])
-    assert list(guests_with_identifier(Guest.objects.all(), present=True)) == [with_identifier]
-    assert list(guests_with_identifier(Guest.objects.all(), present=False)) == [without]
+    GuestFactory(identifiers=[("UNKNOWN_PROVIDER", "U-1")], email="u@example.com")
+    assert list(guests_with_identity(Guest.objects.all(), present=True)) == [with_identifier]
+    without_identity = list(guests_with_identity(Guest.objects.all(), present=False))
+    assert without in without_identity
+    assert len(without_identity) == 2  # an identifier of an unknown provider is no identity
 
 
 def test_record_status_counts_groups_by_both_statuses():

@@ -382,3 +382,15 @@ def test_tracking_mark_ready_action(client, reviewer):
         {"action": "mark_ready", "_selected_action": [e.pk for e in events]},
     )
     assert set(TrackingEvent.objects.values_list("review_status", flat=True)) == {"ready"}
+
+
+def test_guest_street_lines_edited_one_per_line(client, editor):
+    guest = GuestFactory(street=["1 Old Road"])
+    url = _change_url(guest)
+    data = _post_data(client.get(url))
+    assert data["street"] == "1 Old Road"
+    data["street"] = "12 Main Street, Apartment 4\r\nBlock B\r\n"
+    client.post(url, data)
+    guest.refresh_from_db()
+    assert guest.street == ["12 Main Street, Apartment 4", "Block B"]
+    assert '"street":["12 Main Street, Apartment 4","Block B"]' in guest.cdp_value

@@ -106,6 +106,9 @@ DATABASES = {
 # A second connection to the same database (autocommit) for an import run's progress and
 # lease, written while the run's data transaction is still open (records.services.imports).
 DATABASES["progress"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
+# Lets parallel test runs (several developers or CI jobs on one server) use separate databases.
+if env_str("DJANGO_TEST_DATABASE_NAME"):
+    DATABASES["default"]["TEST"] = {"NAME": env_str("DJANGO_TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

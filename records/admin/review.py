@@ -339,7 +339,6 @@ class StagedRecordAdmin(admin.ModelAdmin):
     ordering = ("-id",)
     # Only indexed columns: sorting 1M rows by anything else is a full sort on every page.
     sortable_by = ("id", "review_status", "delivery_status")
-    change_form_template = None
 
     # ---- permissions and visibility -------------------------------------------------------
 
@@ -427,7 +426,7 @@ class StagedRecordAdmin(admin.ModelAdmin):
 
     @admin.display(description="CDP value (what the batch file will contain)")
     def cdp_value_display(self, obj):
-        # The request is not passed to display methods; get_form stores whether to mask.
+        # Display methods get no request; get_object marks the instance with what to show.
         if not obj.cdp_value:
             return "Not computed yet."
         value = json.loads(obj.cdp_value)

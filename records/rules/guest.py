@@ -110,9 +110,9 @@ def clean_guest(
     raw = value.get("identifiers")
     if raw is not None and raw != "":
         for index, item in child_items(raw, "identifiers", "Identifiers", problems):
-            identifiers.append(
-                identifier_into(item, f"identifiers.{index}", identity_providers, problems)
-            )
+            ident = identifier_into(item, f"identifiers.{index}", identity_providers, problems)
+            if ident:  # {} for an item that is not an object: nothing to show or send
+                identifiers.append(ident)
         if identifiers:
             out["identifiers"] = identifiers
     check_identity(identifiers, identity_providers, problems)
@@ -120,8 +120,9 @@ def clean_guest(
     raw = value.get("subscriptions")
     if raw is not None and raw != "":
         subscriptions = [
-            subscription_into(item, f"subscriptions.{index}", problems)
+            subscription
             for index, item in child_items(raw, "subscriptions", "Subscriptions", problems)
+            if (subscription := subscription_into(item, f"subscriptions.{index}", problems))
         ]
         if subscriptions:
             out["subscriptions"] = subscriptions

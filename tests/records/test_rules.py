@@ -1044,3 +1044,13 @@ def test_identity_key_is_the_same_for_raw_and_cleaned_identifiers(identifiers):
     assert identity_key(identifiers, identity_providers=PROVIDERS) == identity_key(
         value.get("identifiers", []), identity_providers=PROVIDERS
     )
+
+
+def test_guest_child_that_is_not_an_object_is_reported_and_dropped():
+    value, problems = clean(
+        subscriptions=[SECRET], identifiers=[SECRET, {"provider": "CRM_ID", "id": "C-1"}]
+    )
+    has_problem(problems, "identifiers.0", "invalid_type")
+    has_problem(problems, "subscriptions.0", "invalid_type")
+    assert value["identifiers"] == [{"provider": "CRM_ID", "id": "C-1"}]
+    assert "subscriptions" not in value

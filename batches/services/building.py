@@ -65,8 +65,9 @@ class SchemaSpec:
 
     model: type[StagedRecord]
     default_mode: str
-    # Column whose value must not repeat within a file (None: the schema has no identity).
-    identity_column: str | None
+    # SQL expression (over alias t) whose value must not repeat within a file; None: the
+    # schema has no identity.
+    identity_sql: str | None
 
     @property
     def table(self) -> str:
@@ -74,7 +75,7 @@ class SchemaSpec:
 
 
 SCHEMAS: dict[str, SchemaSpec] = {
-    BatchSchema.GUEST: SchemaSpec(Guest, "upsert", "identity_key"),
+    BatchSchema.GUEST: SchemaSpec(Guest, "upsert", "t.identity_key"),
     BatchSchema.TRACKING: SchemaSpec(TrackingEvent, "insert", None),
 }
 
@@ -368,7 +369,7 @@ def _export(batch: Batch, attempt: int) -> list[tuple[ExportedPart, str]]:
     come through a second one, so they commit at once.
     """
     spec = SCHEMAS[batch.schema]
-    identity = f"t.{spec.identity_column}" if spec.identity_column else "NULL"
+    identity = spec.identity_sql or "NULL"
     sql = (
         f"SELECT t.id, t.ref::text, COALESCE(NULLIF(t.mode, ''), %(mode)s), t.cdp_value,"
         f" {identity} FROM {spec.table} t WHERE t.locked_by_batch_id = %(batch)s ORDER BY t.id"

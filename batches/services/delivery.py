@@ -70,8 +70,10 @@ __all__ = [
 SENDING = (Batch.Status.UPLOADING, Batch.Status.PROCESSING)
 # Arbitrary keys for PostgreSQL advisory locks ("CDPD", "CDPR").
 DISPATCH_LOCK = 0x43445044
-# Do not start an upload on a URL with less than this left (the upload would die midway).
-UPLOAD_URL_MARGIN = timedelta(seconds=15)
+# An upload location with less than this left counts as expired. Kept small: the URL was
+# just handed out, and one that runs out mid-upload is refused by S3 with "Request has
+# expired", which sends the file under a new ref as well.
+UPLOAD_URL_MARGIN = timedelta(seconds=1)
 # A file CDP still calls `uploading` this long after our upload succeeded never registered.
 STUCK_UPLOADING = timedelta(hours=1)
 # A file is sent under at most this many refs (expired URLs, `corrupted`) before we give up.

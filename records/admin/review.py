@@ -26,6 +26,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from import_export.admin import ImportMixin
 
 from cdpstage.errors import ApplicationError
 from records import masking
@@ -38,6 +39,12 @@ from records.models import (
     ReviewStatus,
     Subscription,
     TrackingEvent,
+)
+from records.resources import (
+    ExtensionResource,
+    GuestResource,
+    SubscriptionResource,
+    TrackingEventResource,
 )
 from records.selectors import (
     guest_countries,
@@ -310,8 +317,12 @@ def _masked_name(field_name: str) -> str:
 # Shared behaviour of the two review admins.
 
 
-class StagedRecordAdmin(admin.ModelAdmin):
-    """What the guest and tracking-event admins share: counting, actions, saving, deleting."""
+class StagedRecordAdmin(ImportMixin, admin.ModelAdmin):
+    """What the guest and tracking-event admins share: counting, actions, saving, deleting.
+
+    ImportMixin adds django-import-export's preview/confirm import for small files (the
+    resources run the one staging pipeline); big files go through background import runs.
+    """
 
     schema = "guest"
     editable_fields: frozenset[str] = frozenset()
@@ -341,6 +352,11 @@ class StagedRecordAdmin(admin.ModelAdmin):
     sortable_by = ("id", "review_status", "delivery_status")
 
     # ---- permissions and visibility -------------------------------------------------------
+
+    def has_import_permission(self, request):
+        # Importing stages new records: the Stager's add permission, not any staff user.
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.add_{opts.model_name}")
 
     def personal_fields(self) -> frozenset[str]:
         return PERSONAL_FIELD_NAMES[self.schema]
@@ -661,6 +677,8 @@ class ExtensionInline(ParentLockMixin, admin.StackedInline):
 class GuestAdmin(StagedRecordAdmin):
     schema = "guest"
     editable_fields = GUEST_EDITABLE_FIELDS
+    # Guest files, and files of children (subscriptions, extensions) linked to staged guests.
+    resource_classes = [GuestResource, SubscriptionResource, ExtensionResource]
     form = GuestForm
     inlines = (IdentifierInline, SubscriptionInline, ExtensionInline)
     list_display = (
@@ -814,6 +832,7 @@ class TrackingEventForm(forms.ModelForm):
 class TrackingEventAdmin(StagedRecordAdmin):
     schema = "tracking"
     editable_fields = TRACKING_EDITABLE_FIELDS
+    resource_classes = [TrackingEventResource]
     form = TrackingEventForm
     list_display = (
         "id",

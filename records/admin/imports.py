@@ -1,1 +1,386 @@
-"""Import screens: background import runs and the django-import-export preview flow."""
+"""Import screens: background import runs ("Import a file", progress, error report) and the
+django-import-export preview/confirm flow for subscriptions and extensions.
+
+Every write goes through records.services.imports; the preview/confirm screens run the same
+pipeline through records.resources.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpResponseRedirect, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from import_export.admin import ImportMixin
+from import_export.formats.base_formats import CSV, JSON, XLSX
+
+from cdpstage.errors import ApplicationError
+from records.admin.review import EstimatedCountPaginator
+from records.importing import ENCODINGS
+from records.models import Extension, ImportRun, Schema, Subscription
+from records.resources import ExtensionResource, SubscriptionResource
+from records.services.imports import import_run_create
+
+DELIMITER_CHOICES = (
+    ("", "Detect"),
+    ("comma", "Comma (,)"),
+    ("semicolon", "Semicolon (;)"),
+    ("tab", "Tab"),
+    ("pipe", "Pipe (|)"),
+)
+DELIMITER_VALUES = {"": "", "comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
+
+
+class ImportFileForm(forms.Form):
+    """The "Import a file" form: the file and how to read it."""
+
+    file = forms.FileField(help_text="CSV, XLSX, JSON or NDJSON, of any size.")
+    schema = forms.ChoiceField(label="The file holds", choices=Schema.choices)
+    format = forms.ChoiceField(
+        choices=(("", "Detect from the name and content"), *ImportRun.Format.choices),
+        required=False,
+    )
+    encoding = forms.ChoiceField(
+        choices=list(ENCODINGS.items()),
+        required=False,
+        help_text="Text files only. A byte-order mark (BOM) is always honoured.",
+    )
+    delimiter = forms.ChoiceField(choices=DELIMITER_CHOICES, required=False)
+    on_error = forms.ChoiceField(
+        label="If some rows are bad",
+        choices=ImportRun.OnError.choices,
+        initial=ImportRun.OnError.ABORT,
+        widget=forms.RadioSelect,
+    )
+    ignore_unknown_columns = forms.BooleanField(
+        required=False,
+        help_text="Drop columns (or JSON fields) CDP Stage does not know instead of refusing "
+        "the file.",
+    )
+
+
+def _progress_payload(run: ImportRun) -> dict:
+    """What the progress bar shows; no personal data (counts and a sentence)."""
+    now = timezone.now()
+    elapsed = ((run.finished_at or now) - run.started_at).total_seconds() if run.started_at else 0.0
+    rate = run.rows_read / elapsed if elapsed > 0 else 0.0
+    if run.is_finished:
+        percent = 100.0
+    elif run.rows_total:
+        percent = min(99.0, 100.0 * run.rows_read / run.rows_total)
+    elif run.bytes_total:
+        percent = min(99.0, 100.0 * run.bytes_read / run.bytes_total)
+    else:
+        percent = 0.0
+    eta = None
+    if not run.is_finished and rate > 0 and run.rows_total > run.rows_read:
+        eta = round((run.rows_total - run.rows_read) / rate)
+    return {
+        "status": run.status,
+        "status_display": run.get_status_display(),
+        "finished": run.is_finished,
+        "rows_read": run.rows_read,
+        "rows_total": run.rows_total,
+        "bytes_read": run.bytes_read,
+        "bytes_total": run.bytes_total,
+        "rows_created": run.rows_created,
+        "rows_updated": run.rows_updated,
+        "rows_unchanged": run.rows_unchanged,
+        "rows_invalid": run.rows_invalid,
+        "rows_bad": run.rows_bad,
+        "percent": round(percent, 1),
+        "rows_per_second": round(rate),
+        "eta_seconds": eta,
+        "message": run.message,
+    }
+
+
+@admin.register(ImportRun)
+class ImportRunAdmin(admin.ModelAdmin):
+    """Import runs: start one with "Import a file", watch its progress, get its error report."""
+
+    list_display = (
+        "id",
+        "original_name",
+        "schema",
+        "format",
+        "status",
+        "progress_display",
+        "rows_created",
+        "rows_updated",
+        "rows_unchanged",
+        "rows_invalid",
+        "rows_bad",
+        "created_by",
+        "created_at",
+    )
+    list_display_links = ("id", "original_name")
+    list_filter = ("status", "schema", "format", "on_error")
+    search_fields = ("original_name",)
+    list_select_related = ("created_by",)
+    ordering = ("-id",)
+    date_hierarchy = "created_at"
+    fieldsets = (
+        (None, {"fields": ("original_name", "schema", "format", "status", "message")}),
+        (
+            "Rows",
+            {
+                "fields": (
+                    "progress_display",
+                    "rows_read",
+                    "rows_total",
+                    "rows_created",
+                    "rows_updated",
+                    "rows_unchanged",
+                    "rows_invalid",
+                    "rows_bad",
+                    "error_report_link",
+                )
+            },
+        ),
+        (
+            "Options",
+            {"fields": ("encoding", "delimiter", "on_error", "ignore_unknown_columns")},
+        ),
+        (
+            "Lifecycle",
+            {
+                "classes": ("collapse",),
+                "fields": (
+                    "created_by",
+                    "created_at",
+                    "started_at",
+                    "finished_at",
+                    "bytes_read",
+                    "bytes_total",
+                    "attempt",
+                    "job_id",
+                    "lease_until",
+                    "last_error",
+                ),
+            },
+        ),
+    )
+    readonly_fields = (
+        "original_name",
+        "schema",
+        "format",
+        "status",
+        "message",
+        "progress_display",
+        "rows_read",
+        "rows_total",
+        "rows_created",
+        "rows_updated",
+        "rows_unchanged",
+        "rows_invalid",
+        "rows_bad",
+        "error_report_link",
+        "encoding",
+        "delimiter",
+        "on_error",
+        "ignore_unknown_columns",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "bytes_read",
+        "bytes_total",
+        "attempt",
+        "job_id",
+        "lease_until",
+        "last_error",
+    )
+    add_form_template = "admin/records/importrun/add_form.html"
+    change_form_template = "admin/records/importrun/change_form.html"
+
+    # ---- permissions: runs are created by the service and never edited ---------------------
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+    # ---- columns -------------------------------------------------------------------------
+
+    @admin.display(description="Progress")
+    def progress_display(self, obj: ImportRun) -> str:
+        payload = _progress_payload(obj)
+        total = f" / {obj.rows_total:,}" if obj.rows_total else ""
+        return format_html(
+            '<span class="importrun-progress-text">{} %</span> ({}{} rows)',
+            payload["percent"],
+            f"{obj.rows_read:,}",
+            total,
+        )
+
+    @admin.display(description="Error report")
+    def error_report_link(self, obj: ImportRun) -> str:
+        if not obj.error_report:
+            return "—"
+        url = reverse("admin:records_importrun_error_report", args=[obj.pk])
+        return format_html('<a href="{}">Download the error report (CSV)</a>', url)
+
+    # ---- extra pages -----------------------------------------------------------------------
+
+    def get_urls(self):
+        urls = super().get_urls()
+        extra = [
+            path(
+                "<int:pk>/progress/",
+                self.admin_site.admin_view(self.progress_view),
+                name="records_importrun_progress",
+            ),
+            path(
+                "<int:pk>/error-report/",
+                self.admin_site.admin_view(self.error_report_view),
+                name="records_importrun_error_report",
+            ),
+        ]
+        return extra + urls
+
+    def _visible_run(self, request, pk: int) -> ImportRun:
+        run = ImportRun.objects.filter(pk=pk).first()
+        if run is None:
+            raise Http404("No such import run.")
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
+        return run
+
+    def progress_view(self, request, pk: int):
+        """The progress bar's JSON, polled by the change page while the run is not finished."""
+        return JsonResponse(_progress_payload(self._visible_run(request, pk)))
+
+    def error_report_view(self, request, pk: int):
+        """Download the error report (row, column, code, reason; no personal data)."""
+        run = self._visible_run(request, pk)
+        if not run.error_report:
+            raise Http404("This import run has no error report.")
+        return FileResponse(
+            run.error_report.open("rb"),
+            as_attachment=True,
+            filename=f"import-{run.pk}-errors.csv",
+            content_type="text/csv",
+        )
+
+    # ---- "Import a file" --------------------------------------------------------------------
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """Upload a file and start a background import run (one service call)."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ImportFileForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                run = import_run_create(
+                    uploaded_file=data["file"],
+                    schema=data["schema"],
+                    format=data["format"] or None,
+                    encoding=data["encoding"],
+                    delimiter=DELIMITER_VALUES[data["delimiter"]],
+                    on_error=data["on_error"],
+                    ignore_unknown_columns=data["ignore_unknown_columns"],
+                    user=request.user,
+                )
+            except ApplicationError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(
+                    request,
+                    f"Import run {run.pk} started: {run.original_name} is being imported in "
+                    "the background.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:records_importrun_change", args=[run.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import a file",
+            "form": form,
+            "opts": self.opts,
+            "has_view_permission": self.has_view_permission(request),
+            "docs_hint": "docs/import-formats.md",
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.add_form_template, context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "progress_url": reverse("admin:records_importrun_progress", args=[object_id]),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+# -------------------------------------------------------------------------------------------
+# django-import-export preview/confirm screens
+
+
+class StagingImportMixin(ImportMixin):
+    """ImportMixin for the staging resources: CSV, XLSX and JSON; import needs the model's
+    add permission; a confirm that failed (or a link to its import run) is reported."""
+
+    formats = (CSV, XLSX, JSON)
+    import_error_display = ("message",)
+
+    def get_import_formats(self):
+        return list(self.formats)
+
+    def has_import_permission(self, request):
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.add_{opts.model_name}")
+
+    def add_success_message(self, result, request):
+        run = getattr(result, "import_run", None)
+        if result.base_errors:
+            for error in result.base_errors:
+                self.message_user(request, str(error.error), messages.ERROR)
+            return
+        super().add_success_message(result, request)
+        if run is not None:
+            url = reverse("admin:records_importrun_change", args=[run.pk])
+            self.message_user(
+                request, format_html('Recorded as <a href="{}">import run {}</a>.', url, run.pk)
+            )
+
+
+class ChildRecordAdmin(StagingImportMixin, admin.ModelAdmin):
+    """Children of staged guests: listed and imported here, edited on the guest's page (an
+    edit must recompute the guest's stored value, which the guest admin does)."""
+
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    list_per_page = 100
+    list_select_related = ("guest",)
+    ordering = ("-id",)
+    raw_id_fields = ("guest",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ChildRecordAdmin):
+    resource_classes = [SubscriptionResource]
+    list_display = ("id", "guest", "name", "point_of_sale", "channel", "status", "effective_date")
+    list_filter = ("channel", "status")
+    search_fields = ("=name", "=point_of_sale")
+
+
+@admin.register(Extension)
+class ExtensionAdmin(ChildRecordAdmin):
+    resource_classes = [ExtensionResource]
+    list_display = ("id", "guest", "name", "key")
+    list_filter = ("name",)

@@ -1,0 +1,130 @@
+"""The ImportRun admin: "Import a file", the self-refreshing progress page, the error report."""
+
+import io
+
+import pytest
+from django.core.files.base import ContentFile
+from django.urls import reverse
+
+from records.models import ImportRun
+from records.services.imports import import_run_create, import_run_execute
+
+pytestmark = pytest.mark.django_db
+
+BAD = b"identifiers.0.provider,identifiers.0.id,country\nemail,a@example.com,XX\nemail,,IE\n"
+
+
+@pytest.fixture
+def stager(client, user_factory):
+    client.force_login(user_factory("stager", groups=("Stager",), is_staff=True))
+    return client
+
+
+@pytest.fixture
+def finished_run():
+    run = import_run_create(
+        uploaded_file=ContentFile(BAD, name="guests.csv"),
+        schema="guest",
+        on_error="skip",
+        enqueue=False,
+    )
+    return import_run_execute(import_run_id=run.pk, attempt=run.attempt)
+
+
+def test_add_form_starts_a_background_run(stager):
+    url = reverse("admin:records_importrun_add")
+    page = stager.get(url)
+    assert page.status_code == 200
+    assert "If some rows are bad" in page.content.decode()
+    upload = io.BytesIO(b"identifiers.0.provider;identifiers.0.id\nemail;a@example.com\n")
+    upload.name = "guests.csv"
+    response = stager.post(
+        url,
+        {
+            "file": upload,
+            "schema": "guest",
+            "format": "",
+            "encoding": "cp1252",
+            "delimiter": "semicolon",
+            "on_error": "skip",
+            "ignore_unknown_columns": "on",
+        },
+    )
+    run = ImportRun.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:records_importrun_change", args=[run.pk])
+    assert (run.status, run.format, run.encoding, run.delimiter) == (
+        "pending",
+        "csv",
+        "cp1252",
+        ";",
+    )
+    assert (run.on_error, run.ignore_unknown_columns) == ("skip", True)
+    assert run.job_id == f"importrun-{run.pk}-a1"
+    assert run.created_by.username == "stager"
+
+
+def test_add_form_requires_a_file(stager):
+    response = stager.post(reverse("admin:records_importrun_add"), {"schema": "guest"})
+    assert response.status_code == 200
+    assert ImportRun.objects.count() == 0
+
+
+def test_change_page_shows_progress_and_error_report_link(stager, finished_run):
+    page = stager.get(reverse("admin:records_importrun_change", args=[finished_run.pk]))
+    body = page.content.decode()
+    assert page.status_code == 200
+    assert reverse("admin:records_importrun_progress", args=[finished_run.pk]) in body
+    assert 'id="importrun-bar"' in body
+    assert "Download the error report (CSV)" in body
+    assert finished_run.message in body
+    assert 'name="_save"' not in body  # read-only
+
+
+def test_progress_endpoint_reports_counts(stager, finished_run):
+    payload = stager.get(reverse("admin:records_importrun_progress", args=[finished_run.pk])).json()
+    assert payload["status"] == "partial"
+    assert payload["finished"] is True
+    assert payload["percent"] == 100
+    assert (payload["rows_read"], payload["rows_created"], payload["rows_bad"]) == (2, 1, 1)
+    assert payload["rows_invalid"] == 1
+
+
+def test_progress_of_a_running_run(stager):
+    run = import_run_create(
+        uploaded_file=ContentFile(BAD, name="guests.csv"), schema="guest", enqueue=False
+    )
+    ImportRun.objects.filter(pk=run.pk).update(
+        status="running", rows_total=200, rows_read=50, started_at=run.created_at
+    )
+    payload = stager.get(reverse("admin:records_importrun_progress", args=[run.pk])).json()
+    assert payload["finished"] is False
+    assert payload["percent"] == 25.0
+
+
+def test_error_report_download(stager, finished_run):
+    response = stager.get(reverse("admin:records_importrun_error_report", args=[finished_run.pk]))
+    content = b"".join(response.streaming_content).decode()
+    assert response["Content-Disposition"].startswith("attachment")
+    assert content.splitlines()[0] == "row,column,code,reason"
+    assert "3,identifiers,no_identity," in content
+    assert "a@example.com" not in content
+
+
+def test_auditor_can_view_but_not_import_or_delete(client, user_factory, finished_run):
+    client.force_login(user_factory("auditor", groups=("Auditor",), is_staff=True))
+    assert (
+        client.get(reverse("admin:records_importrun_change", args=[finished_run.pk])).status_code
+        == 200
+    )
+    assert client.get(reverse("admin:records_importrun_add")).status_code == 403
+    assert (
+        client.get(reverse("admin:records_importrun_delete", args=[finished_run.pk])).status_code
+        == 403
+    )
+
+
+def test_progress_needs_view_permission(client, user_factory, finished_run):
+    client.force_login(user_factory("nobody", is_staff=True))
+    url = reverse("admin:records_importrun_progress", args=[finished_run.pk])
+    assert client.get(url).status_code == 403

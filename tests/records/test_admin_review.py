@@ -426,7 +426,7 @@ def test_guest_import_preview_and_confirm_for_stager(client, user_factory):
     )
     client.force_login(stager)
     url = reverse("admin:records_guest_import")
-    assert f'href="{url}"' in client.get(CHANGELIST).content.decode()
+    assert f"href='{url}'" in client.get(CHANGELIST).content.decode()
     page = client.get(url)
     upload = SimpleUploadedFile("few.csv", SMALL_CSV.encode(), content_type="text/csv")
     preview = client.post(
@@ -452,4 +452,4 @@ def test_guest_import_preview_and_confirm_for_stager(client, user_factory):
 def test_guest_import_refused_for_reviewer(client, reviewer):
     url = reverse("admin:records_guest_import")
     assert client.get(url).status_code == 403
-    assert f'href="{url}"' not in client.get(CHANGELIST).content.decode()
+    assert f"href='{url}'" not in client.get(CHANGELIST).content.decode()

@@ -40,12 +40,7 @@ from records.models import (
     Subscription,
     TrackingEvent,
 )
-from records.resources import (
-    ExtensionResource,
-    GuestResource,
-    SubscriptionResource,
-    TrackingEventResource,
-)
+from records.resources import GuestResource, TrackingEventResource
 from records.selectors import (
     guest_countries,
     guests_with_identity,
@@ -677,8 +672,8 @@ class ExtensionInline(ParentLockMixin, admin.StackedInline):
 class GuestAdmin(StagedRecordAdmin):
     schema = "guest"
     editable_fields = GUEST_EDITABLE_FIELDS
-    # Guest files, and files of children (subscriptions, extensions) linked to staged guests.
-    resource_classes = [GuestResource, SubscriptionResource, ExtensionResource]
+    # Child files (subscriptions, extensions) have their own admins in records.admin.imports.
+    resource_classes = [GuestResource]
     form = GuestForm
     inlines = (IdentifierInline, SubscriptionInline, ExtensionInline)
     list_display = (

@@ -175,6 +175,8 @@ class _Existing:
     locked_by: int | None
     ref: str
     cdp_value: str
+    # Never sent to CDP: its ref is referenced by no batch, so a batch line may replace it.
+    ref_adoptable: bool
 
 
 class GuestStager(Stager):
@@ -261,6 +263,7 @@ class GuestStager(Stager):
         existing = self._existing([g.key for g in batch])
         batch = self._check_refs(batch)
         writes: list[tuple[_Guest, str, str, list[dict[str, str]]]] = []
+        refs: list[tuple[int, str]] = []
         for guest in batch:
             found = existing.get(guest.key)
             merge = found is not None and _needs_merge(guest.scope) and found.cdp_value
@@ -269,6 +272,21 @@ class GuestStager(Stager):
             text = dump_value(guest.value)
             digest = value_hash(text)
             errors = problems_as_json(guest.problems)
+            new_ref = (
+                found is not None
+                and guest.ref is not None
+                and guest.ref != found.ref
+                and found.ref_adoptable
+                and found.locked_by is None
+            )
+            if new_ref and digest == found.value_hash:
+                # Same value under the file's ref (a batch line): only the ref changes.
+                refs.append((found.id, guest.ref))
+                self.counts.updated += 1
+                if errors:
+                    self.invalid(guest.row, guest.problems)
+                self._outcome(guest.row, "update")
+                continue
             if found is not None and digest == found.value_hash:
                 self.counts.unchanged += 1
                 if errors:
@@ -282,8 +300,23 @@ class GuestStager(Stager):
                 self.invalid(guest.row, guest.problems)
             self._outcome(guest.row, "update" if found is not None else "new")
             writes.append((guest, text, digest, errors))
+            if new_ref and found is not None:
+                refs.append((found.id, guest.ref))
         if writes and self.writing:
             self._write(writes)
+        if refs and self.writing:
+            self._adopt_refs(refs)
+
+    def _adopt_refs(self, refs: list[tuple[int, str]]) -> None:
+        """Give updated guests the ref of their batch line (losslessness), when no batch has
+        used their old ref yet; a delivered guest keeps its ref for the audit trail."""
+        self.cursor.execute(
+            """UPDATE records_guest AS g SET ref = v.ref
+                 FROM unnest(%s::bigint[], %s::uuid[]) AS v(id, ref)
+                WHERE g.id = v.id AND g.delivery_status = 'not_sent' AND g.delivered_hash = ''
+                  AND g.locked_by_batch_id IS NULL""",
+            [[r[0] for r in refs], [r[1] for r in refs]],
+        )
 
     def _drop_seen(self, batch: list[_Guest]) -> list[_Guest]:
         keys = [g.key for g in batch]
@@ -313,7 +346,8 @@ class GuestStager(Stager):
 
     def _existing(self, keys: list[str]) -> dict[str, _Existing]:
         self.cursor.execute(
-            """SELECT identity_key, id, value_hash, locked_by_batch_id, ref::text, cdp_value
+            """SELECT identity_key, id, value_hash, locked_by_batch_id, ref::text, cdp_value,
+                      delivery_status = 'not_sent' AND delivered_hash = ''
                  FROM records_guest WHERE identity_key = ANY(%s)""",
             [keys],
         )

@@ -496,6 +496,21 @@ def test_import_batch_lines_keep_ref(tmp_path):
     assert orjson.loads(guest.cdp_value) == GUEST_VALUE
 
 
+def test_import_batch_line_ref_replaces_ref_of_a_never_sent_guest_only(tmp_path):
+    fresh = GuestFactory(email="ann@example.com", identifiers=[("email", "ann@example.com")])
+    sent = GuestFactory(email="bob@example.com", identifiers=[("email", "bob@example.com")])
+    Guest.objects.filter(pk=sent.pk).update(delivery_status="delivered", delivered_hash="x" * 32)
+    refs = ["11111111-2222-4333-8444-555555555555", "66666666-7777-4888-9999-aaaaaaaaaaaa"]
+    lines = []
+    for ref, guest in zip(refs, (fresh, sent), strict=True):
+        value = orjson.loads(guest.cdp_value)  # same value: only the ref differs
+        lines.append(json.dumps({"ref": ref, "schema": "guest", "mode": "upsert", "value": value}))
+    run = run_file(tmp_path, ("\n".join(lines) + "\n").encode(), name="batch.ndjson")
+    assert (run.rows_updated, run.rows_unchanged) == (1, 1)
+    assert str(Guest.objects.get(pk=fresh.pk).ref) == refs[0]
+    assert Guest.objects.get(pk=sent.pk).ref == sent.ref
+
+
 def test_import_batch_line_ref_of_another_guest_is_bad(tmp_path):
     other = GuestFactory(email="zed@example.com")
     line = {"ref": str(other.ref), "schema": "guest", "mode": "upsert", "value": GUEST_VALUE}
@@ -648,3 +663,31 @@ def test_tracking_rerun_of_the_same_run_adds_nothing_twice(tmp_path):
         )
     assert (counts.created, counts.unchanged) == (0, 2)
     assert TrackingEvent.objects.count() == 2
+
+
+# -- the documented samples -------------------------------------------------------------------
+
+
+def test_docs_samples_import_cleanly(tmp_path):
+    from pathlib import Path
+
+    samples = Path(__file__).resolve().parents[2] / "docs" / "samples"
+    steps = [
+        ("guests.csv", "guest", (3, 0)),
+        ("guests.ndjson", "guest", (0, 2)),
+        ("subscriptions.csv", "subscription", (1, 1)),
+        ("extensions.csv", "extension", (0, 2)),
+        ("tracking.csv", "tracking", (3, 0)),
+    ]
+    for name, schema, (created, updated) in steps:
+        run = run_file(tmp_path, (samples / name).read_bytes(), name=name, schema=schema)
+        assert run.status == "succeeded", (name, run.message)
+        assert (run.rows_created, run.rows_updated, run.rows_invalid) == (created, updated, 0), name
+    aoife = Guest.objects.get(email="aoife.byrne@example.com")
+    value = orjson.loads(aoife.cdp_value)
+    assert [s["name"] for s in value["subscriptions"]] == ["newsletter", "offers"]
+    assert [e["name"] for e in value["extensions"]] == ["ext", "ext2"]
+    assert value["extensions"][0]["loyaltyTier"] == "platinum"
+    assert aoife.review_status == "new"
+    assert str(Guest.objects.get(email="tom.walsh@example.com").ref).startswith("3f1c2d4e")
+    assert Guest.objects.count() == 3

@@ -453,3 +453,21 @@ def test_guest_import_refused_for_reviewer(client, reviewer):
     url = reverse("admin:records_guest_import")
     assert client.get(url).status_code == 403
     assert f"href='{url}'" not in client.get(CHANGELIST).content.decode()
+
+
+def test_tracking_save_goes_through_service(client, user_factory):
+    editor = user_factory(
+        "adm-tracking-editor",
+        perms=("records.view_trackingevent", "records.change_trackingevent", "records.view_pii"),
+        is_staff=True,
+    )
+    client.force_login(editor)
+    event = TrackingEventFactory()
+    url = reverse("admin:records_trackingevent_change", args=[event.pk])
+    data = _post_data(client.get(url))
+    assert '"provider": "email"' in data["identifiers"]  # indented JSON, readable
+    data["type"] = "OPENED"
+    client.post(url, data)
+    event.refresh_from_db()
+    assert event.type == "OPENED"
+    assert '"type":"OPENED"' in event.cdp_value

@@ -11,12 +11,14 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from cdpsandbox.config import FaultSpec
 from cdpsandbox.store import iso_ms
+from cdpsandbox.tls import is_loopback
 
 if TYPE_CHECKING:
     from cdpsandbox.app import Sandbox
@@ -58,6 +60,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
     """Request handler shared by the API, S3 and control endpoints."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, as real clients expect
+    # Garbage request lines would otherwise be answered as HTTP/0.9, without a status line.
+    default_request_version = "HTTP/1.1"
     server_version = "cdpsandbox"
     sys_version = ""
     timeout = 30  # an idle or stuck connection does not hold a thread forever
@@ -85,6 +89,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         self._body_read = False
         self._fault: str | None = None
         self._area = "unknown"
+        self._recorded = False
         self._started = time.monotonic()
         try:
             super().handle_one_request()
@@ -104,40 +109,60 @@ class SandboxHandler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError, ValueError):
             super().finish()
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Malformed requests (bad request line, long URI, many headers) get a JSON error.
+
+        The stdlib text would echo the request line, query string included; ours does not.
+        """
+        self.close_connection = True
+        self._body_read = True  # never try to drain the body of a request we could not parse
+        phrase = HTTPStatus(code).phrase
+        self.error(code, phrase.replace(" ", ""), phrase)
+
     def log_message(self, format: str, *args: Any) -> None:
         """Silence http.server's own log lines: they carry the full request line and query."""
 
     def send_response(self, code: int, message: str | None = None) -> None:
-        """Remember the status for the request log."""
+        """Remember the status and record the request before the client can see the reply."""
         self._status = code
+        self._record_request(code)
         super().send_response(code, message)
 
+    def _request_path(self) -> str:
+        return urlsplit(self.path).path if getattr(self, "path", None) else "-"
+
+    def _record_request(self, status: int | str) -> None:
+        """Add to the request log once; done before replying, so a test that got the reply
+        always finds its entry (a test asserting retries reads the log right after)."""
+        if self._recorded or self._area not in ("api", "s3"):
+            return
+        self._recorded = True
+        self.sandbox.requests.add(
+            {
+                "at": iso_ms(time.time()),
+                "method": self.command,
+                "path": self._request_path(),
+                "status": status,
+                "authorization": "authorization" in (getattr(self, "headers", None) or {}),
+                "area": self._area,
+                "fault": self._fault,
+            }
+        )
+
     def _log_request(self) -> None:
-        path = urlsplit(self.path).path if getattr(self, "path", None) else "-"
         status = "reset" if self._aborted and self._status is None else self._status
+        if status == "reset":
+            self._record_request(status)
         elapsed = (time.monotonic() - self._started) * 1000
-        has_auth = "authorization" in (self.headers or {})
         logger.info(
             "%s %s %s %.1fms auth=%s%s",
             getattr(self, "command", None) or "-",
-            path,
+            self._request_path(),
             status,
             elapsed,
-            "yes" if has_auth else "no",
+            "yes" if "authorization" in (getattr(self, "headers", None) or {}) else "no",
             f" fault={self._fault}" if self._fault else "",
         )
-        if self._area in ("api", "s3"):
-            self.sandbox.requests.add(
-                {
-                    "at": iso_ms(time.time()),
-                    "method": self.command,
-                    "path": path,
-                    "status": status,
-                    "authorization": has_auth,
-                    "area": self._area,
-                    "fault": self._fault,
-                }
-            )
 
     # --- dispatch -----------------------------------------------------------------------
 
@@ -179,8 +204,6 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def sandbox_peer_is_loopback(self) -> bool:
         """True when the TCP peer is a loopback address."""
-        from cdpsandbox.tls import is_loopback
-
         return is_loopback(str(self.client_address[0]))
 
     # --- faults -------------------------------------------------------------------------
@@ -216,6 +239,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         """Close the TCP connection with a RST, so the client sees 'connection reset'."""
         self._aborted = True
         self.close_connection = True
+        self._record_request("reset")
         try:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.rfile.close()  # drop the makefile reference so close() really closes

@@ -127,12 +127,12 @@ class SandboxProcess:
         return self.client_key, self.api_token
 
     def env(self) -> dict[str, str]:
-        """Variables a client process needs to reach this sandbox (`REQUESTS_CA_BUNDLE` …)."""
+        """The variables CDP Stage reads (see .env.example) to talk to this sandbox."""
         return {
+            "CDP_BASE_URL": self.base_url,
+            "CDP_CLIENT_KEY": self.client_key,
+            "CDP_API_TOKEN": self.api_token,
             "REQUESTS_CA_BUNDLE": self.ca_bundle,
-            "CDP_SANDBOX_URL": self.base_url,
-            "CDP_SANDBOX_CLIENT_KEY": self.client_key,
-            "CDP_SANDBOX_API_TOKEN": self.api_token,
         }
 
     def log_text(self) -> str:

@@ -6,9 +6,13 @@ import hashlib
 import re
 import uuid
 
+import pytest
 import requests
 
 from tests.cdpsandbox.conftest import MAX_FILE_SIZE, guest, gzip_lines
+
+# These tests start the sandbox as a real process (the project's `integration` marker).
+pytestmark = pytest.mark.integration
 
 CHECKSUM = "b1d600dbf7463924e24647e626cd7c1e"
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -11,6 +11,9 @@ import requests
 from cdpsandbox.process import run_sandbox
 from tests.cdpsandbox.conftest import CdpApi, guest, gzip_lines
 
+# These tests start the sandbox as a real process (the project's `integration` marker).
+pytestmark = pytest.mark.integration
+
 BODY = gzip_lines([guest()])
 CHECKSUM = hashlib.md5(BODY).hexdigest()
 

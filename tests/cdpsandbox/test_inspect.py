@@ -9,6 +9,9 @@ import pytest
 
 from tests.cdpsandbox.conftest import guest, gzip_lines
 
+# These tests start the sandbox as a real process (the project's `integration` marker).
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def three_batches(api):

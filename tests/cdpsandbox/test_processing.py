@@ -14,6 +14,9 @@ import pytest
 
 from tests.cdpsandbox.conftest import guest, gzip_lines, order, tracking
 
+# These tests start the sandbox as a real process (the project's `integration` marker).
+pytestmark = pytest.mark.integration
+
 
 def test_guest_batch_success_with_stats_and_no_log(api, sandbox):
     final = api.run([guest("ada@example.com"), guest("bob@example.com", firstName="Bob")])
@@ -373,7 +376,7 @@ def test_status_walk_visible_on_inspect(tmp_path):
     from cdpsandbox.process import run_sandbox
     from tests.cdpsandbox.conftest import CdpApi
 
-    with run_sandbox(tmp_path, processing_delay=0.6) as slow:
+    with run_sandbox(tmp_path, processing_delay=1.0) as slow:
         api = CdpApi(slow)
         body = gzip_lines([guest()])
         ref = str(uuid.uuid4())

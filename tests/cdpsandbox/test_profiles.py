@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.cdpsandbox.conftest import guest, order
+
+# These tests start the sandbox as a real process (the project's `integration` marker).
+pytestmark = pytest.mark.integration
 
 
 def crm(email: str, crm_id: str, **fields):

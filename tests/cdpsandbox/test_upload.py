@@ -14,6 +14,9 @@ import requests
 
 from tests.cdpsandbox.conftest import MAX_FILE_SIZE, content_md5, guest, gzip_lines
 
+# These tests start the sandbox as a real process (the project's `integration` marker).
+pytestmark = pytest.mark.integration
+
 
 def s3_error(response: requests.Response | http.client.HTTPResponse, status: int) -> ET.Element:
     """Assert an S3-style XML error and return its root."""

@@ -80,15 +80,18 @@ def stage_source(
     counts = stager.counts
     last = time.monotonic()
     next_check = PROGRESS_EVERY_ROWS
-    for number, mapped in rows:
-        stager.add(number, mapped)
-        if progress is not None and counts.read >= next_check:
-            next_check = counts.read + PROGRESS_EVERY_ROWS
-            now = time.monotonic()
-            if now - last >= PROGRESS_SECONDS:
-                last = now
-                progress(counts, source.bytes_read)
-    stager.finish()
+    try:
+        for number, mapped in rows:
+            stager.add(number, mapped)
+            if progress is not None and counts.read >= next_check:
+                next_check = counts.read + PROGRESS_EVERY_ROWS
+                now = time.monotonic()
+                if now - last >= PROGRESS_SECONDS:
+                    last = now
+                    progress(counts, source.bytes_read)
+        stager.finish()
+    finally:
+        stager.close()
     if progress is not None:
         progress(counts, source.bytes_read)
     return counts

@@ -28,7 +28,7 @@ import difflib
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from records.models import Schema
@@ -175,48 +175,71 @@ class FlatMapping:
     groups: dict[str, list[tuple[int, str]]]  # ext name / "utms" / "feedback" -> [(col, key)]
     ref_col: int | None
     scope: ChildScope
+    # Derived in __post_init__ (the per-row hot path reads these).
+    _children: list[tuple[str, list[list[tuple[int, str]]]]] = field(init=False)
+    _groups: list[tuple[str, list[tuple[int, str]]]] = field(init=False)
+    _lists: list[tuple[str, list[tuple[int, int]]]] = field(init=False)
+    _width: int = field(init=False)
+    _child_file: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Per-row work is the hot path of a flat import: order everything once, here.
+        self._children = [
+            (kind, [cols for _, cols in sorted(by_index.items())])
+            for kind, by_index in self.children.items()
+        ]
+        self._groups = [
+            (name, sorted(cols, key=lambda item: item[1])) for name, cols in self.groups.items()
+        ]
+        self._lists = list(self.lists.items())
+        self._width = len(self.headers)
+        self._child_file = self.schema in (Schema.SUBSCRIPTION, Schema.EXTENSION)
 
     def to_row(self, cells: Sequence[str]) -> MappedRow:
         """Build the CDP-shaped value; empty cells are absent values."""
-        if len(cells) < len(self.headers):
-            cells = list(cells) + [""] * (len(self.headers) - len(cells))
+        if len(cells) < self._width:
+            cells = list(cells) + [""] * (self._width - len(cells))
         value: dict[str, Any] = {}
         for col, key in self.scalars:
             cell = cells[col]
             if cell and not cell.isspace():
                 value[key] = cell
-        for key, cols in self.lists.items():
+        for key, cols in self._lists:
             items = [cells[col] for col, _ in cols if cells[col] and not cells[col].isspace()]
             if items:
                 value[key] = items if cols[0][1] >= 0 or len(items) > 1 else items[0]
-        for kind, by_index in self.children.items():
+        for kind, groups in self._children:
             objects = []
-            for _, cols in sorted(by_index.items()):
-                obj = {
-                    key: cells[col] for col, key in cols if cells[col] and not cells[col].isspace()
-                }
+            for cols in groups:
+                obj = {}
+                for col, key in cols:
+                    cell = cells[col]
+                    if cell and not cell.isspace():
+                        obj[key] = cell
                 if obj:
                     objects.append(obj)
             if objects:
                 value[kind] = objects
-        if self.groups:
+        if self._groups:
             extensions = []
-            for name, cols in self.groups.items():
-                attrs = {k: cells[c] for c, k in cols if cells[c] and not cells[c].isspace()}
+            for name, cols in self._groups:
+                attrs = {}
+                for col, key in cols:
+                    cell = cells[col]
+                    if cell and not cell.isspace():
+                        attrs[key] = cell
                 if not attrs:
                     continue
                 if name in ("utms", "feedback"):
                     value[name] = attrs
                 else:
-                    extensions.append(
-                        {"name": name, "key": "default", **dict(sorted(attrs.items()))}
-                    )
+                    extensions.append({"name": name, "key": "default", **attrs})
             if extensions:
                 value["extensions"] = extensions
         ref = None
         if self.ref_col is not None:
             ref = _ref(cells[self.ref_col].strip(), "ref")
-        if self.schema in (Schema.SUBSCRIPTION, Schema.EXTENSION):
+        if self._child_file:
             return _child_row(self.schema, value, ref)
         return MappedRow(value=value, ref=ref, mode=MODES[self.schema], scope=self.scope)
 

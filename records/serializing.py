@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -109,44 +109,76 @@ def column_max_lengths(model_label: str) -> dict[str, int]:
     return lengths
 
 
-def _text(field: str, value: Any, limit: int | None) -> str:
+class _Bad(Exception):
+    """Raised by the converters below; the caller adds the field path (built only on error)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _text_of(value: Any, limit: int | None) -> str:
+    if type(value) is str:
+        if limit is not None and len(value) > limit:
+            raise _Bad("too_long", f"Longer than the {limit} characters this field can hold.")
+        return value
     if value is None:
         return ""
-    if not isinstance(value, str):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise UnstorableValue(field, "wrong_type", "Must be text.")
-        value = str(value)
-    if limit is not None and len(value) > limit:
-        raise UnstorableValue(
-            field, "too_long", f"Longer than the {limit} characters this field can hold."
-        )
-    return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Bad("wrong_type", "Must be text.")
+    return _text_of(str(value), limit)
 
 
-def _datetime(field: str, value: Any) -> datetime | None:
-    if value in (None, ""):
+def _datetime_of(value: Any) -> datetime | None:
+    if value is None or value == "":
         return None
-    if not isinstance(value, str):
-        raise UnstorableValue(field, "wrong_type", "Must be an ISO-8601 date-time text.")
+    if type(value) is not str:
+        raise _Bad("wrong_type", "Must be an ISO-8601 date-time text.")
     try:
         return parse_cdp_datetime(value)
     except ValueError as exc:
-        raise UnstorableValue(field, "invalid_datetime", str(exc)) from None
+        raise _Bad("invalid_datetime", str(exc)) from None
 
 
-def _date(field: str, value: Any) -> date | None:
-    parsed = _datetime(field, value)
-    return parsed.date() if parsed is not None else None
-
-
-def _text_list(field: str, value: Any, limit: int | None) -> list[str]:
-    if value in (None, ""):
+def _text_list_of(value: Any, limit: int | None) -> list[str]:
+    if value is None or value == "":
         return []
-    if isinstance(value, str):
+    if type(value) is str:
         value = [value]
     if not isinstance(value, list):
-        raise UnstorableValue(field, "wrong_type", "Must be a list of texts.")
-    return [_text(f"{field}.{i}", item, limit) for i, item in enumerate(value)]
+        raise _Bad("wrong_type", "Must be a list of texts.")
+    return [_text_of(item, limit) for item in value]
+
+
+def _text(field: str, value: Any, limit: int | None) -> str:
+    try:
+        return _text_of(value, limit)
+    except _Bad as bad:
+        raise UnstorableValue(field, bad.code, bad.message) from None
+
+
+def _datetime(field: str, value: Any) -> datetime | None:
+    try:
+        return _datetime_of(value)
+    except _Bad as bad:
+        raise UnstorableValue(field, bad.code, bad.message) from None
+
+
+_TEXT, _DATETIME, _DATE, _LIST = "text", "datetime", "date", "list"
+_SPECS: dict[str, list[tuple[str, str, str, int | None]]] = {}
+
+
+def _column_specs(model_label: str, columns: dict[str, tuple[str, str]]) -> list:
+    """(value key, column, kind, max length) for a model, computed once."""
+    spec = _SPECS.get(model_label)
+    if spec is None:
+        lengths = column_max_lengths(model_label)
+        spec = _SPECS[model_label] = [
+            (key, column, kind, lengths.get(column + "[]" if kind == _LIST else column))
+            for key, (column, kind) in columns.items()
+        ]
+    return spec
 
 
 def guest_fields_from_value(value: Mapping[str, Any]) -> dict[str, Any]:
@@ -155,18 +187,20 @@ def guest_fields_from_value(value: Mapping[str, Any]) -> dict[str, Any]:
     Raises UnstorableValue when a value cannot be kept in its column (unparseable date, text
     longer than the column): such a row cannot be staged at all.
     """
-    lengths = column_max_lengths("Guest")
     fields: dict[str, Any] = {}
-    for key, (column, kind) in GUEST_COLUMNS.items():
-        raw = value.get(key)
-        if kind == "text":
-            fields[column] = _text(key, raw, lengths.get(column))
-        elif kind == "datetime":
-            fields[column] = _datetime(key, raw)
-        elif kind == "date":
-            fields[column] = _date(key, raw)
-        else:
-            fields[column] = _text_list(key, raw, lengths.get(column + "[]"))
+    get = value.get
+    for key, column, kind, limit in _column_specs("Guest", GUEST_COLUMNS):
+        raw = get(key)
+        try:
+            if kind == _TEXT:
+                fields[column] = _text_of(raw, limit)
+            elif kind == _LIST:
+                fields[column] = _text_list_of(raw, limit)
+            else:
+                moment = _datetime_of(raw)
+                fields[column] = moment.date() if kind == _DATE and moment is not None else moment
+        except _Bad as bad:
+            raise UnstorableValue(key, bad.code, bad.message) from None
     if not fields["guest_type"]:
         fields["guest_type"] = "customer"
     return fields
@@ -184,42 +218,73 @@ class GuestChildren:
     extensions: list[tuple[str, str, dict[str, Any]]]
 
 
+_CHILD_LENGTHS: dict[str, int] = {}
+
+
+def _child_lengths() -> dict[str, int]:
+    if not _CHILD_LENGTHS:
+        ident = column_max_lengths("Identifier")
+        sub = column_max_lengths("Subscription")
+        ext = column_max_lengths("Extension")
+        _CHILD_LENGTHS.update(
+            provider=ident["provider"],
+            identifier=ident["identifier"],
+            name=sub["name"],
+            point_of_sale=sub["point_of_sale"],
+            channel=sub["channel"],
+            status=sub["status"],
+            ext_name=ext["name"],
+            ext_key=ext["key"],
+        )
+    return _CHILD_LENGTHS
+
+
 def guest_children_from_value(value: Mapping[str, Any]) -> GuestChildren:
     """The identifier, subscription and extension rows of a canonical guest value.
 
     Raises UnstorableValue like guest_fields_from_value.
     """
-    ident_len = column_max_lengths("Identifier")
-    sub_len = column_max_lengths("Subscription")
-    ext_len = column_max_lengths("Extension")
+    n = _child_lengths()
     identifiers = []
     for i, item in enumerate(_objects("identifiers", value.get("identifiers"))):
-        identifiers.append(
-            (
-                i,
-                _text(f"identifiers.{i}.provider", item.get("provider"), ident_len["provider"]),
-                _text(f"identifiers.{i}.id", item.get("id"), ident_len["identifier"]),
-                _datetime(f"identifiers.{i}.expiryDate", item.get("expiryDate")),
+        get = item.get
+        try:
+            identifiers.append(
+                (
+                    i,
+                    _text_of(get("provider"), n["provider"]),
+                    _text_of(get("id"), n["identifier"]),
+                    _datetime_of(get("expiryDate")),
+                )
             )
-        )
+        except _Bad:
+            _child_problem(f"identifiers.{i}.", item, ("provider", "id"), ("expiryDate",))
     subscriptions = []
     for i, item in enumerate(_objects("subscriptions", value.get("subscriptions"))):
-        p = f"subscriptions.{i}."
-        subscriptions.append(
-            (
-                i,
-                _text(p + "name", item.get("name"), sub_len["name"]),
-                _text(p + "pointOfSale", item.get("pointOfSale"), sub_len["point_of_sale"]),
-                _text(p + "channel", item.get("channel"), sub_len["channel"]),
-                _text(p + "status", item.get("status"), sub_len["status"]),
-                _datetime(p + "effectiveDate", item.get("effectiveDate")),
+        get = item.get
+        try:
+            subscriptions.append(
+                (
+                    i,
+                    _text_of(get("name"), n["name"]),
+                    _text_of(get("pointOfSale"), n["point_of_sale"]),
+                    _text_of(get("channel"), n["channel"]),
+                    _text_of(get("status"), n["status"]),
+                    _datetime_of(get("effectiveDate")),
+                )
             )
-        )
+        except _Bad:
+            _child_problem(
+                f"subscriptions.{i}.",
+                item,
+                ("name", "pointOfSale", "channel", "status"),
+                ("effectiveDate",),
+            )
     extensions = []
     seen_names: set[str] = set()
     for i, item in enumerate(_objects("extensions", value.get("extensions"))):
-        name = _text(f"extensions.{i}.name", item.get("name") or "ext", ext_len["name"])
-        key = _text(f"extensions.{i}.key", item.get("key") or "default", ext_len["key"])
+        name = _text(f"extensions.{i}.name", item.get("name") or "ext", n["ext_name"])
+        key = _text(f"extensions.{i}.key", item.get("key") or "default", n["ext_key"])
         if name in seen_names:
             raise UnstorableValue(
                 f"extensions.{i}.name", "duplicate_extension", "Two extension groups share a name."
@@ -228,6 +293,30 @@ def guest_children_from_value(value: Mapping[str, Any]) -> GuestChildren:
         attributes = {k: v for k, v in item.items() if k not in ("name", "key")}
         extensions.append((name, key, attributes))
     return GuestChildren(identifiers, subscriptions, extensions)
+
+
+_CHILD_COLUMN_LENGTH = {
+    "provider": "provider",
+    "id": "identifier",
+    "name": "name",
+    "pointOfSale": "point_of_sale",
+    "channel": "channel",
+    "status": "status",
+}
+
+
+def _child_problem(
+    prefix: str, item: Mapping[str, Any], texts: tuple[str, ...], dates: tuple[str, ...]
+) -> None:
+    """Find which field of a child failed and raise UnstorableValue naming it."""
+    n = _child_lengths()
+    for key in texts:
+        _text(prefix + key, item.get(key), n[_CHILD_COLUMN_LENGTH[key]])
+    for key in dates:
+        _datetime(prefix + key, item.get(key))
+    raise AssertionError(
+        "a child field failed conversion but no field was found"
+    )  # pragma: no cover
 
 
 def _objects(field: str, value: Any) -> list[Mapping[str, Any]]:

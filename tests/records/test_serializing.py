@@ -102,3 +102,22 @@ def test_tracking_factory_stores_value_and_guest_identity():
     assert value["serviceIdentifier"] == "TEST_PROVIDER"
     assert event.guest_identity_key == "email:t@example.com"
     assert event.value_hash == value_hash(event.cdp_value)
+
+
+def test_guest_children_from_value_names_the_child_field_that_fails():
+    with pytest.raises(UnstorableValue) as info:
+        guest_children_from_value(
+            {
+                "subscriptions": [
+                    {"name": "a", "channel": "EMAIL"},
+                    {"name": "b", "channel": "EMAIL", "effectiveDate": "someday"},
+                ]
+            }
+        )
+    assert (info.value.field, info.value.code) == (
+        "subscriptions.1.effectiveDate",
+        "invalid_datetime",
+    )
+    with pytest.raises(UnstorableValue) as info:
+        guest_children_from_value({"identifiers": [{"provider": "email", "id": "x" * 300}]})
+    assert (info.value.field, info.value.code) == ("identifiers.0.id", "too_long")

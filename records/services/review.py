@@ -97,6 +97,19 @@ class ReviewResult:
     def skipped(self) -> int:
         return self.selected - self.changed
 
+    def __add__(self, other: "ReviewResult") -> "ReviewResult":
+        """Two results of the same action (chunks of one selection) as one."""
+        if other.target != self.target:
+            raise ValueError("Only results of the same action add up.")
+        return ReviewResult(
+            target=self.target,
+            selected=self.selected + other.selected,
+            changed=self.changed + other.changed,
+            skipped_invalid=self.skipped_invalid + other.skipped_invalid,
+            skipped_locked=self.skipped_locked + other.skipped_locked,
+            unchanged=self.unchanged + other.unchanged,
+        )
+
     def message(self, noun: str) -> str:
         """One sentence: how many changed, and why the rest did not."""
         label = ReviewStatus(self.target).label.lower()

@@ -471,3 +471,17 @@ def test_tracking_save_goes_through_service(client, user_factory):
     event.refresh_from_db()
     assert event.type == "OPENED"
     assert '"type":"OPENED"' in event.cdp_value
+
+
+def test_mark_ready_action_refuses_huge_selection(client, reviewer, monkeypatch):
+    monkeypatch.setattr(review_admin, "ADMIN_ACTION_MAX_ROWS", 2)
+    GuestFactory.create_batch(3)
+    response = client.post(
+        CHANGELIST,
+        {"action": "mark_ready", "select_across": "1", "_selected_action": ["0"]},
+        follow=True,
+    )
+    text = " ".join(str(m) for m in get_messages(response.wsgi_request))
+    assert "more than 2 guests" in text
+    assert "manage.py records_mark_ready --schema guest" in text
+    assert not Guest.objects.filter(review_status=ReviewStatus.READY).exists()

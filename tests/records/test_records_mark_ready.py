@@ -124,3 +124,26 @@ def test_records_mark_ready_exit_code_from_command_line():
     assert result.returncode == 1
     assert "There is no user named 'no-such-user-anywhere'." in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_records_mark_ready_works_in_chunks(operator, monkeypatch):
+    from records.management.commands import records_mark_ready as command
+
+    monkeypatch.setattr(command, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(command, "PROGRESS_EVERY", 2)
+    GuestFactory.create_batch(5)
+    locked = GuestFactory()
+    Guest.objects.filter(pk=locked.pk).update(locked_by_batch_id=8)
+
+    output = _run("--schema", "guest", "--all-valid", "--user", "cmd-operator")
+
+    assert "... 2 guests looked at" in output
+    assert "... 4 guests looked at" in output
+    assert "5 guests marked ready. 1 skipped because they are in a batch" in output
+    assert Guest.objects.filter(review_status=ReviewStatus.READY).count() == 5
+
+
+def test_records_mark_ready_checks_permission_with_nothing_to_do(user_factory):
+    user_factory("cmd-viewer", perms=("records.view_guest",))
+    with pytest.raises(CommandError, match="permission to change guests"):
+        _run("--schema", "guest", "--all-valid", "--user", "cmd-viewer")

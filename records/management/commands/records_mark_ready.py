@@ -1,11 +1,31 @@
 """`manage.py records_mark_ready`: the admin's "Mark ready" action for automation and cron."""
 
+from collections.abc import Iterator
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from cdpstage.errors import ApplicationError
 from records.models import Guest, ImportRun, ReviewStatus, Schema, TrackingEvent
 from records.services import records_mark_ready
+
+# One service call (one transaction) per chunk: at 1M records a single UPDATE holds its row
+# locks for minutes (measured 7,000-12,000 rows/s here, each update touching every index),
+# blocking batch builds; chunks keep each transaction short and show progress.
+CHUNK_ROWS = 10_000
+PROGRESS_EVERY = 100_000
+
+
+def _chunks(queryset, size: int) -> Iterator[list[int]]:
+    """Primary keys of the queryset in ascending chunks (keyset pagination, no OFFSET)."""
+    last = 0
+    while True:
+        ids = list(queryset.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:size])
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]
+
 
 MODELS = {Schema.GUEST.value: Guest, Schema.TRACKING.value: TrackingEvent}
 # Import runs whose rows end up on the schema's records (child files update their guests).
@@ -51,16 +71,25 @@ class Command(BaseCommand):
         if options["import_run"] is not None:
             queryset = queryset.filter(import_run=self._import_run(options["import_run"], schema))
         else:
-            queryset = queryset.exclude(review_status=ReviewStatus.INVALID)
+            # Valid and not yet reviewed (records already ready need nothing).
+            queryset = queryset.filter(review_status__in=[ReviewStatus.NEW, ReviewStatus.HELD])
         held = 0
         if not options["include_held"]:
             held = queryset.filter(review_status=ReviewStatus.HELD).count()
             queryset = queryset.exclude(review_status=ReviewStatus.HELD)
+        noun = str(model._meta.verbose_name_plural)
+        next_report = PROGRESS_EVERY
         try:
-            result = records_mark_ready(model=model, queryset=queryset, user=user)
+            # An empty first call checks the user's permission even when nothing matches.
+            result = records_mark_ready(model=model, ids=[], user=user)
+            for ids in _chunks(queryset, CHUNK_ROWS):
+                result += records_mark_ready(model=model, ids=ids, user=user)
+                if result.selected >= next_report:
+                    next_report += PROGRESS_EVERY
+                    self.stdout.write(f"... {result.selected} {noun} looked at")
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
-        self.stdout.write(result.message(str(model._meta.verbose_name_plural)))
+        self.stdout.write(result.message(noun))
         if held:
             self.stdout.write(
                 f"{held} held records left held (use --include-held to include them)."

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from django.db import connection
 
+from records.importing.copytext import copy_lines
 from records.importing.report import ErrorReport
 from records.mapping import ChildScope, MappedRow
 from records.models import Guest, ImportRun, TrackingEvent
@@ -198,8 +199,8 @@ class Stager:
     ) -> None:
         cursor = cursor if cursor is not None else self.cursor
         with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+            for block in copy_lines(rows):
+                copy.write(block.encode())
 
 
 @dataclass(slots=True)

@@ -482,7 +482,8 @@ class StagedRecordAdmin(ImportMixin, admin.ModelAdmin):
             self.message_user(request, exc.message, messages.ERROR)
             return
         level = messages.SUCCESS if result.skipped == 0 else messages.WARNING
-        self.message_user(request, result.message(noun), level)
+        message = result.message(singular=str(self.model._meta.verbose_name), plural=noun)
+        self.message_user(request, message, level)
 
     @admin.action(description="Mark ready", permissions=["change"])
     def mark_ready(self, request, queryset):

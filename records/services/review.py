@@ -110,9 +110,10 @@ class ReviewResult:
             unchanged=self.unchanged + other.unchanged,
         )
 
-    def message(self, noun: str) -> str:
+    def message(self, *, singular: str, plural: str) -> str:
         """One sentence: how many changed, and why the rest did not."""
         label = ReviewStatus(self.target).label.lower()
+        noun = singular if self.changed == 1 else plural
         parts = [f"{self.changed} {noun} marked {label}."]
         if self.skipped_invalid:
             parts.append(

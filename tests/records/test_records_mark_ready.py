@@ -47,7 +47,7 @@ def test_records_mark_ready_include_held(operator):
     held = GuestFactory()
     Guest.objects.filter(pk=held.pk).update(review_status=ReviewStatus.HELD)
     output = _run("--schema", "guest", "--all-valid", "--include-held", "--user", "cmd-operator")
-    assert "1 guests marked ready." in output
+    assert "1 guest marked ready." in output
     held.refresh_from_db()
     assert held.review_status == ReviewStatus.READY
 

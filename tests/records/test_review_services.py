@@ -5,6 +5,7 @@ import pytest
 from cdpstage.errors import ApplicationError
 from records.models import DeliveryStatus, Guest, ReviewStatus, TrackingEvent
 from records.services import (
+    ReviewResult,
     guest_update,
     records_delete,
     records_hold,
@@ -55,8 +56,8 @@ def test_records_mark_ready_counts_and_skips_invalid_and_locked(reviewer):
 
     assert (result.selected, result.changed) == (6, 3)
     assert (result.skipped_invalid, result.skipped_locked, result.unchanged) == (1, 1, 1)
-    assert "3 guests marked ready." in result.message("guests")
-    assert "1 skipped because they are invalid" in result.message("guests")
+    assert "3 guests marked ready." in result.message(singular="guest", plural="guests")
+    assert "1 skipped because they are invalid" in result.message(singular="guest", plural="guests")
     statuses = dict(Guest.objects.values_list("pk", "review_status"))
     assert all(statuses[g.pk] == ReviewStatus.READY for g in new)
     assert statuses[invalid.pk] == ReviewStatus.INVALID
@@ -194,3 +195,16 @@ def test_records_delete_needs_delete_permission(reviewer):
     with pytest.raises(ApplicationError, match="permission to delete"):
         records_delete(model=Guest, ids=[guest.pk], user=reviewer)
     assert Guest.objects.filter(pk=guest.pk).exists()
+
+
+def test_review_result_message_and_sum():
+    first = ReviewResult(ReviewStatus.READY, 3, 1, 1, 0, 1)
+    second = ReviewResult(ReviewStatus.READY, 2, 1, 0, 1, 0)
+    total = first + second
+    assert (total.selected, total.changed, total.skipped) == (5, 2, 3)
+    assert first.message(singular="guest", plural="guests") == (
+        "1 guest marked ready. 1 skipped because they are invalid (fix them first). "
+        "1 were already ready."
+    )
+    with pytest.raises(ValueError, match="same action"):
+        first + ReviewResult(ReviewStatus.HELD, 0, 0, 0, 0, 0)

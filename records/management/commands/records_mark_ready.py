@@ -89,7 +89,7 @@ class Command(BaseCommand):
                     self.stdout.write(f"... {result.selected} {noun} looked at")
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
-        self.stdout.write(result.message(noun))
+        self.stdout.write(result.message(singular=str(model._meta.verbose_name), plural=noun))
         if held:
             self.stdout.write(
                 f"{held} held records left held (use --include-held to include them)."

@@ -11,6 +11,7 @@ row stops the writing, but every later row is still checked, so the error report
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,7 +20,9 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+import psycopg
 from django.db import connection
+from django.utils import timezone
 
 from records.importing.copytext import copy_lines
 from records.importing.report import ErrorReport
@@ -226,6 +229,7 @@ class _Guest:
     children: GuestChildren
     scope: ChildScope
     ref: str | None
+    existing_id: int | None = None  # the staged guest it updates
 
 
 @dataclass(slots=True)
@@ -359,6 +363,10 @@ class GuestStager(Stager):
             if errors:
                 self.invalid(guest.row, guest.problems)
             self._outcome(guest.row, "update" if found is not None else "new")
+            guest.existing_id = found.id if found is not None else None
+            # The writer needs the text, columns and children only: let the value go now
+            # (with a batch in flight on the writer thread, two batches live in memory).
+            guest.value, guest.problems = {}, []
             writes.append((guest, text, digest, errors))
             if new_ref and found is not None:
                 refs.append((found.id, guest.ref))
@@ -482,6 +490,111 @@ class GuestStager(Stager):
         writes: list[tuple[_Guest, str, str, list[dict[str, str]]]],
         result: WriteResult,
     ) -> None:
+        new = [w for w in writes if w[0].existing_id is None]
+        known = [w for w in writes if w[0].existing_id is not None]
+        returned: dict[str, tuple[int, bool]] = {}
+        if new:
+            copied = self._copy_new(cursor, new)
+            if copied is None:
+                known += new  # another import inserted some of them meanwhile: upsert all
+            else:
+                returned.update(copied)
+        if known:
+            returned.update(self._upsert(cursor, known))
+        updated_ids = [gid for gid, inserted in returned.values() if not inserted]
+        if updated_ids:
+            for table in ("records_identifier", "records_subscription", "records_extension"):
+                cursor.execute(f"DELETE FROM {table} WHERE guest_id = ANY(%s)", [updated_ids])
+        identifiers, subscriptions, extensions = [], [], []
+        for guest, _text, _digest, _errors in writes:
+            hit = returned.get(guest.key)
+            if hit is None:
+                # Locked by a batch between our check and the write (another transaction).
+                result.bad.append((guest.row, "locked", locked_message(None)))
+                continue
+            gid, inserted = hit
+            if inserted:
+                result.created += 1
+            else:
+                result.updated += 1
+            c = guest.children
+            identifiers.extend((gid, *item) for item in c.identifiers)
+            subscriptions.extend((gid, *item) for item in c.subscriptions)
+            extensions.extend((gid, n, k, dump_value(a)) for n, k, a in c.extensions)
+        if identifiers:
+            self._copy(
+                "records_identifier",
+                ("guest_id", "position", "provider", "identifier", "expiry_date"),
+                identifiers,
+                cursor,
+            )
+        if subscriptions:
+            self._copy(
+                "records_subscription",
+                ("guest_id", "position", "name", "point_of_sale", "channel", "status",
+                 "effective_date"),
+                subscriptions,
+                cursor,
+            )  # fmt: skip
+        if extensions:
+            self._copy(
+                "records_extension",
+                ("guest_id", "name", "key", "attributes"),
+                extensions,
+                cursor,
+            )
+
+    def _copy_new(
+        self, cursor: Any, new: list[tuple[_Guest, str, str, list[dict[str, str]]]]
+    ) -> dict[str, tuple[int, bool]] | None:
+        """COPY guests no staged guest matched straight into the table (the fast path of an
+        initial load); None when one was inserted by a concurrent import meanwhile."""
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence('records_guest', 'id'))"
+            " FROM generate_series(1, %s)",
+            [len(new)],
+        )
+        ids = [r[0] for r in cursor.fetchall()]
+        now = timezone.now()
+        columns = (
+            "id", "ref", "mode", "review_status", "validation_errors", "import_run_id",
+            "source_row", "cdp_value", "value_hash", "delivery_status", "delivered_hash",
+            "identity_key", *GUEST_TYPED, "created_at", "updated_at",
+        )  # fmt: skip
+        rows = (
+            (
+                gid,
+                g.ref or str(uuid.uuid4()),
+                "upsert",
+                "invalid" if errors else "new",
+                dump_value(errors),
+                self.import_run_id,
+                g.row,
+                text,
+                digest,
+                "not_sent",
+                "",
+                g.key,
+                *[g.fields[c] for c in GUEST_TYPED],
+                now,
+                now,
+            )
+            for gid, (g, text, digest, errors) in zip(ids, new, strict=True)
+        )
+        cursor.execute("SAVEPOINT import_new_guests")
+        try:
+            self._copy("records_guest", columns, rows, cursor)
+        except psycopg.errors.UniqueViolation:
+            cursor.execute("ROLLBACK TO SAVEPOINT import_new_guests")
+            return None
+        cursor.execute("RELEASE SAVEPOINT import_new_guests")
+        return {g.key: (gid, True) for gid, (g, _t, _d, _e) in zip(ids, new, strict=True)}
+
+    def _upsert(
+        self, cursor: Any, writes: list[tuple[_Guest, str, str, list[dict[str, str]]]]
+    ) -> dict[str, tuple[int, bool]]:
+        """COPY into the temporary table, then INSERT ... ON CONFLICT (identity_key) DO UPDATE
+        (a guest locked by a batch meanwhile is left alone and not returned)."""
         columns = (
             "source_row",
             "identity_key",
@@ -538,49 +651,7 @@ class GuestStager(Stager):
                 RETURNING identity_key, id, (xmax = 0)""",
             [self.import_run_id],
         )
-        returned = {r[0]: (r[1], r[2]) for r in cursor.fetchall()}
-        updated_ids = [gid for gid, inserted in returned.values() if not inserted]
-        if updated_ids:
-            for table in ("records_identifier", "records_subscription", "records_extension"):
-                cursor.execute(f"DELETE FROM {table} WHERE guest_id = ANY(%s)", [updated_ids])
-        identifiers, subscriptions, extensions = [], [], []
-        for guest, _text, _digest, _errors in writes:
-            hit = returned.get(guest.key)
-            if hit is None:
-                # Locked by a batch between our check and the write (another transaction).
-                result.bad.append((guest.row, "locked", locked_message(None)))
-                continue
-            gid, inserted = hit
-            if inserted:
-                result.created += 1
-            else:
-                result.updated += 1
-            c = guest.children
-            identifiers.extend((gid, *item) for item in c.identifiers)
-            subscriptions.extend((gid, *item) for item in c.subscriptions)
-            extensions.extend((gid, n, k, dump_value(a)) for n, k, a in c.extensions)
-        if identifiers:
-            self._copy(
-                "records_identifier",
-                ("guest_id", "position", "provider", "identifier", "expiry_date"),
-                identifiers,
-                cursor,
-            )
-        if subscriptions:
-            self._copy(
-                "records_subscription",
-                ("guest_id", "position", "name", "point_of_sale", "channel", "status",
-                 "effective_date"),
-                subscriptions,
-                cursor,
-            )  # fmt: skip
-        if extensions:
-            self._copy(
-                "records_extension",
-                ("guest_id", "name", "key", "attributes"),
-                extensions,
-                cursor,
-            )
+        return {r[0]: (r[1], r[2]) for r in cursor.fetchall()}
 
 
 def _needs_merge(scope: ChildScope) -> bool:

@@ -691,3 +691,25 @@ def test_docs_samples_import_cleanly(tmp_path):
     assert aoife.review_status == "new"
     assert str(Guest.objects.get(email="tom.walsh@example.com").ref).startswith("3f1c2d4e")
     assert Guest.objects.count() == 3
+
+
+def test_guest_inserted_meanwhile_by_another_import_is_updated_not_duplicated(
+    tmp_path, monkeypatch
+):
+    """The fast path COPYs guests it did not find; if another import inserted one since the
+    lookup, the unique identity refuses the COPY and the batch is upserted instead."""
+    from records.importing.staging import GuestStager
+
+    guest = GuestFactory(email="ann@example.com", first_name="Old")
+    monkeypatch.setattr(GuestStager, "_existing", lambda self, keys: {})
+    data = (
+        "identifiers.0.provider,identifiers.0.id,firstName\n"
+        "email,ann@example.com,New\nemail,bob@example.com,Bob\n"
+    )
+    run = run_file(tmp_path, data.encode())
+    assert run.status == "succeeded", run.message
+    assert (run.rows_created, run.rows_updated) == (1, 1)
+    assert Guest.objects.count() == 2
+    guest.refresh_from_db()
+    assert guest.first_name == "New"
+    assert guest.identifiers.count() == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +25,7 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
+from rq.timeouts import JobTimeoutException
 
 from cdpstage.errors import ApplicationError
 from cdpstage.queueing import enqueue_after_commit
@@ -154,6 +156,10 @@ def _head(uploaded_file: File) -> bytes:
 
 
 # -- execute ---------------------------------------------------------------------------------
+
+
+class ImportStopped(Exception):
+    """An import failed on an unexpected error; its text names the type only (no data)."""
 
 
 class LeaseLost(Exception):
@@ -316,8 +322,28 @@ def import_run_execute(
             # The database went away: leave the run to its lease; the reconciler retries it.
             logger.exception("Import run %s attempt %s: database error", run.pk, attempt)
             raise
+        except JobTimeoutException:
+            _end_failed(
+                run,
+                attempt,
+                report,
+                counts,
+                "The import took longer than the worker's job timeout and was stopped; nothing "
+                f"was imported ({counts.read:,} rows had been read). Raise the timeout of the "
+                "imports queue, or split the file.",
+                last_error="JobTimeoutException",
+            )
+            raise
         except Exception as exc:
-            logger.exception("Import run %s attempt %s: unexpected error", run.pk, attempt)
+            # Exception texts can quote data (a database error shows the duplicate key), so
+            # the log and RQ's failed-job registry get the type and the stack, not the text.
+            logger.error(
+                "Import run %s attempt %s: unexpected %s\n%s",
+                run.pk,
+                attempt,
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
             _end_failed(
                 run,
                 attempt,
@@ -327,7 +353,9 @@ def import_run_execute(
                 "details are in the worker's log.",
                 last_error=type(exc).__name__,
             )
-            raise
+            raise ImportStopped(
+                f"Import run {run.pk} stopped on {type(exc).__name__} (see the worker's log)."
+            ) from None
     finally:
         report.close()
         progress.close()

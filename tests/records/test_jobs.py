@@ -226,3 +226,48 @@ def test_reconciler_steps_aside_when_another_holds_the_lock():
     with other_connection() as other, other.transaction():
         other.execute("SELECT pg_advisory_xact_lock(%s)", [import_services.RECONCILE_LOCK_KEY])
         assert import_services.import_runs_reconcile() == {"skipped": 1}
+
+
+@pytest.mark.django_db
+def test_unexpected_error_fails_the_run_without_leaking_data(monkeypatch, caplog):
+    from records.importing.staging import GuestStager
+    from records.services.imports import ImportStopped
+
+    leaked = "duplicate key " + "-".join(["secret", "value"])  # not in any source line
+
+    def explode(self, *args):
+        raise ValueError(leaked)
+
+    monkeypatch.setattr(GuestStager, "_write_guests", explode)
+    run = import_run_create(
+        uploaded_file=ContentFile(guest_csv(3), name="guests.csv"), schema="guest", enqueue=False
+    )
+    with pytest.raises(ImportStopped) as info:
+        import_run_execute(import_run_id=run.pk, attempt=1)
+    assert "secret-value" not in str(info.value)
+    assert "secret-value" not in caplog.text
+    assert "ValueError" in caplog.text
+    run.refresh_from_db()
+    assert (run.status, run.last_error) == ("failed", "ValueError")
+    assert "unexpected error and nothing was imported" in run.message
+    assert Guest.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_job_timeout_fails_the_run_with_advice(monkeypatch):
+    from rq.timeouts import JobTimeoutException
+
+    from records.importing.staging import GuestStager
+
+    def slow(self, *args):
+        raise JobTimeoutException("Task exceeded maximum timeout value (3600 seconds)")
+
+    monkeypatch.setattr(GuestStager, "_write_guests", slow)
+    run = import_run_create(
+        uploaded_file=ContentFile(guest_csv(3), name="guests.csv"), schema="guest", enqueue=False
+    )
+    with pytest.raises(JobTimeoutException):
+        import_run_execute(import_run_id=run.pk, attempt=1)
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert "longer than the worker's job timeout" in run.message

@@ -6,6 +6,7 @@ from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from batches.models import BATCH_FINAL_STATUSES, Batch, BatchFile
 from cdpstage.charts import bar_chart
 from records.models import Guest, ImportRun, TrackingEvent
 
@@ -27,7 +28,30 @@ def dashboard_context(user) -> dict:
         context["imports_failed"] = ImportRun.objects.filter(
             status=ImportRun.Status.FAILED, finished_at__gte=timezone.now() - timedelta(days=7)
         ).order_by("-id")[:10]
-        context["import_chart"] = bar_chart(_rows_imported_per_day())
+        context["import_chart"] = bar_chart(_per_day(ImportRun.objects, "rows_read"))
+    if user.has_perm("batches.view_batch"):
+        recent = timezone.now() - timedelta(days=7)
+        context["batches_in_flight"] = (
+            Batch.objects.exclude(status__in=BATCH_FINAL_STATUSES)
+            .select_related("created_by")
+            .order_by("-id")[:10]
+        )
+        context["batches_failed"] = Batch.objects.filter(
+            status__in=[Batch.Status.FAILED, Batch.Status.PARTIALLY_FAILED],
+            finished_at__gte=recent,
+        ).order_by("-id")[:10]
+        context["files_failed"] = (
+            BatchFile.objects.filter(
+                status__in=[BatchFile.Status.FAILED, BatchFile.Status.CORRUPTED],
+                finished_at__gte=recent,
+            )
+            .select_related("batch")
+            .order_by("-id")[:10]
+        )
+        # Records CDP accepted, by the day their batch finished.
+        context["delivery_chart"] = bar_chart(
+            _per_day(Batch.objects.filter(status__in=BATCH_FINAL_STATUSES), "records_delivered")
+        )
     return context
 
 
@@ -39,13 +63,14 @@ def _status_counts(label: str, model) -> dict:
     return {"label": label, "review": review, "delivery": delivery}
 
 
-def _rows_imported_per_day() -> list[tuple[str, int]]:
+def _per_day(queryset, count_field: str) -> list[tuple[str, int]]:
+    """Sum `count_field` by the day `finished_at` falls on, over the last THROUGHPUT_DAYS."""
     since = timezone.now() - timedelta(days=THROUGHPUT_DAYS - 1)
     per_day = dict(
-        ImportRun.objects.filter(finished_at__gte=since)
+        queryset.filter(finished_at__gte=since)
         .annotate(day=TruncDate("finished_at"))
         .values_list("day")
-        .annotate(rows=Sum("rows_read"))
+        .annotate(total=Sum(count_field))
         .order_by()
     )
     today = timezone.now().date()

@@ -50,7 +50,9 @@ def _passwords(output: str) -> dict[str, str]:
 
 
 @pytest.mark.django_db
-def test_demo_setup_users_idempotent_and_reset():
+def test_demo_setup_users_idempotent_and_reset(settings):
+    # Real password hashing costs ~0.3 s a call; this test hashes ~30 times.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     first = _setup("--no-import")
     assert "DEMO ONLY" in first
     passwords = _passwords(first)

@@ -12,8 +12,10 @@ def _perms(app: str, actions: Iterable[str], models: Iterable[str]) -> list[str]
 
 ROLES: dict[str, list[str]] = {
     # Uploads files, fixes invalid rows, re-imports, creates batches (never approves them).
+    # Sees personal data: they hold the source files anyway, and fixing an invalid email needs it.
     "Stager": [
         *_perms("records", ("add", "change", "view"), RECORD_MODELS),
+        "records.view_pii",
         "records.add_importrun",
         "records.view_importrun",
         "batches.add_batch",

@@ -6,6 +6,8 @@ import pipeline and the admin use. Pass `identifiers=[("CRM_ID", "C-1")]`,
 `subscriptions=[{...}]` or `extensions={"ext": {"tier": "gold"}}` to shape the children.
 """
 
+from datetime import UTC
+
 import factory
 from django.conf import settings
 
@@ -90,7 +92,7 @@ class TrackingEventFactory(factory.django.DjangoModelFactory):
 
     mode = "insert"
     service_identifier = "TEST_PROVIDER"
-    occurred_at = factory.Faker("date_time_this_year", tzinfo=__import__("datetime").UTC)
+    occurred_at = factory.Faker("date_time_this_year", tzinfo=UTC)
     channel = "EMAIL"
     type = "SENT"
     identifiers = factory.Sequence(lambda n: [{"provider": "email", "id": f"t{n}@example.com"}])

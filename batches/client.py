@@ -395,7 +395,7 @@ class CdpClient:
                 raise CdpPermanentError(
                     "CDP's TLS certificate could not be verified; check REQUESTS_CA_BUNDLE."
                 ) from exc
-            raise CdpTransientError("The TLS connection to CDP failed.") from exc
+            raise CdpTransientError("The TLS connection to CDP failed or was reset.") from exc
         except requests.Timeout as exc:
             self._record(target, method, path, None, started, type(exc).__name__)
             raise CdpTransientError("CDP did not answer in time.") from exc

@@ -4,7 +4,6 @@ session, and a real worker pointed at it."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -178,7 +177,34 @@ def worker_settings(sandbox: SandboxProcess, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def batches_worker(sandbox, tmp_path, clean_queues) -> Iterator[Callable[..., Any]]:
+def _forget_old_jobs() -> None:
+    """Forget batch jobs left in Redis by earlier test sessions and killed workers.
+
+    Job ids name rows (`batchfile-1-upload-a1`) and the test database starts its ids again
+    every session, so an old job hash would make the new enqueue a duplicate. Also empties
+    the started-job registry, which tests/conftest.py's clean_queues cannot (RQ 3 does not
+    implement StartedJobRegistry.remove).
+    """
+    import django_rq
+
+    queue = django_rq.get_queue("batches")
+    redis = queue.connection
+    registries = (
+        queue.started_job_registry,
+        queue.scheduled_job_registry,
+        queue.failed_job_registry,
+        queue.finished_job_registry,
+    )
+    redis.delete(queue.key, f"{queue.key}:intermediate", *(r.key for r in registries))
+    for pattern in ("rq:job:batch-*", "rq:job:batchfile-*"):
+        for key in redis.scan_iter(match=pattern, count=1000):
+            redis.delete(key)
+
+
+@pytest.fixture
+def batches_worker(
+    _forget_old_jobs, sandbox, tmp_path, clean_queues
+) -> Iterator[Callable[..., Any]]:
     """Start a real `rqworker batches --with-scheduler` against the sandbox: `start(**env)`."""
     stack = []
 
@@ -193,7 +219,27 @@ def batches_worker(sandbox, tmp_path, clean_queues) -> Iterator[Callable[..., An
     yield start
     for context in reversed(stack):
         context.__exit__(None, None, None)
+    # Shown by pytest only when the test failed: what the workers said.
+    for log in sorted(tmp_path.glob("worker-*.log")):
+        print(f"--- {log.name} (last 80 lines) ---")
+        print("\n".join(log.read_text(errors="replace").splitlines()[-80:]))
 
 
-def ref_of(guest: Guest) -> str:
-    return str(guest.ref if isinstance(guest.ref, uuid.UUID) else uuid.UUID(str(guest.ref)))
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (the RQ work horse leaves its parent's process group)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found

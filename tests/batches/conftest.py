@@ -3,6 +3,7 @@ session, and a real worker pointed at it."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -221,8 +222,8 @@ def batches_worker(
         context.__exit__(None, None, None)
     # Shown by pytest only when the test failed: what the workers said.
     for log in sorted(tmp_path.glob("worker-*.log")):
-        print(f"--- {log.name} (last 80 lines) ---")
-        print("\n".join(log.read_text(errors="replace").splitlines()[-80:]))
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-80:])
+        sys.stdout.write(f"--- {log.name} (last 80 lines) ---\n{tail}\n")
 
 
 def descendants(pid: int) -> list[int]:

@@ -434,7 +434,7 @@ def _abort_message(counts: Counts, report: ErrorReport) -> str:
     first = report.first[0].as_sentence() if report.first else ""
     rows = "row" if counts.bad == 1 else "rows"
     return (
-        f"Nothing was imported: {counts.bad} of {counts.read} {rows} could not be staged "
+        f"Nothing was imported: {counts.bad:,} of {counts.read:,} {rows} could not be staged "
         f"(first: {first}). Fix them, or import again choosing to skip bad rows; the error "
         "report lists every one."
     )
@@ -442,15 +442,15 @@ def _abort_message(counts: Counts, report: ErrorReport) -> str:
 
 def _success_message(counts: Counts) -> str:
     parts = [
-        f"{counts.created} created",
-        f"{counts.updated} updated",
-        f"{counts.unchanged} unchanged",
+        f"{counts.created:,} created",
+        f"{counts.updated:,} updated",
+        f"{counts.unchanged:,} unchanged",
     ]
-    text = f"{counts.read} rows read: {', '.join(parts)}."
+    text = f"{counts.read:,} rows read: {', '.join(parts)}."
     if counts.invalid:
-        text += f" {counts.invalid} staged as invalid (see the error report)."
+        text += f" {counts.invalid:,} staged as invalid (see the error report)."
     if counts.bad:
-        text += f" {counts.bad} bad rows skipped (see the error report)."
+        text += f" {counts.bad:,} bad rows skipped (see the error report)."
     return text
 
 

@@ -1,0 +1,329 @@
+"""Admin for batches: create, inspect, approve, send, cancel, re-send; files, events, items.
+
+Nothing here can edit or delete a batch, a file, an item or an event (not even a superuser):
+every change is a button that calls one service, which enforces the rules (four eyes,
+states). The record pages get their delivery history through the hook in
+records/admin/review.py.
+"""
+
+import os
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from batches import selectors, services
+from batches.models import Batch, BatchEvent, BatchFile, BatchItem, BatchSchema
+from cdpstage.errors import ApplicationError
+from records.admin.review import EstimatedCountPaginator, register_delivery_history
+from records.masking import can_view_pii
+from records.models import Guest, TrackingEvent
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """View-only: the audit trail is never edited or deleted through the admin."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Batch)
+class BatchAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "schema",
+        "status",
+        "note",
+        "records_total",
+        "file_count",
+        "records_delivered",
+        "records_rejected",
+        "created_by",
+        "approved_by",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("status", "schema")
+    list_select_related = ("created_by", "approved_by")
+    search_fields = ("note",)
+    fieldsets = (
+        (None, {"fields": ("status", "schema", "note", "message", "resend_of")}),
+        ("People", {"fields": ("created_by", "approved_by", "approved_at", "sent_at")}),
+        (
+            "Records",
+            {
+                "fields": (
+                    "records_total",
+                    "file_count",
+                    "bytes_total",
+                    "records_delivered",
+                    "records_rejected",
+                    "records_failed",
+                )
+            },
+        ),
+        ("Times", {"fields": ("created_at", "build_started_at", "built_at", "finished_at")}),
+    )
+    change_form_template = "admin/batches/batch/change_form.html"
+
+    def has_add_permission(self, request):
+        # "Add" is the create-a-batch form (a service call), not a model form.
+        return request.user.has_perm("batches.add_batch")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/approve/", view(self.approve_view), name="batches_batch_approve"),
+            path("<int:pk>/send/", view(self.send_view), name="batches_batch_send"),
+            path("<int:pk>/cancel/", view(self.cancel_view), name="batches_batch_cancel"),
+            path("<int:pk>/resend/", view(self.resend_view), name="batches_batch_resend"),
+            path(
+                "file/<int:pk>/download/",
+                view(self.download_view),
+                name="batches_batchfile_download",
+            ),
+            path("file/<int:pk>/log/", view(self.log_view), name="batches_batchfile_log"),
+            *super().get_urls(),
+        ]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            try:
+                batch = services.batch_create(
+                    schema=request.POST.get("schema", ""),
+                    user=request.user,
+                    note=request.POST.get("note", ""),
+                )
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"Batch {batch.pk} created; it is being built.", messages.SUCCESS
+                )
+                return HttpResponseRedirect(reverse("admin:batches_batch_change", args=[batch.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Create a batch",
+            "schemas": BatchSchema.choices,
+        }
+        return TemplateResponse(request, "admin/batches/batch/add_form.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        batch = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if batch is not None:
+            files = list(selectors.batch_files(batch).select_related("previous"))
+            samples = {}
+            if batch.status in (Batch.Status.BUILT, Batch.Status.APPROVED):
+                for batch_file in files[:1]:
+                    samples[batch_file.pk] = selectors.batch_sample_lines(
+                        batch_file, user=request.user
+                    )
+            extra.update(
+                batch=batch,
+                files=files,
+                samples=samples,
+                samples_masked=not can_view_pii(request.user),
+                events=selectors.batch_events(batch),
+                progress=selectors.batch_progress(batch),
+                can_approve=services.can_approve(request.user, batch),
+                can_send=services.can_send(request.user, batch),
+                can_cancel=batch.status
+                in (
+                    Batch.Status.DRAFT,
+                    Batch.Status.BUILDING,
+                    Batch.Status.BUILT,
+                    Batch.Status.APPROVED,
+                )
+                and (
+                    request.user.pk == batch.created_by_id
+                    or request.user.has_perm("batches.approve_batch")
+                ),
+                can_resend=batch.status in (Batch.Status.PARTIALLY_FAILED, Batch.Status.FAILED)
+                and request.user.has_perm("batches.add_batch"),
+                can_download=can_view_pii(request.user),
+                refresh=not batch.is_finished,
+            )
+        return super().change_view(request, object_id, form_url, extra)
+
+    def _post_action(self, request, pk, action, done):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        batch = get_object_or_404(Batch, pk=pk)
+        if not self.has_view_permission(request, batch):
+            raise PermissionDenied
+        try:
+            result = action(batch)
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            result = batch
+        else:
+            self.message_user(request, done(result), messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:batches_batch_change", args=[result.pk]))
+
+    def approve_view(self, request, pk):
+        return self._post_action(
+            request,
+            pk,
+            lambda batch: services.batch_approve(batch=batch, user=request.user) or batch,
+            lambda batch: f"Batch {batch.pk} approved.",
+        )
+
+    def send_view(self, request, pk):
+        return self._post_action(
+            request,
+            pk,
+            lambda batch: services.batch_send(batch=batch, user=request.user) or batch,
+            lambda batch: f"Batch {batch.pk} is being sent to CDP.",
+        )
+
+    def cancel_view(self, request, pk):
+        return self._post_action(
+            request,
+            pk,
+            lambda batch: services.batch_cancel(batch=batch, user=request.user) or batch,
+            lambda batch: f"Batch {batch.pk} cancelled; its records are free again.",
+        )
+
+    def resend_view(self, request, pk):
+        return self._post_action(
+            request,
+            pk,
+            lambda batch: services.batch_resend(batch=batch, user=request.user),
+            lambda batch: f"Batch {batch.pk} created with the records to send again.",
+        )
+
+    def download_view(self, request, pk):
+        """The exact file sent: personal data, so only for users who may see it."""
+        batch_file = get_object_or_404(BatchFile, pk=pk)
+        if not (self.has_view_permission(request) and can_view_pii(request.user)):
+            raise PermissionDenied
+        return self._file_response(batch_file.file.name)
+
+    def log_view(self, request, pk):
+        """CDP's error log as it was downloaded (refs, codes, messages)."""
+        batch_file = get_object_or_404(BatchFile, pk=pk)
+        if not self.has_view_permission(request) or not batch_file.error_log:
+            raise PermissionDenied
+        return self._file_response(batch_file.error_log.name)
+
+    @staticmethod
+    def _file_response(name):
+        if not name or not default_storage.exists(name):
+            raise Http404("The stored file is missing.")
+        return FileResponse(
+            default_storage.open(name, "rb"),
+            as_attachment=True,
+            filename=os.path.basename(name),
+            content_type="application/gzip",
+        )
+
+
+@admin.register(BatchFile)
+class BatchFileAdmin(ReadOnlyAdmin):
+    list_display = (
+        "batch_ref",
+        "batch",
+        "sequence",
+        "status",
+        "remote_status",
+        "record_count",
+        "size",
+        "md5",
+        "finished_at",
+    )
+    list_filter = ("status",)
+    list_select_related = ("batch",)
+    search_help_text = "A batch ref (UUID) or a batch number."
+    search_fields = ("batch_ref",)
+    exclude = ("status_json",)
+    readonly_fields = ("status_json_display",)
+
+    @admin.display(description="Last status reply")
+    def status_json_display(self, obj):
+        return format_html("<pre>{}</pre>", obj.status_json or "")
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.isdigit():
+            return queryset.filter(batch_id=int(term)), False
+        try:
+            return queryset.filter(batch_ref=term), False
+        except (ValueError, ValidationError):
+            return queryset.none(), False
+
+
+@admin.register(BatchEvent)
+class BatchEventAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "batch",
+        "file",
+        "kind",
+        "actor_display",
+        "from_status",
+        "to_status",
+        "method",
+        "path",
+        "http_status",
+        "duration_ms",
+        "message",
+    )
+    list_filter = ("kind", "http_status")
+    list_select_related = ("batch", "file", "actor")
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+    @admin.display(description="Who")
+    def actor_display(self, obj):
+        return obj.actor.get_username() if obj.actor else obj.actor_label
+
+
+@admin.register(BatchItem)
+class BatchItemAdmin(ReadOnlyAdmin):
+    """Search by record ref: which file, which line, what CDP said."""
+
+    list_display = ("record_ref", "file", "line", "outcome", "code", "message")
+    list_filter = ("outcome",)
+    list_select_related = ("file",)
+    search_help_text = "A record ref (UUID)."
+    search_fields = ("record_ref",)
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            return queryset.filter(record_ref=term), False
+        except (ValueError, ValidationError):
+            return queryset.none(), False
+
+
+def render_delivery_history(record) -> str:
+    """The record page's "Delivery history": batch, file, ref, line, outcome (no PII)."""
+    return render_to_string(
+        "admin/batches/delivery_history.html", {"rows": selectors.delivery_history(record.ref)}
+    )
+
+
+register_delivery_history(Guest, render_delivery_history)
+register_delivery_history(TrackingEvent, render_delivery_history)

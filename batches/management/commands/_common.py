@@ -1,0 +1,61 @@
+"""Shared bits of the batch commands: look up users and batches, wait for a status."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError
+
+from batches.models import Batch
+
+ACTOR_LABEL = "command line"
+
+
+def get_user(username: str):
+    """The active user `username`, or a CommandError."""
+    try:
+        return get_user_model().objects.get(
+            **{get_user_model().USERNAME_FIELD: username}, is_active=True
+        )
+    except get_user_model().DoesNotExist:
+        raise CommandError(f"No active user named {username!r}.") from None
+
+
+def get_batch(batch_id: int) -> Batch:
+    """The batch `batch_id`, or a CommandError."""
+    try:
+        return Batch.objects.select_related("created_by", "approved_by").get(pk=batch_id)
+    except Batch.DoesNotExist:
+        raise CommandError(f"There is no batch {batch_id}.") from None
+
+
+def follow(
+    batch: Batch,
+    *,
+    until: Callable[[Batch], bool],
+    timeout: float,
+    report: Callable[[str], None],
+    interval: float = 2.0,
+) -> Batch:
+    """Poll the batch row until `until(batch)`, reporting each change of status or progress."""
+    from batches.selectors import batch_progress
+
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        batch.refresh_from_db()
+        progress = batch_progress(batch)
+        line = f"{batch.get_status_display()}: {progress.done}/{progress.total} {progress.unit}"
+        if line != last:
+            report(line)
+            last = line
+        if until(batch):
+            return batch
+        if time.monotonic() > deadline:
+            raise CommandError(
+                f"Batch {batch.pk} is still {batch.get_status_display().lower()} after "
+                f"{timeout:.0f} s; it carries on in the background (see batch_status)."
+            )
+        time.sleep(interval)

@@ -1,0 +1,41 @@
+"""`manage.py batch_create --schema guest --user NAME`: the admin's "Create a batch"."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from batches import services
+from batches.management.commands._common import ACTOR_LABEL, follow, get_user
+from batches.models import Batch, BatchSchema
+from cdpstage.errors import ApplicationError
+
+
+class Command(BaseCommand):
+    help = (
+        "Create a batch of the ready records of one schema and build it in the background; "
+        "prints the batch id. --wait follows the build until the batch is built."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--schema", required=True, choices=BatchSchema.values)
+        parser.add_argument("--user", required=True, help="who creates it (cannot approve it)")
+        parser.add_argument("--note", default="", help="what the batch is for")
+        parser.add_argument("--wait", action="store_true", help="wait until it is built")
+        parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait")
+
+    def handle(self, *args, **options):
+        user = get_user(options["user"])
+        try:
+            batch = services.batch_create(
+                schema=options["schema"], user=user, note=options["note"], actor_label=ACTOR_LABEL
+            )
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
+        self.stdout.write(str(batch.pk))
+        if options["wait"]:
+            batch = follow(
+                batch,
+                until=lambda b: b.status not in (Batch.Status.DRAFT, Batch.Status.BUILDING),
+                timeout=options["timeout"],
+                report=self.stderr.write,
+            )
+            if batch.status != Batch.Status.BUILT:
+                raise CommandError(f"Batch {batch.pk} was not built: {batch.message}")

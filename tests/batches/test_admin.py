@@ -1,0 +1,130 @@
+"""The batches admin: create, inspect (files, samples masked, timeline), approve with four
+eyes, nothing editable or deletable, downloads gated, delivery history on record pages."""
+
+import pytest
+from django.urls import reverse
+
+from batches import services
+from batches.models import Batch, BatchEvent, BatchFile, BatchItem
+from tests.batches.conftest import make_ready_guests
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_queue(monkeypatch):
+    monkeypatch.setattr(
+        "batches.services.scheduling.enqueue_after_commit", lambda *args, **kw: None
+    )
+
+
+@pytest.fixture
+def built(stager):
+    make_ready_guests(6)
+    batch = services.batch_create(schema="guest", user=stager)
+    services.batch_build(batch_id=batch.pk, attempt=1)
+    batch.refresh_from_db()
+    return batch
+
+
+def _login(client, user):
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    client.force_login(user)
+    return client
+
+
+def test_admin_create_batch_through_the_service(client, stager):
+    make_ready_guests(2)
+    _login(client, stager)
+    response = client.post(reverse("admin:batches_batch_add"), {"schema": "guest", "note": "t"})
+    batch = Batch.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:batches_batch_change", args=[batch.pk])
+    assert batch.created_by == stager
+    # Nothing ready any more: a readable error, no batch.
+    response = client.post(reverse("admin:batches_batch_add"), {"schema": "tracking"}, follow=True)
+    assert b"no ready tracking records" in response.content
+    assert Batch.objects.count() == 1
+
+
+def test_admin_approver_sees_files_checksums_masked_samples_and_approves(client, built, approver):
+    _login(client, approver)
+    url = reverse("admin:batches_batch_change", args=[built.pk])
+    page = client.get(url).content.decode()
+    batch_file = BatchFile.objects.get(batch=built)
+    assert batch_file.md5 in page
+    assert str(batch_file.batch_ref) in page
+    assert "Validation summary" in page
+    assert "personal data masked" in page
+    assert "g0@example.com" not in page  # the first guest's email, masked in the sample
+    assert "Approve this batch" in page
+    response = client.post(reverse("admin:batches_batch_approve", args=[built.pk]), follow=True)
+    assert b"approved" in response.content
+    built.refresh_from_db()
+    assert built.status == Batch.Status.APPROVED
+    assert built.approved_by == approver
+    # With view_pii the same sample is shown as sent.
+    from django.contrib.auth.models import Permission
+
+    approver.user_permissions.add(Permission.objects.get(codename="view_pii"))
+    assert "g0@example.com" in client.get(url).content.decode()
+
+
+def test_admin_creator_cannot_approve_even_by_posting(client, built, stager, approver):
+    from django.contrib.auth.models import Permission
+
+    stager.user_permissions.add(Permission.objects.get(codename="approve_batch"))
+    _login(client, stager)
+    page = client.get(reverse("admin:batches_batch_change", args=[built.pk])).content.decode()
+    assert "Approve this batch" not in page
+    response = client.post(reverse("admin:batches_batch_approve", args=[built.pk]), follow=True)
+    assert b"someone other than the person who created it" in response.content
+    assert Batch.objects.get(pk=built.pk).status == Batch.Status.BUILT
+
+
+def test_admin_nothing_can_be_changed_or_deleted_even_by_a_superuser(
+    client, built, django_user_model
+):
+    root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(root)
+    batch_file = BatchFile.objects.get(batch=built)
+    item = BatchItem.objects.first()
+    event = BatchEvent.objects.first()
+    for model, pk in (
+        ("batch", built.pk),
+        ("batchfile", batch_file.pk),
+        ("batchitem", item.pk),
+        ("batchevent", event.pk),
+    ):
+        assert client.get(reverse(f"admin:batches_{model}_delete", args=[pk])).status_code == 403
+        response = client.post(reverse(f"admin:batches_{model}_change", args=[pk]), {})
+        assert response.status_code == 403
+    # The change list offers no bulk delete either.
+    page = client.get(reverse("admin:batches_batch_changelist")).content.decode()
+    assert "delete_selected" not in page
+    assert Batch.objects.filter(pk=built.pk).exists()
+
+
+def test_admin_download_of_the_file_sent_needs_view_pii(client, built, approver):
+    from django.contrib.auth.models import Permission
+
+    _login(client, approver)
+    batch_file = BatchFile.objects.get(batch=built)
+    url = reverse("admin:batches_batchfile_download", args=[batch_file.pk])
+    assert client.get(url).status_code == 403
+    approver.user_permissions.add(Permission.objects.get(codename="view_pii"))
+    response = client.get(url)
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content)
+    assert __import__("hashlib").md5(body).hexdigest() == batch_file.md5
+
+
+def test_admin_guest_page_shows_delivery_history(client, built, user_factory):
+    auditor = user_factory("auditor", perms=("records.view_guest", "batches.view_batch"))
+    _login(client, auditor)
+    item = BatchItem.objects.order_by("line").first()
+    page = client.get(reverse("admin:records_guest_change", args=[item.record_id])).content.decode()
+    assert "Delivery history" in page
+    assert f"Batch {built.pk}" in page
+    assert str(item.file.batch_ref) in page

@@ -1,0 +1,470 @@
+"""Staging guests: upsert on identity_key, children replaced as the row's scope says."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import psycopg
+from django.utils import timezone
+
+from records.importing.staging.base import (
+    GUEST_TYPED,
+    Stager,
+    WriteResult,
+    db_type,
+    locked_message,
+)
+from records.mapping import ChildScope, MappedRow
+from records.models import Guest
+from records.rules import Problem, clean_guest, identity_key
+from records.serializing import (
+    GuestChildren,
+    UnstorableValue,
+    dump_value,
+    guest_children_from_value,
+    guest_fields_from_value,
+    problems_as_json,
+    value_hash,
+)
+
+
+@dataclass(slots=True)
+class _Guest:
+    row: int
+    key: str
+    value: dict[str, Any]
+    problems: list[Problem]
+    fields: dict[str, Any]
+    children: GuestChildren
+    scope: ChildScope
+    ref: str | None
+    existing_id: int | None = None  # the staged guest it updates
+
+
+@dataclass(slots=True)
+class _Existing:
+    id: int
+    value_hash: str
+    locked_by: int | None
+    ref: str
+    cdp_value: str
+    # Never sent to CDP: its ref is referenced by no batch, so a batch line may replace it.
+    ref_adoptable: bool
+
+
+class GuestStager(Stager):
+    """Guests: upsert on identity_key; children replaced as the row's scope says."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch: list[_Guest] = []
+        self.batch_keys: dict[str, int] = {}
+        self.batch_refs: dict[str, int] = {}
+
+    def _prepare(self) -> None:
+        if self._prepared:
+            return
+        self._prepared = True
+        self.t_guest = self._temp_name("guest")
+        self.t_seen = self._temp_name("seen")
+        typed = ", ".join(f"{c} {db_type(Guest, c)}" for c in GUEST_TYPED)
+        self.cursor.execute(
+            f"""CREATE TEMP TABLE {self.t_guest} (
+                    source_row integer, identity_key text, ref uuid, review_status text,
+                    validation_errors jsonb, cdp_value text, value_hash text, {typed}
+                ) ON COMMIT DROP"""
+        )
+        # Every identity seen in this file so far, with its row: a guest twice in one file
+        # is a bad row whatever the batch boundaries (kept in PostgreSQL, not in memory).
+        self.cursor.execute(
+            f"CREATE TEMP TABLE {self.t_seen} (identity_key text PRIMARY KEY, source_row integer)"
+            " ON COMMIT DROP"
+        )
+
+    def add(self, row: int, mapped: MappedRow) -> None:
+        value, problems = clean_guest(mapped.value, identity_providers=self.providers)
+        key = identity_key(value.get("identifiers", ()), identity_providers=self.providers)
+        if key is None:
+            accepted = ", ".join(self.providers) or "none configured"
+            self.bad(
+                row,
+                "identifiers",
+                "no_identity",
+                "The row has no identifier from an identity provider (accepted: "
+                f"{accepted}), so it cannot be matched to a guest.",
+            )
+            return
+        try:
+            fields = guest_fields_from_value(value)
+            children = guest_children_from_value(value)
+        except UnstorableValue as exc:
+            self.bad(row, exc.field, exc.code, exc.message)
+            return
+        earlier = self.batch_keys.get(key)
+        if earlier is not None:
+            self._duplicate(row, earlier)
+            return
+        if mapped.ref is not None:
+            earlier = self.batch_refs.get(mapped.ref)
+            if earlier is not None:
+                self.bad(row, "ref", "duplicate_ref", f"Row {earlier} has the same ref.")
+                return
+            self.batch_refs[mapped.ref] = row
+        self.batch_keys[key] = row
+        self.batch.append(
+            _Guest(row, key, value, problems, fields, children, mapped.scope, mapped.ref)
+        )
+        if len(self.batch) >= self.batch_rows:
+            self.flush()
+
+    def _duplicate(self, row: int, earlier: int) -> None:
+        self.bad(
+            row,
+            "identifiers",
+            "duplicate_identity",
+            f"The same guest (same identity) is already in row {earlier} of this file.",
+        )
+
+    def _flush(self) -> None:
+        batch, self.batch = self.batch, []
+        self.batch_keys = {}
+        self.batch_refs = {}
+        if not batch:
+            return
+        self._prepare()
+        batch = self._drop_seen(batch)
+        existing = self._existing([g.key for g in batch])
+        batch = self._check_refs(batch)
+        writes: list[tuple[_Guest, str, str, list[dict[str, str]]]] = []
+        refs: list[tuple[int, str]] = []
+        for guest in batch:
+            found = existing.get(guest.key)
+            merge = found is not None and _needs_merge(guest.scope) and found.cdp_value
+            if merge and not self._merge(guest, found):
+                continue
+            text = dump_value(guest.value)
+            digest = value_hash(text)
+            errors = problems_as_json(guest.problems)
+            new_ref = (
+                found is not None
+                and guest.ref is not None
+                and guest.ref != found.ref
+                and found.ref_adoptable
+                and found.locked_by is None
+            )
+            if new_ref and digest == found.value_hash:
+                # Same value under the file's ref (a batch line): only the ref changes.
+                refs.append((found.id, guest.ref))
+                self.counts.updated += 1
+                if errors:
+                    self.invalid(guest.row, guest.problems)
+                self._outcome(guest.row, "update")
+                continue
+            if found is not None and digest == found.value_hash:
+                self.counts.unchanged += 1
+                if errors:
+                    self.invalid(guest.row, guest.problems)
+                self._outcome(guest.row, "unchanged")
+                continue
+            if found is not None and found.locked_by is not None:
+                self.bad(guest.row, "identifiers", "locked", locked_message(found.locked_by))
+                continue
+            if errors:
+                self.invalid(guest.row, guest.problems)
+            self._outcome(guest.row, "update" if found is not None else "new")
+            guest.existing_id = found.id if found is not None else None
+            # The writer needs the text, columns and children only: let the value go now
+            # (with a batch in flight on the writer thread, two batches live in memory).
+            guest.value, guest.problems = {}, []
+            writes.append((guest, text, digest, errors))
+            if new_ref and found is not None:
+                refs.append((found.id, guest.ref))
+        if (writes or refs) and self.writing:
+            self._submit(self._write, writes, refs)
+
+    def _adopt_refs(self, cursor: Any, refs: list[tuple[int, str]]) -> None:
+        """Give updated guests the ref of their batch line (losslessness), when no batch has
+        used their old ref yet; a delivered guest keeps its ref for the audit trail."""
+        cursor.execute(
+            """UPDATE records_guest AS g SET ref = v.ref
+                 FROM unnest(%s::bigint[], %s::uuid[]) AS v(id, ref)
+                WHERE g.id = v.id AND g.delivery_status = 'not_sent' AND g.delivered_hash = ''
+                  AND g.locked_by_batch_id IS NULL""",
+            [[r[0] for r in refs], [r[1] for r in refs]],
+        )
+
+    def _drop_seen(self, batch: list[_Guest]) -> list[_Guest]:
+        keys = [g.key for g in batch]
+        rows = [g.row for g in batch]
+        self.cursor.execute(
+            f"""INSERT INTO {self.t_seen} (identity_key, source_row)
+                SELECT * FROM unnest(%s::text[], %s::integer[])
+                ON CONFLICT (identity_key) DO NOTHING RETURNING identity_key""",
+            [keys, rows],
+        )
+        fresh = {r[0] for r in self.cursor.fetchall()}
+        if len(fresh) == len(batch):
+            return batch
+        repeated = [k for k in keys if k not in fresh]
+        self.cursor.execute(
+            f"SELECT identity_key, source_row FROM {self.t_seen} WHERE identity_key = ANY(%s)",
+            [repeated],
+        )
+        first_row = dict(self.cursor.fetchall())
+        kept = []
+        for guest in batch:
+            if guest.key in fresh:
+                kept.append(guest)
+            else:
+                self._duplicate(guest.row, first_row[guest.key])
+        return kept
+
+    def _existing(self, keys: list[str]) -> dict[str, _Existing]:
+        self.cursor.execute(
+            """SELECT identity_key, id, value_hash, locked_by_batch_id, ref::text, cdp_value,
+                      delivery_status = 'not_sent' AND delivered_hash = ''
+                 FROM records_guest WHERE identity_key = ANY(%s)""",
+            [keys],
+        )
+        return {r[0]: _Existing(*r[1:]) for r in self.cursor.fetchall()}
+
+    def _check_refs(self, batch: list[_Guest]) -> list[_Guest]:
+        refs = [g.ref for g in batch if g.ref is not None]
+        if not refs:
+            return batch
+        self._wait()  # refs of the previous batch must be in the table to be seen
+        self.cursor.execute(
+            "SELECT ref::text, identity_key FROM records_guest WHERE ref = ANY(%s::uuid[])",
+            [refs],
+        )
+        owner = dict(self.cursor.fetchall())
+        kept = []
+        for guest in batch:
+            other = owner.get(guest.ref) if guest.ref is not None else None
+            if other is not None and other != guest.key:
+                self.bad(
+                    guest.row,
+                    "ref",
+                    "ref_in_use",
+                    "This ref already belongs to another staged guest; refs are unique.",
+                )
+                continue
+            kept.append(guest)
+        return kept
+
+    def _merge(self, guest: _Guest, found: _Existing) -> bool:
+        """Give the row the children its file does not carry, kept from the staged guest."""
+        old = orjson.loads(found.cdp_value)
+        merged = dict(guest.value)
+        if not guest.scope.subscriptions and old.get("subscriptions"):
+            merged["subscriptions"] = old["subscriptions"]
+        names = guest.scope.extension_groups
+        if names is not None:
+            kept = [g for g in old.get("extensions", ()) if g.get("name") not in names]
+            if kept:
+                groups = kept + list(guest.value.get("extensions", ()))
+                merged["extensions"] = sorted(groups, key=lambda g: g.get("name", ""))
+        if merged == guest.value:
+            return True
+        value, problems = clean_guest(merged, identity_providers=self.providers)
+        try:
+            guest.children = guest_children_from_value(value)
+        except UnstorableValue as exc:
+            self.bad(guest.row, exc.field, exc.code, exc.message)
+            return False
+        guest.value, guest.problems = value, problems
+        return True
+
+    def _write(
+        self,
+        cursor: Any,
+        writes: list[tuple[_Guest, str, str, list[dict[str, str]]]],
+        refs: list[tuple[int, str]],
+    ) -> WriteResult:
+        """COPY the batch into the temporary table, upsert it, then COPY the children.
+
+        Runs on the writer thread with its own cursor: it touches no shared state, and
+        reports back through its WriteResult.
+        """
+        result = WriteResult()
+        if writes:
+            self._write_guests(cursor, writes, result)
+        if refs:
+            self._adopt_refs(cursor, refs)
+        return result
+
+    def _write_guests(
+        self,
+        cursor: Any,
+        writes: list[tuple[_Guest, str, str, list[dict[str, str]]]],
+        result: WriteResult,
+    ) -> None:
+        new = [w for w in writes if w[0].existing_id is None]
+        known = [w for w in writes if w[0].existing_id is not None]
+        returned: dict[str, tuple[int, bool]] = {}
+        if new:
+            copied = self._copy_new(cursor, new)
+            if copied is None:
+                known += new  # another import inserted some of them meanwhile: upsert all
+            else:
+                returned.update(copied)
+        if known:
+            returned.update(self._upsert(cursor, known))
+        updated_ids = [gid for gid, inserted in returned.values() if not inserted]
+        if updated_ids:
+            for table in ("records_identifier", "records_subscription", "records_extension"):
+                cursor.execute(f"DELETE FROM {table} WHERE guest_id = ANY(%s)", [updated_ids])
+        identifiers, subscriptions, extensions = [], [], []
+        for guest, _text, _digest, _errors in writes:
+            hit = returned.get(guest.key)
+            if hit is None:
+                # Locked by a batch between our check and the write (another transaction).
+                result.bad.append((guest.row, "locked", locked_message(None)))
+                continue
+            gid, inserted = hit
+            if inserted:
+                result.created += 1
+            else:
+                result.updated += 1
+            c = guest.children
+            identifiers.extend((gid, *item) for item in c.identifiers)
+            subscriptions.extend((gid, *item) for item in c.subscriptions)
+            extensions.extend((gid, n, k, dump_value(a)) for n, k, a in c.extensions)
+        if identifiers:
+            self._copy(
+                "records_identifier",
+                ("guest_id", "position", "provider", "identifier", "expiry_date"),
+                identifiers,
+                cursor,
+            )
+        if subscriptions:
+            self._copy(
+                "records_subscription",
+                ("guest_id", "position", "name", "point_of_sale", "channel", "status",
+                 "effective_date"),
+                subscriptions,
+                cursor,
+            )  # fmt: skip
+        if extensions:
+            self._copy(
+                "records_extension",
+                ("guest_id", "name", "key", "attributes"),
+                extensions,
+                cursor,
+            )
+
+    def _copy_new(
+        self, cursor: Any, new: list[tuple[_Guest, str, str, list[dict[str, str]]]]
+    ) -> dict[str, tuple[int, bool]] | None:
+        """COPY guests no staged guest matched straight into the table (the fast path of an
+        initial load); None when one was inserted by a concurrent import meanwhile."""
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence('records_guest', 'id'))"
+            " FROM generate_series(1, %s)",
+            [len(new)],
+        )
+        ids = [r[0] for r in cursor.fetchall()]
+        now = timezone.now()
+        columns = (
+            "id", "ref", "mode", "review_status", "validation_errors", "import_run_id",
+            "source_row", "cdp_value", "value_hash", "delivery_status", "delivered_hash",
+            "identity_key", *GUEST_TYPED, "created_at", "updated_at",
+        )  # fmt: skip
+        rows = (
+            (
+                gid,
+                g.ref or str(uuid.uuid4()),
+                "upsert",
+                "invalid" if errors else "new",
+                dump_value(errors),
+                self.import_run_id,
+                g.row,
+                text,
+                digest,
+                "not_sent",
+                "",
+                g.key,
+                *[g.fields[c] for c in GUEST_TYPED],
+                now,
+                now,
+            )
+            for gid, (g, text, digest, errors) in zip(ids, new, strict=True)
+        )
+        cursor.execute("SAVEPOINT import_new_guests")
+        try:
+            self._copy("records_guest", columns, rows, cursor)
+        except psycopg.errors.UniqueViolation:
+            cursor.execute("ROLLBACK TO SAVEPOINT import_new_guests")
+            return None
+        cursor.execute("RELEASE SAVEPOINT import_new_guests")
+        return {g.key: (gid, True) for gid, (g, _t, _d, _e) in zip(ids, new, strict=True)}
+
+    def _upsert(
+        self, cursor: Any, writes: list[tuple[_Guest, str, str, list[dict[str, str]]]]
+    ) -> dict[str, tuple[int, bool]]:
+        """COPY into the temporary table, then INSERT ... ON CONFLICT (identity_key) DO UPDATE
+        (a guest locked by a batch meanwhile is left alone and not returned)."""
+        columns = (
+            "source_row",
+            "identity_key",
+            "ref",
+            "review_status",
+            "validation_errors",
+            "cdp_value",
+            "value_hash",
+            *GUEST_TYPED,
+        )
+        cursor.execute(f"TRUNCATE {self.t_guest}")
+        self._copy(
+            self.t_guest,
+            columns,
+            (
+                (
+                    g.row,
+                    g.key,
+                    g.ref,
+                    "invalid" if errors else "new",
+                    dump_value(errors),
+                    text,
+                    digest,
+                    *[g.fields[c] for c in GUEST_TYPED],
+                )
+                for g, text, digest, errors in writes
+            ),
+            cursor,
+        )
+        typed = ", ".join(GUEST_TYPED)
+        updates = ", ".join(
+            f"{c} = EXCLUDED.{c}"
+            for c in (
+                "review_status",
+                "validation_errors",
+                "import_run_id",
+                "source_row",
+                "cdp_value",
+                "value_hash",
+                *GUEST_TYPED,
+            )
+        )
+        cursor.execute(
+            f"""INSERT INTO records_guest (
+                    ref, mode, review_status, validation_errors, import_run_id, source_row,
+                    cdp_value, value_hash, delivery_status, delivered_hash, identity_key,
+                    {typed}, created_at, updated_at)
+                SELECT COALESCE(ref, gen_random_uuid()), 'upsert', review_status,
+                       validation_errors, %s, source_row, cdp_value, value_hash, 'not_sent', '',
+                       identity_key, {typed}, now(), now()
+                  FROM {self.t_guest}
+                ON CONFLICT (identity_key) DO UPDATE SET {updates}, updated_at = now()
+                 WHERE records_guest.locked_by_batch_id IS NULL
+                RETURNING identity_key, id, (xmax = 0)""",
+            [self.import_run_id],
+        )
+        return {r[0]: (r[1], r[2]) for r in cursor.fetchall()}
+
+
+def _needs_merge(scope: ChildScope) -> bool:
+    return not scope.subscriptions or scope.extension_groups is not None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -40,15 +40,8 @@ from records.importing import (
     open_source,
     stage_source,
 )
-from records.models import Guest, ImportRun, ReviewStatus, Schema, TrackingEvent
-from records.rules import clean_guest, clean_tracking, identity_key
-from records.serializing import (
-    dump_value,
-    guest_value_from_instance,
-    problems_as_json,
-    tracking_value_from_instance,
-    value_hash,
-)
+from records.models import ImportRun, Schema
+from records.services.values import guests_refresh_values, tracking_refresh_values
 
 logger = logging.getLogger(__name__)
 
@@ -543,154 +536,3 @@ def import_runs_reconcile() -> dict[str, int]:
             done["requeued"] += 1
             logger.info("Import run %s: re-enqueued as attempt %s", pk, next_attempt)
     return done
-
-
-# -- recompute stored values -----------------------------------------------------------------
-
-
-REFRESH_CHUNK = 1000
-
-
-def _chunks(ids: Sequence[int], size: int) -> Iterator[Sequence[int]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
-
-
-def _next_status(current: str, *, changed: bool, invalid: bool) -> str:
-    """Review status after a recompute: a changed value goes back to review; `invalid` follows
-    the problems; an unchanged valid record keeps what the reviewer decided."""
-    if invalid:
-        return ReviewStatus.INVALID
-    if changed or current == ReviewStatus.INVALID:
-        return ReviewStatus.NEW
-    return current
-
-
-@transaction.atomic
-def guests_refresh_values(*, guest_ids: Iterable[int]) -> int:
-    """Recompute the canonical value, hash, identity key, problems and status of these guests.
-
-    The one definition used after child rows are imported and after an admin edit: the value
-    is rebuilt from the typed columns and children (guest_value_from_instance), cleaned by the
-    rules, and stored when anything differs. Returns how many guests changed. Raises
-    ApplicationError for a guest locked in a live batch whose value would change, or whose new
-    identity belongs to another staged guest.
-    """
-    providers = list(settings.CDP_IDENTITY_PROVIDERS)
-    ids = sorted(set(guest_ids))
-    changed = 0
-    for chunk in _chunks(ids, REFRESH_CHUNK):
-        guests = Guest.objects.filter(pk__in=chunk).prefetch_related(
-            "identifiers", "subscriptions", "extensions"
-        )
-        rows: list[tuple[Any, ...]] = []
-        for guest in guests:
-            value, problems = clean_guest(
-                guest_value_from_instance(guest), identity_providers=providers
-            )
-            text = dump_value(value)
-            digest = value_hash(text)
-            errors = problems_as_json(problems)
-            key = identity_key(value.get("identifiers", ()), identity_providers=providers)
-            value_changed = digest != guest.value_hash
-            status = _next_status(guest.review_status, changed=value_changed, invalid=bool(errors))
-            if (
-                not value_changed
-                and errors == guest.validation_errors
-                and key == guest.identity_key
-                and status == guest.review_status
-            ):
-                continue
-            if value_changed and guest.locked_by_batch_id is not None:
-                raise ApplicationError(
-                    f"Guest {guest.pk} is in batch {guest.locked_by_batch_id}, which has not "
-                    "finished; change it after the batch ends."
-                )
-            rows.append((guest.pk, text, digest, dump_value(errors), key, status))
-        if not rows:
-            continue
-        _check_identity_free(rows)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                """
-                UPDATE records_guest AS g
-                   SET cdp_value = v.cdp_value, value_hash = v.value_hash,
-                       validation_errors = v.errors::jsonb, identity_key = v.identity_key,
-                       review_status = v.review_status, updated_at = now()
-                  FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],
-                              %s::text[])
-                       AS v(id, cdp_value, value_hash, errors, identity_key, review_status)
-                 WHERE g.id = v.id
-                """,
-                [list(column) for column in zip(*rows, strict=True)],
-            )
-        changed += len(rows)
-    return changed
-
-
-def _check_identity_free(rows: list[tuple[Any, ...]]) -> None:
-    keys = {row[4]: row[0] for row in rows if row[4]}
-    if not keys:
-        return
-    taken = Guest.objects.filter(identity_key__in=list(keys)).values_list("pk", "identity_key")
-    for pk, key in taken:
-        if keys[key] != pk:
-            raise ApplicationError(
-                f"Another staged guest (id {pk}) already has this identity; a guest's "
-                "highest-priority identifier must be unique among staged guests."
-            )
-
-
-@transaction.atomic
-def tracking_refresh_values(*, event_ids: Iterable[int]) -> int:
-    """Recompute the canonical value, hash, guest identity, problems and status of these events.
-
-    Same contract as guests_refresh_values, for tracking events (which have no children).
-    """
-    providers = list(settings.CDP_IDENTITY_PROVIDERS)
-    ids = sorted(set(event_ids))
-    changed = 0
-    for chunk in _chunks(ids, REFRESH_CHUNK):
-        rows: list[tuple[Any, ...]] = []
-        for event in TrackingEvent.objects.filter(pk__in=chunk):
-            value, problems = clean_tracking(
-                tracking_value_from_instance(event), identity_providers=providers
-            )
-            text = dump_value(value)
-            digest = value_hash(text)
-            errors = problems_as_json(problems)
-            key = identity_key(value.get("identifiers", ()), identity_providers=providers) or ""
-            value_changed = digest != event.value_hash
-            status = _next_status(event.review_status, changed=value_changed, invalid=bool(errors))
-            if (
-                not value_changed
-                and errors == event.validation_errors
-                and key == event.guest_identity_key
-                and status == event.review_status
-            ):
-                continue
-            if value_changed and event.locked_by_batch_id is not None:
-                raise ApplicationError(
-                    f"Tracking event {event.pk} is in batch {event.locked_by_batch_id}, which "
-                    "has not finished; change it after the batch ends."
-                )
-            rows.append((event.pk, text, digest, dump_value(errors), key, status))
-        if not rows:
-            continue
-        with connection.cursor() as cursor:
-            cursor.execute(
-                """
-                UPDATE records_trackingevent AS t
-                   SET cdp_value = v.cdp_value, value_hash = v.value_hash,
-                       validation_errors = v.errors::jsonb,
-                       guest_identity_key = v.identity_key,
-                       review_status = v.review_status, updated_at = now()
-                  FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],
-                              %s::text[])
-                       AS v(id, cdp_value, value_hash, errors, identity_key, review_status)
-                 WHERE t.id = v.id
-                """,
-                [list(column) for column in zip(*rows, strict=True)],
-            )
-        changed += len(rows)
-    return changed

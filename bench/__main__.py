@@ -2,7 +2,7 @@
 
     python -m bench [--rows 200000] [--admin-rows 1000000] [--only import,build,admin]
                     [--import-export-rows 5000] [--bulk-create-rows 50000]
-                    [--common-build-rows 200000] [--admin-runs 5] [--keep]
+                    [--common-build-rows 50000] [--admin-runs 7] [--keep]
 
 Runs in a database of its own (BENCH_DATABASE_URL, default cdpstage_makebench; re-created, then
 dropped) and Redis database 15 (BENCH_REDIS_URL). Prints one table and writes the figures to

@@ -1,0 +1,391 @@
+"""Upload, poll, outcomes, retries, dispatch and the reconciler, run in-process with a fake CDP
+client (the real client is tested against the sandbox in test_client / test_flow)."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import pytest
+from django.core import mail
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from batches import services
+from batches.client import (
+    AllocateResult,
+    BatchStatus,
+    CdpAuthError,
+    CdpTransientError,
+)
+from batches.models import Batch, BatchEvent, BatchFile, BatchItem
+from batches.selectors import batch_sample_lines, delivery_history
+from batches.services import delivery
+from records.models import DeliveryStatus, Guest
+from tests.batches.conftest import make_ready_guests
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class FakeClient:
+    """Answers like CDP would; `script` lists what each call does next (value or exception)."""
+
+    def __init__(self) -> None:
+        self.script: dict[str, list[Any]] = {"allocate": [], "upload": [], "status": [], "log": []}
+        self.calls: list[str] = []
+        self.uploaded: list[bytes] = []
+
+    def _next(self, name: str, default: Any) -> Any:
+        self.calls.append(name)
+        step = self.script[name].pop(0) if self.script[name] else default
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    def allocate(self, ref, *, checksum, size):
+        return self._next(
+            "allocate",
+            AllocateResult(
+                ref=ref,
+                status_code="uploading",
+                location_expiry=timezone.now() + timedelta(hours=1),
+                raw={"ref": ref},
+                location_url="https://s3.example.test/upload?Signature=x",
+            ),
+        )
+
+    def upload(self, location_url, body, *, md5_hex, size):
+        self._next("upload", None)
+        self.uploaded.append(body.read())
+
+    def status(self, ref):
+        return self._next("status", _status("processing"))
+
+    def download_log(self, log_url, destination):
+        data = self._next("log", b"")
+        destination.write(data)
+        return len(data)
+
+
+def _status(code: str, *, log: str | None = None) -> BatchStatus:
+    return BatchStatus(
+        ref="r",
+        code=code,
+        stats={"totalCount": 1} if code in ("success", "error") else None,
+        location_expiry=timezone.now() + timedelta(hours=1),
+        raw={"status": {"code": code}},
+        log_url=log,
+        location_url="https://s3.example.test/upload?Signature=x",
+    )
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    pushed: list[tuple[str, tuple, str, float]] = []
+    monkeypatch.setattr(
+        "batches.services.scheduling.enqueue_after_commit",
+        lambda queue, func, *args, **kw: pushed.append(
+            (func, args, kw["job_id"], kw.get("delay_seconds", 0))
+        ),
+    )
+    return pushed
+
+
+@pytest.fixture
+def cdp(monkeypatch, settings):
+    settings.CDP_BASE_URL = "https://cdp.example.test"
+    settings.CDP_CLIENT_KEY, settings.CDP_API_TOKEN = "key", "token"
+    settings.CDP_RETRY_INTERVALS = [3, 7]
+    settings.CDP_POLL_INTERVALS = [2, 4]
+    settings.CDP_MAX_ATTEMPTS = 3
+    fake = FakeClient()
+    monkeypatch.setattr(delivery.CdpClient, "from_settings", classmethod(lambda cls, **kw: fake))
+    return fake
+
+
+@pytest.fixture
+def sending(stager, approver, enqueued, cdp):
+    """A batch of 4 guests, built, approved and sent (its first upload job enqueued)."""
+    make_ready_guests(4)
+    batch = services.batch_create(schema="guest", user=stager)
+    services.batch_build(batch_id=batch.pk, attempt=1)
+    batch.refresh_from_db()
+    services.batch_approve(batch=batch, user=approver)
+    services.batch_send(batch=batch, user=approver)
+    return batch
+
+
+def _run_next(enqueued) -> None:
+    """Run the last enqueued file job, as the worker would."""
+    func, args, _job_id, _delay = enqueued[-1]
+    {
+        "batches.jobs.batchfile_upload": services.batchfile_upload_step,
+        "batches.jobs.batchfile_poll": services.batchfile_poll_step,
+    }[func](file_id=args[0], attempt=args[1])
+
+
+def _file(batch: Batch) -> BatchFile:
+    return BatchFile.objects.filter(batch=batch).order_by("-id").first()
+
+
+def test_upload_step_allocates_verifies_uploads_and_schedules_the_poll(sending, enqueued, cdp):
+    assert enqueued[-1][2] == f"batchfile-{_file(sending).pk}-upload-a1"
+    _run_next(enqueued)
+    batch_file = _file(sending)
+    assert batch_file.status == BatchFile.Status.UPLOADED
+    with default_storage.open(batch_file.file.name, "rb") as stored:
+        assert cdp.uploaded == [stored.read()]
+    func, args, job_id, delay = enqueued[-1]
+    assert (func, job_id, delay) == (
+        "batches.jobs.batchfile_poll",
+        f"batchfile-{args[0]}-poll-a2",
+        2,
+    )
+    # The stored status reply carries no signature (it never had one here either).
+    assert "Signature" not in str(batch_file.status_json)
+
+
+def test_upload_step_refuses_a_file_changed_since_approval(sending, enqueued, cdp):
+    batch_file = _file(sending)
+    path = default_storage.path(batch_file.file.name)
+    with open(path, "r+b") as stored:
+        stored.seek(20)
+        stored.write(b"\x00")
+    _run_next(enqueued)
+    batch_file.refresh_from_db()
+    assert batch_file.status == BatchFile.Status.FAILED
+    assert "no longer matches the checksum that was approved" in batch_file.message
+    assert "upload" not in cdp.calls
+    sending.refresh_from_db()
+    assert sending.status == Batch.Status.FAILED
+    assert not Guest.objects.filter(locked_by_batch_id__isnull=False).exists()
+
+
+def test_transient_errors_back_off_honour_retry_after_then_give_up(sending, enqueued, cdp):
+    cdp.script["allocate"] = [
+        CdpTransientError("CDP answered HTTP 503.", http_status=503),
+        CdpTransientError("CDP answered HTTP 429.", http_status=429, retry_after=30),
+        CdpTransientError("CDP answered HTTP 503.", http_status=503),
+    ]
+    _run_next(enqueued)
+    assert enqueued[-1][2:] == (f"batchfile-{_file(sending).pk}-upload-a2", 3)
+    _run_next(enqueued)
+    assert enqueued[-1][3] == 30  # Retry-After beats the 7 s back-off
+    _run_next(enqueued)
+    batch_file = _file(sending)
+    assert batch_file.status == BatchFile.Status.FAILED
+    assert batch_file.message.startswith("Gave up after 3 attempts.")
+    assert BatchEvent.objects.filter(file=batch_file, message__contains="Next try").count() == 2
+
+
+def test_auth_error_fails_at_once(sending, enqueued, cdp):
+    cdp.script["allocate"] = [
+        CdpAuthError("CDP refused the credentials; check CDP_CLIENT_KEY and CDP_API_TOKEN.")
+    ]
+    _run_next(enqueued)
+    assert _file(sending).status == BatchFile.Status.FAILED
+    assert cdp.calls == ["allocate"]
+
+
+def test_a_stale_attempt_cannot_claim_the_file(sending, enqueued, cdp):
+    batch_file = _file(sending)
+    services.schedule_file_step(file_id=batch_file.pk, step="upload", expected_attempt=1)
+    services.batchfile_upload_step(file_id=batch_file.pk, attempt=1)
+    assert cdp.calls == []
+    services.batchfile_upload_step(file_id=batch_file.pk, attempt=2)
+    services.batchfile_upload_step(file_id=batch_file.pk, attempt=2)  # a duplicate run
+    assert cdp.calls == ["allocate", "upload"]
+
+
+def test_resumed_upload_does_not_send_bytes_that_already_arrived(sending, enqueued, cdp):
+    batch_file = _file(sending)
+    services.batchfile_transition(file_id=batch_file.pk, target=BatchFile.Status.ALLOCATED)
+    services.schedule_file_step(file_id=batch_file.pk, step="upload")
+    cdp.script["status"] = [_status("processing")]
+    _run_next(enqueued)
+    assert cdp.calls == ["status"]
+    assert _file(sending).status == BatchFile.Status.UPLOADED
+    assert enqueued[-1][0] == "batches.jobs.batchfile_poll"
+
+
+def test_success_delivers_every_record_and_ends_the_batch(sending, enqueued, cdp):
+    _run_next(enqueued)
+    cdp.script["status"] = [_status("processing"), _status("success")]
+    _run_next(enqueued)
+    assert _file(sending).status == BatchFile.Status.PROCESSING
+    assert enqueued[-1][3] == 4  # the second poll interval
+    _run_next(enqueued)
+    sending.refresh_from_db()
+    assert sending.status == Batch.Status.SUCCEEDED
+    for guest in Guest.objects.all():
+        assert guest.delivery_status == DeliveryStatus.DELIVERED
+        assert guest.delivered_hash == guest.value_hash
+        assert guest.locked_by_batch_id is None
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert sorted(message.to) == ["approver@example.com", "stager@example.com"]
+    assert "All 4 records were delivered." in message.body
+    assert "@example.com" not in message.body.replace(message.to[0], "")
+
+
+def test_error_log_gives_each_record_its_outcome(sending, enqueued, cdp):
+    _run_next(enqueued)
+    items = list(BatchItem.objects.filter(file=_file(sending)).order_by("line"))
+    log = b"".join(
+        orjson.dumps(line) + b"\n"
+        for line in (
+            {"ref": str(items[0].record_ref), "code": "400", "message": "Validation error"},
+            {"ref": str(items[1].record_ref), "code": 200, "message": "ok"},
+            {"ref": "null", "code": "400", "message": "Failed to parse import line"},
+            {"ref": "2b1f0f4e-0000-4000-8000-000000000000", "code": "400", "message": "x"},
+        )
+    )
+    cdp.script["status"] = [_status("error", log="https://s3.example.test/log?Signature=s")]
+    cdp.script["log"] = [gzip.compress(log)]
+    _run_next(enqueued)
+
+    batch_file = _file(sending)
+    assert batch_file.status == BatchFile.Status.ERROR
+    outcomes = [
+        (i.outcome, i.code, i.message)
+        for i in BatchItem.objects.filter(file=batch_file).order_by("line")
+    ]
+    assert outcomes[0] == ("rejected", "400", "Validation error")
+    assert outcomes[1] == ("delivered", "200", "ok")
+    # A line CDP could not attribute: the others are not known to be applied.
+    assert {o[0] for o in outcomes[2:]} == {"unknown"}
+    assert batch_file.file_error_count == 1
+    assert batch_file.file_errors == [{"code": "400", "message": "Failed to parse import line"}]
+    assert "1 log line(s) name records that are not in this file" in batch_file.message
+    with default_storage.open(batch_file.error_log.name, "rb") as stored:
+        assert gzip.decompress(stored.read()) == log
+    sending.refresh_from_db()
+    assert sending.status == Batch.Status.PARTIALLY_FAILED
+    assert (sending.records_delivered, sending.records_rejected, sending.records_failed) == (
+        1,
+        1,
+        2,
+    )
+    statuses = dict(Guest.objects.values_list("pk", "delivery_status"))
+    assert statuses[items[0].record_id] == DeliveryStatus.REJECTED
+    assert statuses[items[1].record_id] == DeliveryStatus.DELIVERED
+    assert statuses[items[2].record_id] == DeliveryStatus.NOT_SENT
+
+
+def test_error_without_log_fails_every_record(sending, enqueued, cdp):
+    _run_next(enqueued)
+    cdp.script["status"] = [_status("error")]
+    _run_next(enqueued)
+    batch_file = _file(sending)
+    assert batch_file.message == delivery.NO_LOG_MESSAGE
+    assert set(BatchItem.objects.filter(file=batch_file).values_list("outcome", flat=True)) == {
+        "failed"
+    }
+    sending.refresh_from_db()
+    assert sending.status == Batch.Status.FAILED
+
+
+def test_corrupted_file_goes_again_under_a_new_ref_then_gives_up(
+    sending, enqueued, cdp, monkeypatch
+):
+    monkeypatch.setattr(delivery, "MAX_REFS_PER_FILE", 2)
+    first = _file(sending)
+    _run_next(enqueued)
+    cdp.script["status"] = [_status("corrupted")]
+    _run_next(enqueued)
+    second = _file(sending)
+    assert second.previous == first
+    assert (second.md5, second.approved_md5, second.file.name) == (
+        first.md5,
+        first.approved_md5,
+        first.file.name,
+    )
+    first.refresh_from_db()
+    assert first.status == BatchFile.Status.CORRUPTED
+    assert set(BatchItem.objects.filter(file=first).values_list("outcome", flat=True)) == {"resent"}
+    assert BatchItem.objects.filter(file=second, outcome="pending").count() == 4
+    _run_next(enqueued)  # upload under the new ref
+    cdp.script["status"] = [_status("corrupted")]
+    _run_next(enqueued)
+    second.refresh_from_db()
+    assert second.status == BatchFile.Status.FAILED
+    assert "already sent under 2 refs" in second.message
+
+
+def test_dispatch_keeps_at_most_max_in_flight(stager, approver, enqueued, cdp, settings):
+    settings.CDP_MAX_FILE_BYTES = 2_000
+    make_ready_guests(60)
+    batch = services.batch_create(schema="guest", user=stager)
+    services.batch_build(batch_id=batch.pk, attempt=1)
+    batch.refresh_from_db()
+    assert batch.file_count >= 3
+    services.batch_approve(batch=batch, user=approver)
+    services.batch_send(batch=batch, user=approver)
+    assert BatchFile.objects.filter(dispatched_at__isnull=False).count() == 1
+    assert services.batchfiles_dispatch() == 0
+    settings.CDP_MAX_IN_FLIGHT = 2
+    assert services.batchfiles_dispatch() == 1
+    assert BatchFile.objects.filter(dispatched_at__isnull=False).count() == 2
+
+
+def test_reconciler_requeues_expired_leases_and_lost_jobs_then_gives_up(sending, enqueued, cdp):
+    batch_file = _file(sending)
+    # The upload job "ran" (claimed) and its worker died: the lease runs out.
+    assert services.batchfile_claim(file_id=batch_file.pk, attempt=1, statuses=("pending",))
+    BatchFile.objects.filter(pk=batch_file.pk).update(
+        lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    assert services.batches_reconcile()["files"] == 1
+    assert enqueued[-1][2] == f"batchfile-{batch_file.pk}-upload-a2"
+    assert BatchEvent.objects.filter(actor_label="reconciler", message__contains="lease").exists()
+    # The job for attempt 2 never reached Redis (flushed): no need to wait for the lease.
+    BatchFile.objects.filter(pk=batch_file.pk).update(
+        updated_at=timezone.now() - timedelta(minutes=1)
+    )
+    assert services.batches_reconcile()["files"] == 1
+    assert enqueued[-1][2] == f"batchfile-{batch_file.pk}-upload-a3"
+    BatchFile.objects.filter(pk=batch_file.pk).update(
+        updated_at=timezone.now() - timedelta(minutes=1)
+    )
+    services.batches_reconcile()  # third failure: CDP_MAX_ATTEMPTS is 3
+    batch_file.refresh_from_db()
+    assert batch_file.status == BatchFile.Status.FAILED
+    assert "Gave up after 3 attempts" in batch_file.message
+
+
+def test_reconciler_rebuilds_a_build_whose_worker_died(stager, enqueued):
+    make_ready_guests(3)
+    batch = services.batch_create(schema="guest", user=stager)
+    assert services.batch_claim(batch_id=batch.pk, attempt=1)
+    Batch.objects.filter(pk=batch.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert services.batches_reconcile()["builds"] == 1
+    func, args, job_id, _ = enqueued[-1]
+    assert (func, job_id) == ("batches.jobs.batch_build", f"batch-{batch.pk}-build-a2")
+    services.batch_build(batch_id=batch.pk, attempt=2)
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.BUILT
+
+
+def test_delivery_history_names_batch_file_line_and_outcome(sending, enqueued, cdp):
+    _run_next(enqueued)
+    cdp.script["status"] = [_status("success")]
+    _run_next(enqueued)
+    guest = Guest.objects.order_by("pk").first()
+    (row,) = delivery_history(guest.ref)
+    assert row.batch_id == sending.pk
+    assert row.line == 1
+    assert row.outcome == "delivered"
+    assert row.approved_by == "approver"
+    assert row.batch_ref == str(_file(sending).batch_ref)
+
+
+def test_batch_sample_lines_mask_personal_data(sending, approver, user_factory):
+    batch_file = _file(sending)
+    masked = batch_sample_lines(batch_file, user=approver)
+    assert len(masked) == 3
+    assert "g0@example.com" not in masked[0]
+    assert '"guestType":"customer"' in masked[0]
+    viewer = user_factory("viewer", perms=("records.view_pii",))
+    assert "g0@example.com" in batch_sample_lines(batch_file, user=viewer)[0]

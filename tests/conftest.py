@@ -18,7 +18,11 @@ def _fast_password_hasher(settings):
 
 @pytest.fixture
 def clean_queues():
-    """Empty our queues (and their registries) so a test sees only the jobs it enqueued."""
+    """Empty our queues and their registries so a test sees only the jobs it enqueued.
+
+    Keys are deleted directly: RQ 3's StartedJobRegistry has no `remove` (its entries are
+    `job_id:execution_id`), and a killed worker's test can leave entries there.
+    """
     for name in settings.RQ_QUEUE_NAMES:
         queue = django_rq.get_queue(name)
         queue.empty()
@@ -27,9 +31,12 @@ def clean_queues():
             queue.failed_job_registry,
             queue.finished_job_registry,
             queue.started_job_registry,
+            queue.deferred_job_registry,
         ):
-            for job_id in registry.get_job_ids():
-                registry.remove(job_id, delete_job=True)
+            for job_id in registry.get_job_ids(cleanup=False):
+                queue.connection.delete(queue.job_class.key_for(job_id))
+            queue.connection.delete(registry.key)
+        queue.connection.delete(queue.intermediate_queue_key)
 
 
 @pytest.fixture

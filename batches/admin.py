@@ -25,6 +25,11 @@ from records.admin.review import EstimatedCountPaginator, register_delivery_hist
 from records.masking import can_view_pii
 from records.models import Guest, TrackingEvent
 
+# The states in which a batch changes without anyone clicking: its page refreshes itself.
+REFRESH_STATUSES = frozenset(
+    {Batch.Status.DRAFT, Batch.Status.BUILDING, Batch.Status.UPLOADING, Batch.Status.PROCESSING}
+)
+
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """View-only: the audit trail is never edited or deleted through the admin."""
@@ -157,7 +162,9 @@ class BatchAdmin(ReadOnlyAdmin):
                 can_resend=batch.status in (Batch.Status.PARTIALLY_FAILED, Batch.Status.FAILED)
                 and request.user.has_perm("batches.add_batch"),
                 can_download=can_view_pii(request.user),
-                refresh=not batch.is_finished,
+                # Only while something happens by itself: a batch waiting for a person
+                # (built, approved) would otherwise reload under the approver every 5 s.
+                refresh=batch.status in REFRESH_STATUSES,
             )
         return super().change_view(request, object_id, form_url, extra)
 

@@ -41,17 +41,39 @@ ENQUEUE_GRACE = timedelta(seconds=15)
 DEAD_JOB_STATUSES = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 
 
-def _job_is_gone(job_id: str) -> bool:
-    """True when RQ has no live job under this id (never enqueued, flushed, or ended)."""
+def _job_status(job_id: str) -> str | None:
+    """RQ's status of the job with this id, or None when RQ does not have it."""
     if not job_id:
-        return True
+        return None
     try:
         job = Job.fetch(
             job_id, connection=django_rq.get_connection(QUEUE), serializer=JSONSerializer
         )
     except NoSuchJobError:
-        return True
-    return job.get_status(refresh=False) in DEAD_JOB_STATUSES
+        return None
+    return job.get_status(refresh=False)
+
+
+def _verdict(row: Batch | BatchFile, now) -> tuple[str, bool] | None:
+    """Whether a waiting or working row needs its step enqueued again: (reason, is a failure).
+
+    A claimed row whose lease ran out lost its worker. An unclaimed row is waiting for its
+    job: if RQ no longer has it (flushed Redis, lost enqueue), it is re-enqueued at once; a
+    scheduled job past its lease may have no live scheduler and is re-enqueued too (not a
+    failure); a job still queued is left alone, however long the queue.
+    """
+    if row.claimed_at is not None:
+        if row.lease_until is not None and row.lease_until < now:
+            return "its lease expired", True
+        return None
+    if row.updated_at > now - ENQUEUE_GRACE:
+        return None  # its after-commit enqueue may not have happened yet
+    status = _job_status(row.job_id)
+    if status is None or status in DEAD_JOB_STATUSES:
+        return "its job was lost", True
+    if status == JobStatus.SCHEDULED and row.lease_until is not None and row.lease_until < now:
+        return "its scheduled job is overdue", False
+    return None
 
 
 def _working_files() -> Q:
@@ -60,8 +82,8 @@ def _working_files() -> Q:
     )
 
 
-def _requeue_build(batch: Batch, reason: str) -> None:
-    failures = batch.failures + 1
+def _requeue_build(batch: Batch, reason: str, *, failed: bool) -> None:
+    failures = batch.failures + (1 if failed else 0)
     if failures >= int(settings.CDP_MAX_ATTEMPTS):
         batch_build_failed(
             batch_id=batch.pk,
@@ -69,9 +91,8 @@ def _requeue_build(batch: Batch, reason: str) -> None:
             message=f"The build did not finish after {failures} attempts ({reason}).",
         )
         return
-    if schedule_build(
-        batch_id=batch.pk, expected_attempt=batch.attempt, delay=retry_delay(failures)
-    ):
+    delay = retry_delay(failures) if failed else 0.0
+    if schedule_build(batch_id=batch.pk, expected_attempt=batch.attempt, delay=delay):
         Batch.objects.filter(pk=batch.pk).update(failures=failures)
         batch_event_create(
             batch_id=batch.pk,
@@ -81,8 +102,8 @@ def _requeue_build(batch: Batch, reason: str) -> None:
         )
 
 
-def _requeue_file(batch_file: BatchFile, reason: str) -> None:
-    failures = batch_file.failures + 1
+def _requeue_file(batch_file: BatchFile, reason: str, *, failed: bool) -> None:
+    failures = batch_file.failures + (1 if failed else 0)
     if failures >= int(settings.CDP_MAX_ATTEMPTS):
         batchfile_fail(
             batch_file=batch_file,
@@ -119,34 +140,23 @@ def batches_reconcile() -> dict[str, int]:
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [RECONCILE_LOCK])
             if not cursor.fetchone()[0]:
                 return {}
-        # Builds whose lease ran out: the worker died, or the job never started.
-        for batch in Batch.objects.filter(
-            status__in=(Batch.Status.DRAFT, Batch.Status.BUILDING), lease_until__lt=now
-        )[:PASS_LIMIT]:
-            _requeue_build(batch, "its lease expired")
-            done["builds"] += 1
-        # Files in the middle of being sent whose lease ran out.
-        for batch_file in BatchFile.objects.filter(
-            _working_files(), batch__status__in=SENDING, lease_until__lt=now
-        )[:PASS_LIMIT]:
-            _requeue_file(batch_file, "its lease expired")
-            done["files"] += 1
-        # Rows waiting for a job RQ no longer has (a flushed Redis, a lost enqueue): no need
-        # to wait for the lease.
-        waiting = Q(
-            claimed_at__isnull=True, lease_until__gte=now, updated_at__lt=now - ENQUEUE_GRACE
+        # Rows due for some time: a lease that ran out, or a job that should have run.
+        stale = Q(lease_until__lt=now) | Q(
+            claimed_at__isnull=True, updated_at__lt=now - ENQUEUE_GRACE
         )
         for batch in Batch.objects.filter(
-            waiting, status__in=(Batch.Status.DRAFT, Batch.Status.BUILDING)
-        )[:PASS_LIMIT]:
-            if _job_is_gone(batch.job_id):
-                _requeue_build(batch, "its job was lost")
+            stale, status__in=(Batch.Status.DRAFT, Batch.Status.BUILDING)
+        ).order_by("lease_until")[:PASS_LIMIT]:
+            verdict = _verdict(batch, now)
+            if verdict:
+                _requeue_build(batch, verdict[0], failed=verdict[1])
                 done["builds"] += 1
         for batch_file in BatchFile.objects.filter(
-            waiting, _working_files(), batch__status__in=SENDING
-        )[:PASS_LIMIT]:
-            if _job_is_gone(batch_file.job_id):
-                _requeue_file(batch_file, "its job was lost")
+            stale, _working_files(), batch__status__in=SENDING
+        ).order_by("lease_until")[:PASS_LIMIT]:
+            verdict = _verdict(batch_file, now)
+            if verdict:
+                _requeue_file(batch_file, verdict[0], failed=verdict[1])
                 done["files"] += 1
     # Batches whose files all ended but that did not finish (a crash between the two).
     for batch_id in Batch.objects.filter(status__in=SENDING).values_list("pk", flat=True)[

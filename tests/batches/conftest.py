@@ -187,6 +187,7 @@ def _forget_old_jobs() -> None:
     implement StartedJobRegistry.remove).
     """
     import django_rq
+    from rq.scheduler import RQScheduler
 
     queue = django_rq.get_queue("batches")
     redis = queue.connection
@@ -197,6 +198,9 @@ def _forget_old_jobs() -> None:
         queue.finished_job_registry,
     )
     redis.delete(queue.key, f"{queue.key}:intermediate", *(r.key for r in registries))
+    # A worker killed by an earlier test keeps the queue's scheduler lock for 61 s, and the
+    # next worker then runs no scheduled job (polls) until its maintenance takes the lock over.
+    redis.delete(RQScheduler.get_locking_key("batches"))
     for pattern in ("rq:job:batch-*", "rq:job:batchfile-*"):
         for key in redis.scan_iter(match=pattern, count=1000):
             redis.delete(key)

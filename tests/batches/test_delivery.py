@@ -389,3 +389,32 @@ def test_batch_sample_lines_mask_personal_data(sending, approver, user_factory):
     assert '"guestType":"customer"' in masked[0]
     viewer = user_factory("viewer", perms=("records.view_pii",))
     assert "g0@example.com" in batch_sample_lines(batch_file, user=viewer)[0]
+
+
+def test_reconciler_leaves_waiting_jobs_alone_and_rescues_overdue_scheduled_ones(
+    sending, enqueued, cdp
+):
+    import django_rq
+
+    batch_file = _file(sending)
+    queue = django_rq.get_queue("batches")
+    job_id = f"batchfile-{batch_file.pk}-upload-a1"
+    # A real job, scheduled far ahead (so no worker runs it): RQ still has it.
+    queue.enqueue_in(
+        timedelta(hours=1), "batches.jobs.batchfile_upload", batch_file.pk, 1, job_id=job_id
+    )
+    try:
+        BatchFile.objects.filter(pk=batch_file.pk).update(
+            updated_at=timezone.now() - timedelta(minutes=1)
+        )
+        assert services.batches_reconcile()["files"] == 0  # waiting, lease not run out
+        BatchFile.objects.filter(pk=batch_file.pk).update(
+            lease_until=timezone.now() - timedelta(seconds=1)
+        )
+        assert services.batches_reconcile()["files"] == 1  # overdue: no live scheduler?
+        batch_file.refresh_from_db()
+        assert batch_file.attempt == 2
+        assert batch_file.failures == 0  # waiting is not failing
+        assert enqueued[-1][2:] == (f"batchfile-{batch_file.pk}-upload-a2", 0)
+    finally:
+        queue.scheduled_job_registry.remove(job_id, delete_job=True)

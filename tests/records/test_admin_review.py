@@ -323,12 +323,16 @@ def test_delete_refused_for_delivered_guest(client, user_factory):
     assert not Guest.objects.filter(pk=plain.pk).exists()
 
 
-def test_delivery_history_hook_renders_registered_renderer(client, editor, distinct_guest):
-    review_admin.register_delivery_history(Guest, lambda guest: f"History of guest {guest.pk}")
-    try:
-        html = client.get(_change_url(distinct_guest)).content.decode()
-    finally:
-        review_admin._delivery_history_renderers.pop(Guest, None)
+def test_delivery_history_hook_renders_registered_renderer(
+    client, editor, distinct_guest, monkeypatch
+):
+    # monkeypatch restores the batches app's real renderer afterwards (other tests need it).
+    monkeypatch.setitem(
+        review_admin._delivery_history_renderers,
+        Guest,
+        lambda guest: f"History of guest {guest.pk}",
+    )
+    html = client.get(_change_url(distinct_guest)).content.decode()
     assert f"History of guest {distinct_guest.pk}" in html
 
 

@@ -2,9 +2,10 @@
 
     .venv/bin/python -m bench.import_memory [--rows 200000] [--keep]
 
-Generates a guest CSV (two identifiers, a subscription, extension attributes; about 950 bytes
-of CDP JSON per guest) in a temporary folder, creates a fresh database (`cdpstage_bench`, or
-BENCH_DATABASE_URL), creates the import run through the service (which enqueues the job on
+Generates a guest CSV (two identifiers, a subscription, extension attributes; about 870 bytes
+of CDP JSON per guest) in a temporary folder, uses a database (`cdpstage_bench`, or
+BENCH_DATABASE_URL; emptied first) and a Redis database (/14, or BENCH_REDIS_URL) of its
+own, creates the import run through the service (which enqueues the job on
 the real Redis queue) and runs a real `rqworker imports --burst` under /usr/bin/time, whose
 "Maximum resident set size" covers the worker and its work horse (the kernel folds waited-for
 children into it). Prints one summary line per figure.
@@ -22,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/cdpstage_bench"
+# A Redis database of its own: the script empties its imports queue before it starts.
+DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
 
 HEADER = [
     "identifiers.0.provider",
@@ -118,6 +121,7 @@ def main() -> int:
     env = dict(os.environ)
     env.update(
         DATABASE_URL=db_url,
+        REDIS_URL=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS),
         DJANGO_SETTINGS_MODULE="cdpstage.settings",
         DJANGO_DEBUG="1",
         DJANGO_MEDIA_ROOT=tempfile.mkdtemp(prefix="bench-media-"),

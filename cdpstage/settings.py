@@ -160,8 +160,15 @@ RQ_JSON_SERIALIZER = "rq.serializers.JSONSerializer"
 # One queue per worker process (see shared/rq-crash-semantics.md §7.1: a multi-queue worker
 # can lose a job in the dequeue window).
 RQ_QUEUE_NAMES = ("imports", "batches")
+# Job timeouts are a last resort (leases and the reconciler handle dead workers); an import of
+# tens of millions of rows runs for hours, a batch step for minutes.
+RQ_JOB_TIMEOUTS = {"imports": 12 * 3600, "batches": 3600}
 RQ_QUEUES = {
-    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600, "SERIALIZER": RQ_JSON_SERIALIZER}
+    name: {
+        "URL": REDIS_URL,
+        "DEFAULT_TIMEOUT": RQ_JOB_TIMEOUTS[name],
+        "SERIALIZER": RQ_JSON_SERIALIZER,
+    }
     for name in RQ_QUEUE_NAMES
 }
 RQ = {"WORKER_CLASS": "cdpstage.worker.CdpStageWorker"}

@@ -47,23 +47,30 @@ class StagedRecord(TimeStampedModel):
     # The per-record `ref` written in the batch file; CDP's error log reports outcomes by it.
     ref = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     mode = models.CharField(max_length=20)
+    # Indexes are declared in each model's Meta (composite, and without the `_like` pattern
+    # copies `db_index=True` adds to text columns): every index costs on every staged row.
     review_status = models.CharField(
-        max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.NEW, db_index=True
+        max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.NEW
     )
     # [{"field": "email", "code": "invalid_email", "message": "..."}]; never personal data.
     validation_errors = models.JSONField(default=list, blank=True)
+    # No index of its own: the (import_run, source_row) index of each model leads with it.
     import_run = models.ForeignKey(
-        "records.ImportRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "records.ImportRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     source_row = models.PositiveIntegerField(null=True, blank=True)
     # The canonical CDP `value` as minified JSON text: exactly the bytes the build writes.
     cdp_value = models.TextField(blank=True)
-    value_hash = models.CharField(max_length=32, blank=True, db_index=True)
+    value_hash = models.CharField(max_length=32, blank=True)
     delivery_status = models.CharField(
         max_length=10,
         choices=DeliveryStatus.choices,
         default=DeliveryStatus.NOT_SENT,
-        db_index=True,
     )
     delivered_hash = models.CharField(max_length=32, blank=True)
     # The live batch holding this record (set by the batches app; records never import it).
@@ -83,7 +90,8 @@ class Guest(StagedRecord):
 
     # "<provider>:<id>" of the highest-priority identifier (order of CDP_IDENTITY_PROVIDERS):
     # re-imports match on it and a batch file never holds two guests with the same key.
-    identity_key = models.CharField(max_length=300, unique=True, null=True, blank=True)
+    # NULL, not "": a guest without identity must not collide with another in the unique index.
+    identity_key = models.CharField(max_length=300, null=True, blank=True)  # noqa: DJ001
     email = models.CharField(max_length=254, blank=True)
     title = models.CharField(max_length=20, blank=True)
     first_name = models.CharField(max_length=255, blank=True)
@@ -94,7 +102,7 @@ class Guest(StagedRecord):
     street = ArrayField(models.CharField(max_length=255), default=list, blank=True)
     city = models.CharField(max_length=255, blank=True)
     state = models.CharField(max_length=255, blank=True)
-    country = models.CharField(max_length=2, blank=True, db_index=True)
+    country = models.CharField(max_length=2, blank=True)
     post_code = models.CharField(max_length=20, blank=True)
     nationality = models.CharField(max_length=100, blank=True)
     language = models.CharField(max_length=2, blank=True)
@@ -113,6 +121,12 @@ class Guest(StagedRecord):
             GinIndex(fields=["validation_errors"], name="guest_errors_gin"),
             # Subscription and extension files may link their rows to a guest by email.
             models.Index(fields=["email"], name="guest_email"),
+            models.Index(fields=["delivery_status"], name="guest_delivery"),
+            models.Index(fields=["country"], name="guest_country"),
+        ]
+        constraints = [
+            # ON CONFLICT (identity_key) in the import relies on this unique index.
+            models.UniqueConstraint(fields=["identity_key"], name="guest_identity_key_unique"),
         ]
 
     def __str__(self) -> str:
@@ -178,13 +192,16 @@ class TrackingEvent(StagedRecord):
     feedback = models.JSONField(default=dict, blank=True)
     # The guest it belongs to, as "<provider>:<id>" (not a foreign key: the guest may live only
     # in CDP, not in staging).
-    guest_identity_key = models.CharField(max_length=300, blank=True, db_index=True)
+    guest_identity_key = models.CharField(max_length=300, blank=True)
     identifiers = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ("-id",)
         indexes = [
             models.Index(fields=["review_status", "id"], name="tracking_review_id"),
+            GinIndex(fields=["validation_errors"], name="tracking_errors_gin"),
+            models.Index(fields=["delivery_status"], name="tracking_delivery"),
+            models.Index(fields=["guest_identity_key"], name="tracking_guest_identity"),
         ]
         constraints = [
             # Events have no identity: a rerun of an import run (its worker was killed) must

@@ -83,6 +83,9 @@ class Stager:
         self.raw = connection.connection
         self._executor: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
+        # First source row of the batch being written: report lines from it on wait for that
+        # write's own lines (its checks run on the writer thread), so the report stays in order.
+        self._pending_row: int | None = None
         self._prepared = False
         self._lines: list[tuple[int, str, str, str]] = []
         # Per-row outcome, for the import-export preview (None when nobody listens).
@@ -92,7 +95,7 @@ class Stager:
         """A row that cannot be staged: reported, skipped, and in abort mode writing stops."""
         self._lines.append((row, column, code, message))
         if len(self._lines) >= 4 * self.batch_rows:
-            self._emit()  # a file of nothing but bad rows must not fill memory
+            self._emit(self._held_from())  # a file of nothing but bad rows must not fill memory
         self.counts.bad += 1
         if self.abort:
             self.writing = False
@@ -107,12 +110,22 @@ class Stager:
             self._lines.append((row, column, problem.code, problem.message))
         self.counts.invalid += 1
 
-    def _emit(self) -> None:
-        """Write the batch's report lines in row order (checks run in several passes)."""
-        lines, self._lines = self._lines, []
+    def _emit(self, held_from: int | None = None) -> None:
+        """Write the queued report lines in row order (checks run in several passes); lines
+        of rows from held_from on stay queued (their batch is still being checked)."""
+        if held_from is None:
+            lines, self._lines = self._lines, []
+        else:
+            lines = [line for line in self._lines if line[0] < held_from]
+            if not lines:
+                return
+            self._lines = [line for line in self._lines if line[0] >= held_from]
         lines.sort(key=lambda line: line[0])
         for line in lines:
             self.report.add(*line)
+
+    def _held_from(self) -> int | None:
+        return self._pending_row if self._pending is not None else None
 
     def _outcome(self, row: int, outcome: str) -> None:
         if self.outcomes is not None:
@@ -126,7 +139,7 @@ class Stager:
         try:
             self._flush()
         finally:
-            self._emit()
+            self._emit(self._held_from())
 
     def _flush(self) -> None:
         raise NotImplementedError
@@ -149,10 +162,18 @@ class Stager:
     # The write of batch N runs on a helper thread while the main thread cleans batch N+1:
     # PostgreSQL works while Python works (the DB is about 40 % of an import's time).
 
-    def _submit(self, write: Callable[[Any], WriteResult], *args: Any) -> None:
+    def _submit(
+        self, write: Callable[..., WriteResult], *args: Any, first_row: int | None = None
+    ) -> None:
+        """Run write(cursor, *args) on the writer thread once the previous write is done.
+
+        first_row: the batch's first source row, when the write reports problems of its rows
+        (WriteResult.rejected / .lines), so that their report lines are held until it is done.
+        """
         self._wait()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-write")
+        self._pending_row = first_row
         self._pending = self._executor.submit(self._run_write, write, *args)
 
     def _run_write(self, write: Callable[..., WriteResult], *args: Any) -> WriteResult:
@@ -167,8 +188,15 @@ class Stager:
         self.counts.created += result.created
         self.counts.updated += result.updated
         self.counts.unchanged += result.unchanged
+        self.counts.invalid += result.invalid
+        self._lines.extend(result.lines)
+        for row, column, code, message in result.rejected:
+            self.bad(row, column, code, message)
         for row, code, message in result.bad:
             self.bad(row, "identifiers" if code == "locked" else "", code, message)
+        if self.outcomes is not None:
+            for row, outcome in result.outcomes:
+                self.outcomes[row] = outcome
 
     def _temp_name(self, base: str) -> str:
         Stager.temp_suffix += 1
@@ -195,3 +223,17 @@ class WriteResult:
     updated: int = 0
     unchanged: int = 0
     bad: list[tuple[int, str, str]] = field(default_factory=list)  # (row, code, message)
+    # Checks made on the writer thread: bad rows (row, column, code, message), report lines
+    # of rows staged with problems, how many such rows, and per-row outcomes.
+    rejected: list[tuple[int, str, str, str]] = field(default_factory=list)
+    lines: list[tuple[int, str, str, str]] = field(default_factory=list)
+    invalid: int = 0
+    outcomes: list[tuple[int, str]] = field(default_factory=list)
+
+    def reject(self, row: int, column: str, code: str, message: str) -> None:
+        self.rejected.append((row, column, code, message))
+
+    def invalid_row(self, row: int, problems: Iterable[Problem]) -> None:
+        for problem in problems:
+            self.lines.append((row, problem.field, problem.code, problem.message))
+        self.invalid += 1

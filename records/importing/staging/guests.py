@@ -121,12 +121,7 @@ class GuestStager(Stager):
             self.flush()
 
     def _duplicate(self, row: int, earlier: int) -> None:
-        self.bad(
-            row,
-            "identifiers",
-            "duplicate_identity",
-            f"The same guest (same identity) is already in row {earlier} of this file.",
-        )
+        self.bad(row, "identifiers", "duplicate_identity", _duplicate_message(earlier))
 
     def _flush(self) -> None:
         batch, self.batch = self.batch, []
@@ -135,15 +130,24 @@ class GuestStager(Stager):
         if not batch:
             return
         self._prepare()
-        batch = self._drop_seen(batch)
+        # The checks against the table (repeats in the file, staged guests, refs) and the
+        # write run on the writer thread: the connection is busy with the previous write
+        # anyway, and the main thread goes on cleaning the next batch meanwhile.
+        self._submit(self._check_and_write, batch, first_row=batch[0].row)
+
+    def _check_and_write(self, cursor: Any, batch: list[_Guest]) -> WriteResult:
+        """Check a batch against the table and write what changed (on the writer thread:
+        touches no shared state, reports through its WriteResult)."""
+        result = WriteResult()
+        batch = self._drop_seen(cursor, batch, result)
         existing = self._existing([g.key for g in batch])
-        batch = self._check_refs(batch)
+        batch = self._check_refs(cursor, batch, result)
         writes: list[tuple[_Guest, str, str, list[dict[str, str]]]] = []
         refs: list[tuple[int, str]] = []
         for guest in batch:
             found = existing.get(guest.key)
             merge = found is not None and _needs_merge(guest.scope) and found.cdp_value
-            if merge and not self._merge(guest, found):
+            if merge and not self._merge(guest, found, result):
                 continue
             text = dump_value(guest.value)
             digest = value_hash(text)
@@ -158,23 +162,23 @@ class GuestStager(Stager):
             if new_ref and digest == found.value_hash:
                 # Same value under the file's ref (a batch line): only the ref changes.
                 refs.append((found.id, guest.ref))
-                self.counts.updated += 1
+                result.updated += 1
                 if errors:
-                    self.invalid(guest.row, guest.problems)
-                self._outcome(guest.row, "update")
+                    result.invalid_row(guest.row, guest.problems)
+                result.outcomes.append((guest.row, "update"))
                 continue
             if found is not None and digest == found.value_hash:
-                self.counts.unchanged += 1
+                result.unchanged += 1
                 if errors:
-                    self.invalid(guest.row, guest.problems)
-                self._outcome(guest.row, "unchanged")
+                    result.invalid_row(guest.row, guest.problems)
+                result.outcomes.append((guest.row, "unchanged"))
                 continue
             if found is not None and found.locked_by is not None:
-                self.bad(guest.row, "identifiers", "locked", locked_message(found.locked_by))
+                result.reject(guest.row, "identifiers", "locked", locked_message(found.locked_by))
                 continue
             if errors:
-                self.invalid(guest.row, guest.problems)
-            self._outcome(guest.row, "update" if found is not None else "new")
+                result.invalid_row(guest.row, guest.problems)
+            result.outcomes.append((guest.row, "update" if found is not None else "new"))
             guest.existing_id = found.id if found is not None else None
             # The writer needs the text, columns and children only: let the value go now
             # (with a batch in flight on the writer thread, two batches live in memory).
@@ -182,8 +186,13 @@ class GuestStager(Stager):
             writes.append((guest, text, digest, errors))
             if new_ref and found is not None:
                 refs.append((found.id, guest.ref))
-        if (writes or refs) and self.writing:
-            self._submit(self._write, writes, refs)
+        # In abort mode a bad row stops the writing (the transaction is rolled back anyway).
+        writing = self.writing and not (self.abort and result.rejected)
+        if writes and writing:
+            self._write_guests(cursor, writes, result)
+        if refs and writing:
+            self._adopt_refs(cursor, refs)
+        return result
 
     def _adopt_refs(self, cursor: Any, refs: list[tuple[int, str]]) -> None:
         """Give updated guests the ref of their batch line (losslessness), when no batch has
@@ -196,56 +205,60 @@ class GuestStager(Stager):
             [[r[0] for r in refs], [r[1] for r in refs]],
         )
 
-    def _drop_seen(self, batch: list[_Guest]) -> list[_Guest]:
+    def _drop_seen(self, cursor: Any, batch: list[_Guest], result: WriteResult) -> list[_Guest]:
         keys = [g.key for g in batch]
         rows = [g.row for g in batch]
-        self.cursor.execute(
+        cursor.execute(
             f"""INSERT INTO {self.t_seen} (identity_key, source_row)
                 SELECT * FROM unnest(%s::text[], %s::integer[])
                 ON CONFLICT (identity_key) DO NOTHING RETURNING identity_key""",
             [keys, rows],
         )
-        fresh = {r[0] for r in self.cursor.fetchall()}
+        fresh = {r[0] for r in cursor.fetchall()}
         if len(fresh) == len(batch):
             return batch
         repeated = [k for k in keys if k not in fresh]
-        self.cursor.execute(
+        cursor.execute(
             f"SELECT identity_key, source_row FROM {self.t_seen} WHERE identity_key = ANY(%s)",
             [repeated],
         )
-        first_row = dict(self.cursor.fetchall())
+        first_row = dict(cursor.fetchall())
         kept = []
         for guest in batch:
             if guest.key in fresh:
                 kept.append(guest)
             else:
-                self._duplicate(guest.row, first_row[guest.key])
+                result.reject(guest.row, "identifiers", "duplicate_identity",
+                              _duplicate_message(first_row[guest.key]))  # fmt: skip
         return kept
 
     def _existing(self, keys: list[str]) -> dict[str, _Existing]:
-        self.cursor.execute(
-            """SELECT identity_key, id, value_hash, locked_by_batch_id, ref::text, cdp_value,
-                      delivery_status = 'not_sent' AND delivered_hash = ''
-                 FROM records_guest WHERE identity_key = ANY(%s)""",
-            [keys],
-        )
-        return {r[0]: _Existing(*r[1:]) for r in self.cursor.fetchall()}
+        # Called on the writer thread: a cursor of its own (the connection serialises).
+        with self.raw.cursor() as cursor:
+            cursor.execute(
+                """SELECT identity_key, id, value_hash, locked_by_batch_id, ref::text, cdp_value,
+                          delivery_status = 'not_sent' AND delivered_hash = ''
+                     FROM records_guest WHERE identity_key = ANY(%s)""",
+                [keys],
+            )
+            return {r[0]: _Existing(*r[1:]) for r in cursor.fetchall()}
 
-    def _check_refs(self, batch: list[_Guest]) -> list[_Guest]:
+    def _check_refs(self, cursor: Any, batch: list[_Guest], result: WriteResult) -> list[_Guest]:
         refs = [g.ref for g in batch if g.ref is not None]
         if not refs:
             return batch
-        self._wait()  # refs of the previous batch must be in the table to be seen
-        self.cursor.execute(
+        # The previous batch's refs are in the table: its write ran before this one, on the
+        # same (single) writer thread.
+        cursor.execute(
             "SELECT ref::text, identity_key FROM records_guest WHERE ref = ANY(%s::uuid[])",
             [refs],
         )
-        owner = dict(self.cursor.fetchall())
+        owner = dict(cursor.fetchall())
         kept = []
         for guest in batch:
             other = owner.get(guest.ref) if guest.ref is not None else None
             if other is not None and other != guest.key:
-                self.bad(
+                result.reject(
                     guest.row,
                     "ref",
                     "ref_in_use",
@@ -255,7 +268,7 @@ class GuestStager(Stager):
             kept.append(guest)
         return kept
 
-    def _merge(self, guest: _Guest, found: _Existing) -> bool:
+    def _merge(self, guest: _Guest, found: _Existing, result: WriteResult) -> bool:
         """Give the row the children its file does not carry, kept from the staged guest."""
         old = orjson.loads(found.cdp_value)
         merged = dict(guest.value)
@@ -273,7 +286,7 @@ class GuestStager(Stager):
         try:
             guest.children = guest_children_from_value(value)
         except UnstorableValue as exc:
-            self.bad(guest.row, exc.field, exc.code, exc.message)
+            result.reject(guest.row, exc.field, exc.code, exc.message)
             return False
         guest.value, guest.problems = value, problems
         return True
@@ -464,6 +477,10 @@ class GuestStager(Stager):
             [self.import_run_id],
         )
         return {r[0]: (r[1], r[2]) for r in cursor.fetchall()}
+
+
+def _duplicate_message(earlier: int) -> str:
+    return f"The same guest (same identity) is already in row {earlier} of this file."
 
 
 def _needs_merge(scope: ChildScope) -> bool:

@@ -52,11 +52,21 @@ def copy_field(value: Any) -> str:
     return _escape(str(value))
 
 
+def copy_row(row: Sequence[Any]) -> str:
+    """One row (or a run of its columns) in COPY text format, without the newline."""
+    return "\t".join([_escape(v) if type(v) is str else copy_field(v) for v in row])
+
+
 def copy_lines(rows: Iterable[Sequence[Any]]) -> Iterable[str]:
     """Blocks of COPY text, BLOCK_ROWS rows each."""
+    return copy_blocks(map(copy_row, rows))
+
+
+def copy_blocks(lines: Iterable[str]) -> Iterable[str]:
+    """Blocks of BLOCK_ROWS lines already in COPY text format (see copy_row)."""
     block: list[str] = []
-    for row in rows:
-        block.append("\t".join([_escape(v) if type(v) is str else copy_field(v) for v in row]))
+    for line in lines:
+        block.append(line)
         if len(block) >= BLOCK_ROWS:
             yield "\n".join(block) + "\n"
             block = []

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.db import connection
 
-from records.importing.copytext import copy_lines
+from records.importing.copytext import copy_blocks, copy_row
 from records.importing.report import ErrorReport
 from records.mapping import MappedRow
 from records.models import ImportRun
@@ -209,9 +209,19 @@ class Stager:
         rows: Iterable[Sequence[Any]],
         cursor: Any = None,
     ) -> None:
+        self._copy_text(table, columns, map(copy_row, rows), cursor)
+
+    def _copy_text(
+        self,
+        table: str,
+        columns: Sequence[str],
+        lines: Iterable[str],
+        cursor: Any = None,
+    ) -> None:
+        """COPY rows already in COPY text format (copytext.copy_row), one per line."""
         cursor = cursor if cursor is not None else self.cursor
         with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for block in copy_lines(rows):
+            for block in copy_blocks(lines):
                 copy.write(block.encode())
 
 

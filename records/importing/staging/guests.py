@@ -10,6 +10,7 @@ import orjson
 import psycopg
 from django.utils import timezone
 
+from records.importing.copytext import copy_row
 from records.importing.staging.base import (
     GUEST_TYPED,
     Stager,
@@ -37,11 +38,25 @@ class _Guest:
     key: str
     value: dict[str, Any]
     problems: list[Problem]
-    fields: dict[str, Any]
-    children: GuestChildren
+    typed: str  # the typed columns (GUEST_TYPED) as COPY text
+    children: _ChildLines
     scope: ChildScope
     ref: str | None
     existing_id: int | None = None  # the staged guest it updates
+
+
+# A guest's identifier, subscription and extension rows as COPY text after the guest_id
+# column ("\t..." each): formatted by the main thread while the writer thread waits on
+# PostgreSQL, so the writer only prefixes the id.
+_ChildLines = tuple[list[str], list[str], list[str]]
+
+
+def _child_lines(children: GuestChildren) -> _ChildLines:
+    return (
+        ["\t" + copy_row(item) for item in children.identifiers],
+        ["\t" + copy_row(item) for item in children.subscriptions],
+        ["\t" + copy_row((n, k, dump_value(a))) for n, k, a in children.extensions],
+    )
 
 
 @dataclass(slots=True)
@@ -99,7 +114,7 @@ class GuestStager(Stager):
             return
         try:
             fields = guest_fields_from_value(value)
-            children = guest_children_from_value(value)
+            children = _child_lines(guest_children_from_value(value))
         except UnstorableValue as exc:
             self.bad(row, exc.field, exc.code, exc.message)
             return
@@ -114,8 +129,9 @@ class GuestStager(Stager):
                 return
             self.batch_refs[mapped.ref] = row
         self.batch_keys[key] = row
+        typed = copy_row([fields[c] for c in GUEST_TYPED])
         self.batch.append(
-            _Guest(row, key, value, problems, fields, children, mapped.scope, mapped.ref)
+            _Guest(row, key, value, problems, typed, children, mapped.scope, mapped.ref)
         )
         if len(self.batch) >= self.batch_rows:
             self.flush()
@@ -284,7 +300,7 @@ class GuestStager(Stager):
             return True
         value, problems = clean_guest(merged, identity_providers=self.providers)
         try:
-            guest.children = guest_children_from_value(value)
+            guest.children = _child_lines(guest_children_from_value(value))
         except UnstorableValue as exc:
             result.reject(guest.row, exc.field, exc.code, exc.message)
             return False
@@ -342,19 +358,20 @@ class GuestStager(Stager):
                 result.created += 1
             else:
                 result.updated += 1
-            c = guest.children
-            identifiers.extend((gid, *item) for item in c.identifiers)
-            subscriptions.extend((gid, *item) for item in c.subscriptions)
-            extensions.extend((gid, n, k, dump_value(a)) for n, k, a in c.extensions)
+            ident_lines, sub_lines, ext_lines = guest.children
+            prefix = str(gid)
+            identifiers.extend([prefix + line for line in ident_lines])
+            subscriptions.extend([prefix + line for line in sub_lines])
+            extensions.extend([prefix + line for line in ext_lines])
         if identifiers:
-            self._copy(
+            self._copy_text(
                 "records_identifier",
                 ("guest_id", "position", "provider", "identifier", "expiry_date"),
                 identifiers,
                 cursor,
             )
         if subscriptions:
-            self._copy(
+            self._copy_text(
                 "records_subscription",
                 ("guest_id", "position", "name", "point_of_sale", "channel", "status",
                  "effective_date"),
@@ -362,7 +379,7 @@ class GuestStager(Stager):
                 cursor,
             )  # fmt: skip
         if extensions:
-            self._copy(
+            self._copy_text(
                 "records_extension",
                 ("guest_id", "name", "key", "attributes"),
                 extensions,
@@ -380,35 +397,40 @@ class GuestStager(Stager):
             [len(new)],
         )
         ids = [r[0] for r in cursor.fetchall()]
-        now = timezone.now()
+        now = copy_row((timezone.now(),))
         columns = (
             "id", "ref", "mode", "review_status", "validation_errors", "import_run_id",
             "source_row", "cdp_value", "value_hash", "delivery_status", "delivered_hash",
             "identity_key", *GUEST_TYPED, "created_at", "updated_at",
         )  # fmt: skip
-        rows = (
-            (
-                gid,
-                g.ref or str(uuid.uuid4()),
-                "upsert",
-                "invalid" if errors else "new",
-                dump_value(errors),
-                self.import_run_id,
-                g.row,
-                text,
-                digest,
-                "not_sent",
-                "",
-                g.key,
-                *[g.fields[c] for c in GUEST_TYPED],
-                now,
-                now,
+        lines = (
+            copy_row(
+                (
+                    gid,
+                    g.ref or str(uuid.uuid4()),
+                    "upsert",
+                    "invalid" if errors else "new",
+                    dump_value(errors),
+                    self.import_run_id,
+                    g.row,
+                    text,
+                    digest,
+                    "not_sent",
+                    "",
+                    g.key,
+                )
             )
+            + "\t"
+            + g.typed
+            + "\t"
+            + now
+            + "\t"
+            + now
             for gid, (g, text, digest, errors) in zip(ids, new, strict=True)
         )
         cursor.execute("SAVEPOINT import_new_guests")
         try:
-            self._copy("records_guest", columns, rows, cursor)
+            self._copy_text("records_guest", columns, lines, cursor)
         except psycopg.errors.UniqueViolation:
             cursor.execute("ROLLBACK TO SAVEPOINT import_new_guests")
             return None
@@ -431,20 +453,23 @@ class GuestStager(Stager):
             *GUEST_TYPED,
         )
         cursor.execute(f"TRUNCATE {self.t_guest}")
-        self._copy(
+        self._copy_text(
             self.t_guest,
             columns,
             (
-                (
-                    g.row,
-                    g.key,
-                    g.ref,
-                    "invalid" if errors else "new",
-                    dump_value(errors),
-                    text,
-                    digest,
-                    *[g.fields[c] for c in GUEST_TYPED],
+                copy_row(
+                    (
+                        g.row,
+                        g.key,
+                        g.ref,
+                        "invalid" if errors else "new",
+                        dump_value(errors),
+                        text,
+                        digest,
+                    )
                 )
+                + "\t"
+                + g.typed
                 for g, text, digest, errors in writes
             ),
             cursor,

@@ -6,8 +6,11 @@ records.services.imports.import_run_execute) and the django-import-export previe
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +20,12 @@ from records.importing.readers import FileProblem, Source
 from records.importing.report import ErrorReport
 from records.importing.staging import Counts, Stager, stager_for
 from records.mapping import MappingError, RowError, compile_header, map_json_object
+
+# The cyclic garbage collector while rows are staged: a row allocates dozens of containers and
+# frees them again by reference counting (the import makes no cycles), yet every 700
+# allocations CPython ran a collection that walked the live batch; that was about a tenth of
+# the import's Python time (measured: 237 -> 215 µs per guest, 50k rows).
+IMPORT_GC_THRESHOLD = (50_000, 20, 100)
 
 # How often (at most) progress is written while rows are read.
 PROGRESS_SECONDS = 1.0
@@ -81,20 +90,48 @@ def stage_source(
     last = time.monotonic()
     next_check = PROGRESS_EVERY_ROWS
     try:
-        for number, mapped in rows:
-            stager.add(number, mapped)
-            if progress is not None and counts.read >= next_check:
-                next_check = counts.read + PROGRESS_EVERY_ROWS
-                now = time.monotonic()
-                if now - last >= PROGRESS_SECONDS:
-                    last = now
-                    progress(counts, source.bytes_read)
-        stager.finish()
+        with _few_collections():
+            for number, mapped in rows:
+                stager.add(number, mapped)
+                if progress is not None and counts.read >= next_check:
+                    next_check = counts.read + PROGRESS_EVERY_ROWS
+                    now = time.monotonic()
+                    if now - last >= PROGRESS_SECONDS:
+                        last = now
+                        progress(counts, source.bytes_read)
+            stager.finish()
     finally:
         stager.close()
     if progress is not None:
         progress(counts, source.bytes_read)
     return counts
+
+
+_gc_lock = threading.Lock()
+_gc_users = 0  # stagings running in this process (a threaded web server may run two)
+_gc_saved: tuple[int, ...] = ()
+
+
+@contextmanager
+def _few_collections() -> Iterator[None]:
+    """Collect garbage rarely while staging; the objects alive before (Django, the app) are
+    left out of the collections meanwhile. The first staging in changes the (process-wide)
+    settings, the last one out restores them."""
+    global _gc_users, _gc_saved
+    with _gc_lock:
+        _gc_users += 1
+        if _gc_users == 1:
+            _gc_saved = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(*IMPORT_GC_THRESHOLD)
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0:
+                gc.set_threshold(*_gc_saved)
+                gc.unfreeze()
 
 
 def _mapped_rows(

@@ -227,21 +227,24 @@ class GuestStager(Stager):
         cursor.execute(
             f"""INSERT INTO {self.t_seen} (identity_key, source_row)
                 SELECT * FROM unnest(%s::text[], %s::integer[])
-                ON CONFLICT (identity_key) DO NOTHING RETURNING identity_key""",
+                ON CONFLICT (identity_key) DO NOTHING""",
             [keys, rows],
         )
-        fresh = {r[0] for r in cursor.fetchall()}
-        if len(fresh) == len(batch):
-            return batch
-        repeated = [k for k in keys if k not in fresh]
+        if cursor.rowcount == len(batch):
+            return batch  # the usual case: no key came back over the wire
+        # Keys are unique within a batch, so a key whose recorded row is another row was
+        # seen in an earlier batch.
         cursor.execute(
-            f"SELECT identity_key, source_row FROM {self.t_seen} WHERE identity_key = ANY(%s)",
-            [repeated],
+            f"""SELECT s.identity_key, s.source_row
+                  FROM unnest(%s::text[], %s::integer[]) AS b(identity_key, source_row)
+                  JOIN {self.t_seen} AS s ON s.identity_key = b.identity_key
+                 WHERE s.source_row <> b.source_row""",
+            [keys, rows],
         )
         first_row = dict(cursor.fetchall())
         kept = []
         for guest in batch:
-            if guest.key in fresh:
+            if guest.key not in first_row:
                 kept.append(guest)
             else:
                 result.reject(guest.row, "identifiers", "duplicate_identity",

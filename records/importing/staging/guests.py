@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -42,6 +42,17 @@ class _Guest:
     children: _ChildLines
     scope: ChildScope
     ref: str | None
+    # The value's canonical text, its hash and the problems as stored: made by the main
+    # thread (the writer thread, which waits on PostgreSQL, is the import's critical path).
+    text: str = ""
+    digest: str = ""
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def serialize(self) -> None:
+        self.text = dump_value(self.value)
+        self.digest = value_hash(self.text)
+        self.errors = problems_as_json(self.problems)
+
     existing_id: int | None = None  # the staged guest it updates
 
 
@@ -130,9 +141,9 @@ class GuestStager(Stager):
             self.batch_refs[mapped.ref] = row
         self.batch_keys[key] = row
         typed = copy_row([fields[c] for c in GUEST_TYPED])
-        self.batch.append(
-            _Guest(row, key, value, problems, typed, children, mapped.scope, mapped.ref)
-        )
+        guest = _Guest(row, key, value, problems, typed, children, mapped.scope, mapped.ref)
+        guest.serialize()
+        self.batch.append(guest)
         if len(self.batch) >= self.batch_rows:
             self.flush()
 
@@ -165,9 +176,7 @@ class GuestStager(Stager):
             merge = found is not None and _needs_merge(guest.scope) and found.cdp_value
             if merge and not self._merge(guest, found, result):
                 continue
-            text = dump_value(guest.value)
-            digest = value_hash(text)
-            errors = problems_as_json(guest.problems)
+            text, digest, errors = guest.text, guest.digest, guest.errors
             new_ref = (
                 found is not None
                 and guest.ref is not None
@@ -308,6 +317,7 @@ class GuestStager(Stager):
             result.reject(guest.row, exc.field, exc.code, exc.message)
             return False
         guest.value, guest.problems = value, problems
+        guest.serialize()
         return True
 
     def _write(

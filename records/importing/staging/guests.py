@@ -42,18 +42,31 @@ class _Guest:
     children: _ChildLines
     scope: ChildScope
     ref: str | None
+    existing_id: int | None = None  # the staged guest it updates
     # The value's canonical text, its hash and the problems as stored: made by the main
     # thread (the writer thread, which waits on PostgreSQL, is the import's critical path).
     text: str = ""
     digest: str = ""
     errors: list[dict[str, str]] = field(default_factory=list)
+    line: str = ""  # the _LINE_COLUMNS as COPY text
 
     def serialize(self) -> None:
         self.text = dump_value(self.value)
         self.digest = value_hash(self.text)
         self.errors = problems_as_json(self.problems)
+        status = "invalid" if self.errors else "new"
+        self.line = (
+            copy_row((status, dump_value(self.errors), self.row, self.text, self.digest, self.key))
+            + "\t"
+            + self.typed
+        )
 
-    existing_id: int | None = None  # the staged guest it updates
+
+# The columns of _Guest.line, the part of a guest's COPY row known before the write.
+_LINE_COLUMNS = (
+    "review_status", "validation_errors", "source_row", "cdp_value", "value_hash",
+    "identity_key", *GUEST_TYPED,
+)  # fmt: skip
 
 
 # A guest's identifier, subscription and extension rows as COPY text after the guest_id
@@ -412,34 +425,14 @@ class GuestStager(Stager):
         ids = [r[0] for r in cursor.fetchall()]
         now = copy_row((timezone.now(),))
         columns = (
-            "id", "ref", "mode", "review_status", "validation_errors", "import_run_id",
-            "source_row", "cdp_value", "value_hash", "delivery_status", "delivered_hash",
-            "identity_key", *GUEST_TYPED, "created_at", "updated_at",
+            "id", "ref", "mode", "import_run_id", "delivery_status", "delivered_hash",
+            *_LINE_COLUMNS, "created_at", "updated_at",
         )  # fmt: skip
+        middle = f"\tupsert\t{copy_row((self.import_run_id,))}\tnot_sent\t\t"
+        tail = f"\t{now}\t{now}"
         lines = (
-            copy_row(
-                (
-                    gid,
-                    g.ref or str(uuid.uuid4()),
-                    "upsert",
-                    "invalid" if errors else "new",
-                    dump_value(errors),
-                    self.import_run_id,
-                    g.row,
-                    text,
-                    digest,
-                    "not_sent",
-                    "",
-                    g.key,
-                )
-            )
-            + "\t"
-            + g.typed
-            + "\t"
-            + now
-            + "\t"
-            + now
-            for gid, (g, text, digest, errors) in zip(ids, new, strict=True)
+            f"{gid}\t{copy_row((g.ref or str(uuid.uuid4()),))}{middle}{g.line}{tail}"
+            for gid, (g, _t, _d, _e) in zip(ids, new, strict=True)
         )
         cursor.execute("SAVEPOINT import_new_guests")
         try:
@@ -455,36 +448,11 @@ class GuestStager(Stager):
     ) -> dict[str, tuple[int, bool]]:
         """COPY into the temporary table, then INSERT ... ON CONFLICT (identity_key) DO UPDATE
         (a guest locked by a batch meanwhile is left alone and not returned)."""
-        columns = (
-            "source_row",
-            "identity_key",
-            "ref",
-            "review_status",
-            "validation_errors",
-            "cdp_value",
-            "value_hash",
-            *GUEST_TYPED,
-        )
         cursor.execute(f"TRUNCATE {self.t_guest}")
         self._copy_text(
             self.t_guest,
-            columns,
-            (
-                copy_row(
-                    (
-                        g.row,
-                        g.key,
-                        g.ref,
-                        "invalid" if errors else "new",
-                        dump_value(errors),
-                        text,
-                        digest,
-                    )
-                )
-                + "\t"
-                + g.typed
-                for g, text, digest, errors in writes
-            ),
+            ("ref", *_LINE_COLUMNS),
+            (copy_row((g.ref,)) + "\t" + g.line for g, _t, _d, _e in writes),
             cursor,
         )
         typed = ", ".join(GUEST_TYPED)

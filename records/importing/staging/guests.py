@@ -45,18 +45,17 @@ class _Guest:
     existing_id: int | None = None  # the staged guest it updates
     # The value's canonical text, its hash and the problems as stored: made by the main
     # thread (the writer thread, which waits on PostgreSQL, is the import's critical path).
-    text: str = ""
     digest: str = ""
     errors: list[dict[str, str]] = field(default_factory=list)
     line: str = ""  # the _LINE_COLUMNS as COPY text
 
     def serialize(self) -> None:
-        self.text = dump_value(self.value)
-        self.digest = value_hash(self.text)
+        text = dump_value(self.value)  # kept only inside `line` (memory: two batches live)
+        self.digest = value_hash(text)
         self.errors = problems_as_json(self.problems)
         status = "invalid" if self.errors else "new"
         self.line = (
-            copy_row((status, dump_value(self.errors), self.row, self.text, self.digest, self.key))
+            copy_row((status, dump_value(self.errors), self.row, text, self.digest, self.key))
             + "\t"
             + self.typed
         )
@@ -156,6 +155,8 @@ class GuestStager(Stager):
         typed = copy_row([fields[c] for c in GUEST_TYPED])
         guest = _Guest(row, key, value, problems, typed, children, mapped.scope, mapped.ref)
         guest.serialize()
+        if not _needs_merge(guest.scope):
+            guest.value = {}  # only a merge with the staged guest reads it again
         self.batch.append(guest)
         if len(self.batch) >= self.batch_rows:
             self.flush()
@@ -189,7 +190,7 @@ class GuestStager(Stager):
             merge = found is not None and _needs_merge(guest.scope) and found.cdp_value
             if merge and not self._merge(guest, found, result):
                 continue
-            text, digest, errors = guest.text, guest.digest, guest.errors
+            text, digest, errors = "", guest.digest, guest.errors  # the text is in guest.line
             new_ref = (
                 found is not None
                 and guest.ref is not None

@@ -1,5 +1,12 @@
-"""Rows -> gzip NDJSON batch files, each at most N compressed bytes, hashed (MD5) and sized while
-they are written. Pure: no Django, no database; the caller supplies the rows and the files.
+"""An NDJSON byte stream -> gzip batch files, each at most N compressed bytes, hashed (MD5) and
+sized while they are written. Pure: no Django, no database; the caller supplies the bytes and
+the files.
+
+The input is a stream of chunks whose concatenation is the NDJSON text (complete lines, each
+ending in "\\n"; chunk boundaries anywhere, even inside a line). The build gets those chunks
+straight from PostgreSQL (`COPY ... TO STDOUT`), so no Python work is done per record: whole
+runs of lines go to the compressor at once, and lines are only looked at one by one near the
+end of a file, to cut it between two lines.
 
 How a file stays under the limit without ever exceeding it (cdp-batch-api.md section 1.6: a
 gzipped file may be at most 50 MB) while ending up nearly full:
@@ -9,17 +16,18 @@ gzipped file may be at most 50 MB) while ending up nearly full:
   fed since the last explicit flush; some of them already came out, so this over-counts).
 - Deflate never grows data by more than a few bytes per stored block, so `_bound(n)` is a
   safe upper bound of what n raw bytes can add, including the final block and the 8-byte gzip
-  trailer. While `written + _bound(pending + line)` stays under the limit, a line is simply
-  appended: the file cannot overflow whatever the compressor does.
-- When the next line would break that bound, we flush (Z_SYNC_FLUSH: all input comes out, the
-  dictionary is kept, so the ratio hardly suffers), which makes `written` exact and `pending`
-  zero, and test again. Only when even an exact size leaves no room for the line do we finish
-  the file and start the next. Each flush cuts the remaining room by about 1/ratio, so a 50 MB
-  file sees a few dozen flushes, and it ends within one line's bound of the limit: > 99.9 % full
-  for real records (the ">= 98 % full" target of DESIGN.md section 6).
+  trailer. While `written + _bound(pending + block)` stays under the limit, a block of lines
+  is simply fed: the file cannot overflow whatever the compressor does.
+- When the next block would break that bound, we go line by line; when a line would break it,
+  we flush (Z_SYNC_FLUSH: all input comes out, the dictionary is kept, so the ratio hardly
+  suffers), which makes `written` exact and `pending` zero, and test again. Only when even an
+  exact size leaves no room for the line do we finish the file and start the next. Each flush
+  cuts the remaining room by about 1/ratio, so a 50 MB file sees a few dozen flushes, and it
+  ends within one line's bound of the limit: > 99.9 % full for real records (the ">= 98 %
+  full" target of DESIGN.md section 6).
 
 MD5 and size are computed over the compressed bytes as they are written (never by reading the
-file back). The compressor writes a fixed gzip header (no name, mtime 0), so the same rows
+file back). The compressor writes a fixed gzip header (no name, mtime 0), so the same lines
 always give the same bytes and checksum.
 """
 
@@ -31,8 +39,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-# Python-side buffer of raw lines before they go to the compressor (fewer, larger calls).
-BUFFER_BYTES = 256 * 1024
 # gzip trailer (CRC32 + ISIZE), the final deflate block and a block header's worth of slack.
 FINISH_BYTES = 256
 # The fixed gzip header the compressor writes first.
@@ -41,11 +47,7 @@ CODECS = ("isal", "zlib")
 
 
 class ExportError(Exception):
-    """The rows cannot be exported as asked (a record larger than a file, a duplicate identity)."""
-
-
-class DuplicateIdentityError(ExportError):
-    """Two records with the same identity would have gone into one file."""
+    """The lines cannot be exported as asked (a line larger than a file, a broken stream)."""
 
 
 class _Compressor(Protocol):
@@ -82,21 +84,27 @@ def _bound(raw: int) -> int:
 
 @dataclass(frozen=True)
 class ExportedPart:
-    """One finished file: what the approver sees and the uploader declares."""
+    """One finished file: what the approver sees and the uploader declares.
+
+    `first_line` / `last_line` number the file's records within the whole stream (1-based), so
+    the caller can tell which records went into which file.
+    """
 
     index: int
     md5: str
     size: int
     records: int
     raw_bytes: int
-    first_key: int
-    last_key: int
+    first_line: int
+    last_line: int
 
 
 class _PartWriter:
     """Feeds one file: compresses, hashes and counts what it writes."""
 
-    def __init__(self, index: int, fileobj: BinaryIO, compressor: _Compressor) -> None:
+    def __init__(
+        self, index: int, fileobj: BinaryIO, compressor: _Compressor, first_line: int
+    ) -> None:
         self.index = index
         self.fileobj = fileobj
         self.compressor = compressor
@@ -104,8 +112,7 @@ class _PartWriter:
         self.written = 0
         self.records = 0
         self.raw_bytes = 0
-        self.first_key = 0
-        self.last_key = 0
+        self.first_line = first_line
 
     def _out(self, data: bytes) -> None:
         if data:
@@ -113,8 +120,10 @@ class _PartWriter:
             self.fileobj.write(data)
             self.written += len(data)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes, lines: int) -> None:
         self._out(self.compressor.compress(data))
+        self.records += lines
+        self.raw_bytes += len(data)
 
     def sync(self) -> None:
         self._out(self.compressor.flush(zlib.Z_SYNC_FLUSH))
@@ -128,31 +137,27 @@ class _PartWriter:
             size=self.written,
             records=self.records,
             raw_bytes=self.raw_bytes,
-            first_key=self.first_key,
-            last_key=self.last_key,
+            first_line=self.first_line,
+            last_line=self.first_line + self.records - 1,
         )
 
 
 def export_gzip_parts(
-    rows: Iterable[tuple[int, bytes, bytes | str | None]],
+    chunks: Iterable[bytes],
     *,
     open_part: Callable[[int], BinaryIO],
     max_bytes: int,
     codec: str = "isal",
     level: int = 2,
+    on_lines: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[ExportedPart, BinaryIO]]:
-    """Write `rows` into as many gzip files as needed, each at most `max_bytes` compressed.
+    """Write the NDJSON stream `chunks` into gzip files of at most `max_bytes` compressed.
 
-    `rows` yields `(key, line, identity)`: an increasing integer key (the record id), the line's
-    bytes (one minified JSON document ending in b"\\n"), and the record's identity, or None when
-    the schema has none. `open_part(index)` returns a writable binary file for part `index`
-    (1-based). Each finished part is yielded with its file object (flushed, not closed) before
-    the next is opened, so the caller can store it and free the space.
-
-    Two records with the same identity never share a file (cdp-batch-api.md section 2: duplicate
-    guests create duplicate profiles): the staged guests' identity key is unique in PostgreSQL,
-    so this is a cross-check. It keeps a set of 64-bit hashes per file, about 70 bytes a record;
-    a 50 MB file of typical guests (~950 bytes of JSON each, ~240,000 per file) needs ~17 MB.
+    `open_part(index)` returns a writable binary file for part `index` (1-based). Each finished
+    part is yielded with its file object (flushed, not closed) before the next is opened, so the
+    caller can store it and free the space. `on_lines(total)` is called after each chunk with
+    the number of complete lines read so far (progress). Memory is a chunk or two plus the
+    compressor's state, whatever the stream's length.
     """
     if max_bytes < 1024:
         raise ValueError("The file size limit must be at least 1024 bytes.")
@@ -161,52 +166,59 @@ def export_gzip_parts(
     limit = max_bytes - GZIP_HEADER_BYTES
 
     part: _PartWriter | None = None
-    pending = 0  # raw bytes fed or buffered since the last explicit flush
-    buffered: list[bytes] = []
-    buffered_bytes = 0
-    seen: set[int] = set()
+    pending = 0  # raw bytes fed since the last explicit flush
+    carry = b""  # an incomplete last line, waiting for the rest
+    lines_done = 0
 
-    for key, line, identity in rows:
-        size = len(line)
+    def fits(size: int) -> bool:
+        return part.written + _bound(pending + size) <= limit
+
+    for chunk in chunks:
+        data = carry + chunk if carry else chunk
+        end = data.rfind(b"\n") + 1
+        carry = data[end:]
+        if not end:
+            continue
+        block = data[:end] if end < len(data) else data
+        count = block.count(b"\n")
         if part is None:
-            part = _PartWriter(1, open_part(1), new_compressor())
-        elif part.written + _bound(pending + size) > limit:
-            # Learn the exact size, then decide whether the line still fits.
-            if buffered:
-                part.feed(b"".join(buffered))
-                buffered, buffered_bytes = [], 0
-            part.sync()
-            pending = 0
-            if part.written + _bound(size) > limit:
-                yield part.finish(), part.fileobj
-                part = _PartWriter(part.index + 1, open_part(part.index + 1), new_compressor())
-                seen.clear()
-        if part.records == 0:
-            if _bound(size) > limit:
-                raise ExportError(
-                    f"Record {key} is {size} bytes long, too large for a file of at most "
-                    f"{max_bytes} bytes."
-                )
-            part.first_key = key
-        if identity is not None:
-            fingerprint = hash(identity)
-            if fingerprint in seen:
-                raise DuplicateIdentityError(
-                    f"Record {key} has the same identity as another record of file "
-                    f"{part.index}; CDP would create duplicate profiles."
-                )
-            seen.add(fingerprint)
-        buffered.append(line)
-        buffered_bytes += size
-        pending += size
-        part.records += 1
-        part.raw_bytes += size
-        part.last_key = key
-        if buffered_bytes >= BUFFER_BYTES:
-            part.feed(b"".join(buffered))
-            buffered, buffered_bytes = [], 0
+            part = _PartWriter(1, open_part(1), new_compressor(), first_line=1)
+        if fits(len(block)):
+            # The common case: the whole run of lines fits as it is.
+            part.feed(block, count)
+            pending += len(block)
+        else:
+            # Near the end of a file: line by line.
+            number = lines_done  # lines written before this one
+            start = 0
+            while start < end:
+                stop = block.index(b"\n", start) + 1
+                size = stop - start
+                if not fits(size):
+                    part.sync()
+                    pending = 0
+                    if not fits(size) and part.records:
+                        yield part.finish(), part.fileobj
+                        part = _PartWriter(
+                            part.index + 1,
+                            open_part(part.index + 1),
+                            new_compressor(),
+                            first_line=number + 1,
+                        )
+                    if not fits(size):
+                        raise ExportError(
+                            f"Line {number + 1} is {size} bytes long, too large for a file of "
+                            f"at most {max_bytes} bytes."
+                        )
+                part.feed(block[start:stop], 1)
+                pending += size
+                number += 1
+                start = stop
+        lines_done += count
+        if on_lines is not None:
+            on_lines(lines_done)
 
+    if carry:
+        raise ExportError("The stream ended in the middle of a line (no final newline).")
     if part is not None:
-        if buffered:
-            part.feed(b"".join(buffered))
         yield part.finish(), part.fileobj

@@ -178,10 +178,6 @@ class BatchFile(TimeStampedModel, LeasedWork):
     md5 = models.CharField("MD5 (hex)", max_length=32)
     size = models.BigIntegerField("size (bytes)")
     record_count = models.PositiveIntegerField()
-    # The records in this file are those of the batch with first_record_id <= id <=
-    # last_record_id (the build streams them ordered by id).
-    first_record_id = models.BigIntegerField()
-    last_record_id = models.BigIntegerField()
     # The checksum the approver approved; the upload re-verifies the stored bytes against it.
     approved_md5 = models.CharField(max_length=32, blank=True)
     status = models.CharField(

@@ -1,16 +1,20 @@
 """Create, build, cancel and re-send batches; lock and release the records they hold.
 
-The build streams the selected records from a raw psycopg server-side cursor (constant
-memory, ~3.5x faster than Django's `.iterator()`, DESIGN.md section 6) and writes each stored
-`cdp_value` into the envelope by concatenation: the value is already the canonical minified
-JSON the records app wrote, so it is never parsed or re-serialised.
+The build streams the selected records straight from PostgreSQL as NDJSON text: each line is
+the envelope `{"ref","schema","mode","value"}` put together by concatenation around the stored
+`cdp_value` (the canonical minified JSON the records app wrote: never parsed or
+re-serialised), and `COPY (SELECT ...) TO STDOUT` delivers it in chunks that go to the
+compressor as they are. Why COPY rather than a server-side cursor: a cursor FETCH leaves
+PostgreSQL idle while Python works and Python idle while PostgreSQL works, and every row
+becomes Python objects; COPY keeps both cores busy and no Python code runs per record.
+Measured here on 200,000 guests of ~950 bytes (busy 2-core machine): 91,000-104,000 records/s
+against 56,000-59,000 for the cursor, same memory.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -52,11 +56,8 @@ __all__ = [
     "records_release",
 ]
 
-# Rows fetched per round trip from the server-side cursor.
-STREAM_ROWS = 5000
 # Progress (and the build's lease) is written about this often, in seconds.
 PROGRESS_SECONDS = 1.0
-MODE_PATTERN = re.compile(r"[a-z_]{1,20}")
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,6 @@ class SchemaSpec:
 
     model: type[StagedRecord]
     default_mode: str
-    # SQL expression (over alias t) whose value must not repeat within a file; None: the
-    # schema has no identity.
-    identity_sql: str | None
 
     @property
     def table(self) -> str:
@@ -75,8 +73,11 @@ class SchemaSpec:
 
 
 SCHEMAS: dict[str, SchemaSpec] = {
-    BatchSchema.GUEST: SchemaSpec(Guest, "upsert", "t.identity_key"),
-    BatchSchema.TRACKING: SchemaSpec(TrackingEvent, "insert", None),
+    # Two guests with one identity never share a file (cdp-batch-api.md section 2: duplicate
+    # guests make duplicate profiles) because records_guest.identity_key is UNIQUE: no batch,
+    # let alone a file, can hold two (tests/batches/test_building.py keeps it so).
+    BatchSchema.GUEST: SchemaSpec(Guest, "upsert"),
+    BatchSchema.TRACKING: SchemaSpec(TrackingEvent, "insert"),
 }
 
 # A record may go into a batch when it is ready, valid, holds a value, is in no live batch,
@@ -334,65 +335,84 @@ def _stream_connection() -> psycopg.Connection:
     return psycopg.connect(**params)
 
 
-def _lines(
-    cursor: psycopg.Cursor, schema: str, progress: Callable[[int], None]
-) -> Iterator[tuple[int, bytes, Any]]:
-    """Envelope lines `{"ref","schema","mode","value"}` built by concatenation (no JSON work).
+# CSV with a delimiter and a quote character that minified JSON never contains (control
+# characters are always escaped in JSON text): every line comes out exactly as built, with no
+# quoting or backslash escaping, and ends in "\n".
+# Bytes handed to the exporter at a time.
+CHUNK_BYTES = 256 * 1024
+COPY_OPTIONS = "WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
 
-    Calls `progress(rows so far)` about every PROGRESS_SECONDS.
+
+def _chunks(copy: Any, progress: Callable[[], None]) -> Iterator[bytes]:
+    """The COPY stream in blocks of about CHUNK_BYTES (libpq hands it over a row at a time).
+
+    Refuses a stream that needed CSV quoting: a control character in a stored value, which
+    minified JSON cannot hold.
     """
-    head = '{"ref":"'
-    middle = f'","schema":"{schema}","mode":"'
-    tail = "}\n"
-    modes: set[str] = set()
-    last = time.monotonic()
-    for count, (record_id, ref, mode, value, identity) in enumerate(cursor, start=1):
-        if mode not in modes:
-            # Written into the JSON as it is: only plain lower-case words may pass.
-            if not MODE_PATTERN.fullmatch(mode):
-                raise ExportError(f"Record {record_id} has an unusable mode.")
-            modes.add(mode)
-        yield (
-            record_id,
-            (head + ref + middle + mode + '","value":' + value + tail).encode(),
-            identity,
-        )
-        if not count % 10_000 and time.monotonic() - last >= PROGRESS_SECONDS:
-            progress(count)
-            last = time.monotonic()
+    pending: list[Any] = []
+    size = 0
+    for row in copy:
+        pending.append(row)
+        size += len(row)
+        if size >= CHUNK_BYTES:
+            yield _checked(b"".join(pending))
+            pending, size = [], 0
+            progress()
+    if pending:
+        yield _checked(b"".join(pending))
+
+
+def _checked(block: bytes) -> bytes:
+    if b"\x01" in block:
+        raise ExportError("A stored value holds a control character; it is not valid JSON.")
+    return block
 
 
 def _export(batch: Batch, attempt: int) -> list[tuple[ExportedPart, str]]:
     """Stream the batch's records into stored gzip files; returns each part and its name.
 
-    Progress and the build's lease are written through Django's connection while the rows
+    Progress and the build's lease are written through Django's connection while the lines
     come through a second one, so they commit at once.
     """
     spec = SCHEMAS[batch.schema]
-    identity = spec.identity_sql or "NULL"
-    sql = (
-        f"SELECT t.id, t.ref::text, COALESCE(NULLIF(t.mode, ''), %(mode)s), t.cdp_value,"
-        f" {identity} FROM {spec.table} t WHERE t.locked_by_batch_id = %(batch)s ORDER BY t.id"
+    select = (
+        'SELECT \'{"ref":"\' || t.ref::text || \'","schema":\' || to_json(%(schema)s::text)::text'
+        " || ',\"mode\":' || to_json(COALESCE(NULLIF(t.mode, ''), %(mode)s))::text"
+        " || ',\"value\":' || t.cdp_value || '}'"
+        f" FROM {spec.table} t WHERE t.locked_by_batch_id = %(batch)s ORDER BY t.id"
     )
     stored: list[tuple[ExportedPart, str]] = []
+    lines = [0]
+    last_beat = [time.monotonic()]
 
-    def progress(rows: int) -> None:
-        renew_lease(Batch, batch.pk, attempt, records_written=rows)
+    def count(done: int) -> None:
+        lines[0] = done
+
+    def progress() -> None:
+        if time.monotonic() - last_beat[0] >= PROGRESS_SECONDS:
+            renew_lease(Batch, batch.pk, attempt, records_written=lines[0])
+            last_beat[0] = time.monotonic()
 
     with tempfile.TemporaryDirectory(prefix="cdp-build-") as folder:
 
         def open_part(index: int) -> BinaryIO:
             return open(os.path.join(folder, f"part-{index:03d}.ndjson.gz"), "wb")  # noqa: SIM115
 
-        with _stream_connection() as stream, stream.cursor(name=f"batch_{batch.pk}_build") as cur:
-            cur.itersize = STREAM_ROWS
-            cur.execute(sql, {"mode": spec.default_mode, "batch": batch.pk})
+        with (
+            _stream_connection() as stream,
+            stream.cursor() as cur,
+            cur.copy(
+                f"COPY ({select}) TO STDOUT {COPY_OPTIONS}",
+                {"schema": batch.schema, "mode": spec.default_mode, "batch": batch.pk},
+            ) as copy,
+        ):
             parts = export_gzip_parts(
-                _lines(cur, batch.schema, progress),
+                _chunks(copy, progress),
                 open_part=open_part,
                 max_bytes=settings.CDP_MAX_FILE_BYTES,
                 codec=settings.CDP_GZIP_CODEC,
                 level=settings.CDP_GZIP_LEVEL,
+                on_lines=count,
             )
             for part, fileobj in parts:
                 path = fileobj.name
@@ -416,39 +436,36 @@ def _record_build(batch: Batch, attempt: int, parts: list[tuple[ExportedPart, st
         raise ExportError(
             f"The build wrote {total} records but the batch holds {batch.records_total}."
         )
+    ranges = []
+    for part, name in parts:
+        batch_file = BatchFile.objects.create(
+            batch=batch,
+            sequence=part.index,
+            file=name,
+            md5=part.md5,
+            size=part.size,
+            record_count=part.records,
+        )
+        ranges.append((batch_file.pk, part.first_line, part.last_line))
+    # Line n of the stream is the n-th locked record by id (the stream's order); the records
+    # are locked, so numbering them again here gives exactly what was written. One statement
+    # for every file: no record passes through Python.
+    values = ", ".join(["(%s::bigint, %s::bigint, %s::bigint)"] * len(ranges))
     with connection.cursor() as cursor:
-        for part, name in parts:
-            batch_file = BatchFile.objects.create(
-                batch=batch,
-                sequence=part.index,
-                file=name,
-                md5=part.md5,
-                size=part.size,
-                record_count=part.records,
-                first_record_id=part.first_key,
-                last_record_id=part.last_key,
+        cursor.execute(
+            "INSERT INTO batches_batchitem"
+            " (file_id, line, record_ref, record_id, value_hash, outcome, code, message)"
+            " SELECT p.file_id, s.n - p.first + 1, s.ref, s.id, s.value_hash, %s, '', ''"
+            " FROM (SELECT t.id, t.ref, t.value_hash, row_number() OVER (ORDER BY t.id) AS n"
+            f" FROM {spec.table} t WHERE t.locked_by_batch_id = %s) s"
+            f" JOIN (VALUES {values}) AS p (file_id, first, last)"
+            " ON s.n BETWEEN p.first AND p.last",
+            [BatchItem.Outcome.PENDING, batch.pk, *[v for r in ranges for v in r]],
+        )
+        if cursor.rowcount != total:
+            raise ExportError(
+                f"The files hold {total} records but {cursor.rowcount} are locked for the batch."
             )
-            # Line numbers follow the stream's order (by id); the records are locked, so this
-            # is exactly the set and order that was written. Done in SQL: no row in Python.
-            cursor.execute(
-                "INSERT INTO batches_batchitem"
-                " (file_id, line, record_ref, record_id, value_hash, outcome, code, message)"
-                " SELECT %(file)s, row_number() OVER (ORDER BY t.id), t.ref, t.id, t.value_hash,"
-                f" %(pending)s, '', '' FROM {spec.table} t"
-                " WHERE t.locked_by_batch_id = %(batch)s AND t.id BETWEEN %(first)s AND %(last)s",
-                {
-                    "file": batch_file.pk,
-                    "pending": BatchItem.Outcome.PENDING,
-                    "batch": batch.pk,
-                    "first": part.first_key,
-                    "last": part.last_key,
-                },
-            )
-            if cursor.rowcount != part.records:
-                raise ExportError(
-                    f"File {part.index} holds {part.records} records but {cursor.rowcount} "
-                    "are locked in its range."
-                )
     won = batch_transition(
         batch_id=batch.pk,
         target=Batch.Status.BUILT,

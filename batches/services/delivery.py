@@ -656,8 +656,6 @@ def _resend_under_new_ref(
             md5=batch_file.md5,
             size=batch_file.size,
             record_count=batch_file.record_count,
-            first_record_id=batch_file.first_record_id,
-            last_record_id=batch_file.last_record_id,
             approved_md5=batch_file.approved_md5,
             # It takes over its predecessor's place in flight.
             dispatched_at=now,

@@ -1,5 +1,5 @@
-"""batches.exporting: split at the limit (never over, nearly full), MD5/size of what was
-written, duplicate identities, flat memory. Pure: no database."""
+"""batches.exporting: split at the limit (never over, nearly full, between lines), MD5/size of
+what was written, chunk boundaries anywhere, flat memory. Pure: no database."""
 
 import gzip
 import hashlib
@@ -11,13 +11,7 @@ import zlib
 
 import pytest
 
-from batches.exporting import (
-    DuplicateIdentityError,
-    ExportError,
-    _bound,
-    compressor_factory,
-    export_gzip_parts,
-)
+from batches.exporting import ExportError, _bound, compressor_factory, export_gzip_parts
 
 
 def _line(n: int, *, pad: int = 0) -> bytes:
@@ -32,12 +26,18 @@ def _line(n: int, *, pad: int = 0) -> bytes:
     ).encode()
 
 
-def _rows(count: int, *, pad: int = 0, identities: bool = True):
-    for n in range(1, count + 1):
-        yield n, _line(n, pad=pad), (f"email:guest{n}@example.com" if identities else None)
+def _chunks(lines: list[bytes], *, seed: int = 1, largest: int = 20_000):
+    """The lines' bytes cut at random places (inside lines too), like a COPY stream."""
+    data = b"".join(lines)
+    rnd = random.Random(seed)
+    start = 0
+    while start < len(data):
+        stop = start + rnd.randint(1, largest)
+        yield data[start:stop]
+        start = stop
 
 
-def _export(rows, **kw):
+def _export(chunks, **kw):
     files: list[io.BytesIO] = []
 
     def open_part(index: int) -> io.BytesIO:
@@ -45,14 +45,15 @@ def _export(rows, **kw):
         files.append(io.BytesIO())
         return files[-1]
 
-    parts = [part for part, _ in export_gzip_parts(rows, open_part=open_part, **kw)]
+    parts = [part for part, _ in export_gzip_parts(chunks, open_part=open_part, **kw)]
     return parts, [f.getvalue() for f in files]
 
 
 @pytest.mark.parametrize(("codec", "level"), [("isal", 2), ("zlib", 6), ("isal", 1)])
 def test_export_gzip_parts_split_at_limit_never_over_and_nearly_full(codec, level):
     limit = 60_000
-    parts, blobs = _export(_rows(3000, pad=40), max_bytes=limit, codec=codec, level=level)
+    lines = [_line(n, pad=40) for n in range(1, 3001)]
+    parts, blobs = _export(_chunks(lines), max_bytes=limit, codec=codec, level=level)
 
     assert len(parts) > 3
     for part, blob in zip(parts, blobs, strict=True):
@@ -61,68 +62,74 @@ def test_export_gzip_parts_split_at_limit_never_over_and_nearly_full(codec, leve
     # Every file but the last is at least 98 % full (lines are ~150 bytes here).
     assert all(part.size >= 0.98 * limit for part in parts[:-1])
     # Decompressed, the files hold every line once, in order, split between whole lines.
-    lines = b"".join(gzip.decompress(blob) for blob in blobs).splitlines(keepends=True)
-    assert lines == [_line(n, pad=40) for n in range(1, 3001)]
-    assert [p.records for p in parts] == [len(gzip.decompress(b).splitlines()) for b in blobs]
-    assert parts[0].first_key == 1
-    assert parts[-1].last_key == 3000
-    assert all(a.last_key + 1 == b.first_key for a, b in zip(parts, parts[1:], strict=False))
+    unpacked = [gzip.decompress(blob) for blob in blobs]
+    assert b"".join(unpacked).splitlines(keepends=True) == lines
+    assert all(text.endswith(b"\n") for text in unpacked)
+    assert [p.records for p in parts] == [len(text.splitlines()) for text in unpacked]
+    assert [p.raw_bytes for p in parts] == [len(text) for text in unpacked]
+    # Line numbers of each file within the stream, for the items.
+    assert parts[0].first_line == 1
+    assert parts[-1].last_line == 3000
+    assert all(a.last_line + 1 == b.first_line for a, b in zip(parts, parts[1:], strict=False))
+
+
+@pytest.mark.parametrize("largest", [1, 97, 1_000_000])
+def test_export_gzip_parts_any_chunking_gives_legal_full_files(largest):
+    lines = [_line(n, pad=20) for n in range(1, 800)]
+    parts, blobs = _export(_chunks(lines, largest=largest, seed=largest), max_bytes=20_000)
+    assert len(parts) >= 2
+    assert all(len(blob) <= 20_000 for blob in blobs)
+    # The fixed slack (FINISH_BYTES) weighs more against a 20 KB limit than a 50 MB one.
+    assert all(part.size >= 0.97 * 20_000 for part in parts[:-1])
+    assert b"".join(gzip.decompress(blob) for blob in blobs) == b"".join(lines)
 
 
 def test_export_gzip_parts_incompressible_lines_stay_under_limit():
     # Random hex barely compresses: the size bound, not the ratio, must keep files legal.
     limit = 20_000
-    parts, blobs = _export(_rows(400, pad=300), max_bytes=limit)
+    parts, blobs = _export(_chunks([_line(n, pad=300) for n in range(400)]), max_bytes=limit)
     assert len(parts) >= 6
     assert all(len(blob) <= limit for blob in blobs)
     assert all(part.size >= 0.9 * limit for part in parts[:-1])
 
 
 def test_export_gzip_parts_writes_plain_utf8_ndjson_without_bom():
-    rows = [(1, '{"ref":"r","value":{"city":"Dún Laoghaire"}}\n'.encode(), None)]
-    _, blobs = _export(rows, max_bytes=10_000)
+    line = '{"ref":"r","value":{"city":"Dún Laoghaire"}}\n'.encode()
+    _, blobs = _export(iter([line[:25], line[25:]]), max_bytes=10_000)
     text = gzip.decompress(blobs[0])
     assert not text.startswith(b"\xef\xbb\xbf")
     assert text.decode("utf-8") == '{"ref":"r","value":{"city":"Dún Laoghaire"}}\n'
 
 
-def test_export_gzip_parts_same_rows_give_same_checksum():
-    first, _ = _export(_rows(500), max_bytes=50_000)
-    second, _ = _export(_rows(500), max_bytes=50_000)
+def test_export_gzip_parts_same_lines_give_same_checksum():
+    lines = [_line(n) for n in range(500)]
+    first, _ = _export(_chunks(lines, seed=3), max_bytes=50_000)
+    second, _ = _export(_chunks(lines, seed=3), max_bytes=50_000)
     assert [p.md5 for p in first] == [p.md5 for p in second]
 
 
-def test_export_gzip_parts_refuses_duplicate_identity_in_one_file():
-    rows = [
-        (1, _line(1), "email:same@example.com"),
-        (2, _line(2), "email:other@example.com"),
-        (3, _line(3), "email:same@example.com"),
-    ]
-    with pytest.raises(DuplicateIdentityError, match="Record 3"):
-        _export(rows, max_bytes=50_000)
+def test_export_gzip_parts_line_larger_than_a_file_is_an_error():
+    with pytest.raises(ExportError, match="Line 2 is 5001 bytes long"):
+        _export(iter([b"{}\n", b"x" * 5000 + b"\n"]), max_bytes=2_000)
 
 
-def test_export_gzip_parts_same_identity_in_different_files_is_allowed():
-    # The check is per file: after a split the set starts again.
-    rows = [
-        (n, _line(n, pad=200), "email:same@example.com" if n in (1, 40) else str(n))
-        for n in range(1, 41)
-    ]
-    parts, _ = _export(rows, max_bytes=5_000)
-    first_file = next(p for p in parts if p.first_key <= 1 <= p.last_key)
-    assert not (first_file.first_key <= 40 <= first_file.last_key)
+def test_export_gzip_parts_refuses_a_stream_without_final_newline():
+    with pytest.raises(ExportError, match="middle of a line"):
+        _export(iter([b'{"a":1}\n{"b":']), max_bytes=10_000)
 
 
-def test_export_gzip_parts_record_larger_than_a_file_is_an_error():
-    rows = [(7, b"x" * 5000 + b"\n", None)]
-    with pytest.raises(ExportError, match="Record 7"):
-        _export(rows, max_bytes=2_000)
-
-
-def test_export_gzip_parts_no_rows_no_files():
+def test_export_gzip_parts_no_lines_no_files():
     parts, blobs = _export(iter(()), max_bytes=10_000)
     assert parts == []
     assert blobs == []
+
+
+def test_export_gzip_parts_reports_progress_in_lines():
+    seen = []
+    lines = [_line(n) for n in range(100)]
+    _export(_chunks(lines, largest=3_000), max_bytes=50_000, on_lines=seen.append)
+    assert seen == sorted(seen)
+    assert seen[-1] == 100
 
 
 def test_compressor_factory_refuses_unknown_codec_and_bad_levels():
@@ -144,12 +151,21 @@ def test_bound_holds_for_incompressible_input_after_a_sync_flush(codec, level):
         assert len(tail) <= _bound(size)
 
 
-def test_export_gzip_parts_memory_is_flat_whatever_the_row_count():
+def test_export_gzip_parts_memory_is_flat_whatever_the_line_count():
     def peak(count: int) -> int:
+        def chunks():
+            block = []
+            for n in range(count):
+                block.append(_line(n))
+                if len(block) == 50:
+                    yield b"".join(block)
+                    block = []
+            yield b"".join(block)
+
         tracemalloc.start()
         try:
             for _part, fileobj in export_gzip_parts(
-                _rows(count), open_part=lambda i: _NullFile(), max_bytes=40_000
+                chunks(), open_part=lambda i: _NullFile(), max_bytes=40_000
             ):
                 fileobj.close()
             return tracemalloc.get_traced_memory()[1]
@@ -157,7 +173,7 @@ def test_export_gzip_parts_memory_is_flat_whatever_the_row_count():
             tracemalloc.stop()
 
     small, large = peak(4_000), peak(32_000)
-    # 8x the rows, same peak within noise: nothing grows with the batch.
+    # 8x the lines, same peak within noise: nothing grows with the stream.
     assert large < small * 1.5 + 256 * 1024
 
 

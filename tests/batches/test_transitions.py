@@ -34,8 +34,6 @@ def batch_file(batch):
         md5="0" * 32,
         size=10,
         record_count=1,
-        first_record_id=1,
-        last_record_id=1,
     )
     BatchItem.objects.create(
         file=batch_file,

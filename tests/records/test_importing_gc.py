@@ -1,19 +1,23 @@
-"""The import pipeline's garbage-collector settings: changed while staging, restored after."""
+"""The import pipeline's GC and thread-switch settings: changed while staging, restored after."""
 
 import gc
+import sys
 
 from records.importing import pipeline
 
 
 def test_few_collections_restores_threshold_and_unfreezes():
     before = gc.get_threshold()
+    switch = sys.getswitchinterval()
     with pipeline._few_collections():
         assert gc.get_threshold() == pipeline.IMPORT_GC_THRESHOLD
+        assert sys.getswitchinterval() == pipeline.IMPORT_SWITCH_INTERVAL
         assert gc.get_freeze_count() > 0
         with pipeline._few_collections():  # a second staging in the same process
             assert gc.get_threshold() == pipeline.IMPORT_GC_THRESHOLD
         assert gc.get_threshold() == pipeline.IMPORT_GC_THRESHOLD
     assert gc.get_threshold() == before
+    assert sys.getswitchinterval() == switch
     assert gc.get_freeze_count() == 0
 
 

@@ -542,7 +542,13 @@ def batch_build(*, batch_id: int, attempt: int) -> None:
         t0 = time.monotonic()
         parts = _export(batch, attempt)
         elapsed = time.monotonic() - t0
-        _record_build(batch, attempt, parts)
+        try:
+            _record_build(batch, attempt, parts)
+        except (LeaseLostError, ExportError):
+            # Nothing points at these files (their rows were rolled back).
+            for _part, name in parts:
+                default_storage.delete(name)
+            raise
         logger.info(
             "Batch %s built: %s records in %s file(s), %.1f s",
             batch_id,

@@ -414,8 +414,15 @@ def _finish_error(
     client: CdpClient,
     observed: dict[str, Any],
 ) -> None:
-    # Outside the transaction: a download that fails transiently is retried with the poll.
-    log_name = _download_log(batch_file, client, status.log_url) if status.log_url else ""
+    # Outside the transaction: a failed download is retried with the poll, which asks CDP
+    # for the status again and so gets a freshly signed log URL (an expired signature is a
+    # 403 from S3: permanent for that URL, not for the log).
+    try:
+        log_name = _download_log(batch_file, client, status.log_url) if status.log_url else ""
+    except CdpPermanentError as exc:
+        raise CdpTransientError(
+            f"The error log could not be fetched ({exc.message}); asking CDP for a new link."
+        ) from exc
     with transaction.atomic():
         _owned(
             batchfile_transition(
@@ -457,6 +464,7 @@ def _apply_error_log(batch_file: BatchFile, log_name: str) -> dict[str, Any]:
     """
     file_errors: list[dict[str, str]] = []
     file_error_count = 0
+    logged = 0
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE TEMPORARY TABLE batch_log_lines"
@@ -479,6 +487,7 @@ def _apply_error_log(batch_file: BatchFile, log_name: str) -> dict[str, Any]:
                         file_errors.append({"code": line.code, "message": line.message})
                     continue
                 copy.write_row((ref, line.code, line.message, line.succeeded))
+                logged += 1
         # A ref logged twice counts as failed if any of its lines failed (ORDER BY ok: false
         # first).
         cursor.execute(
@@ -506,12 +515,21 @@ def _apply_error_log(batch_file: BatchFile, log_name: str) -> dict[str, Any]:
                 "record was applied is unknown."
             )[:500],
         )
+    elif not logged:
+        # `error` says at least one record failed, yet the log names none: nobody knows which.
+        items.update(
+            outcome=BatchItem.Outcome.UNKNOWN,
+            message="CDP reported an error but its log names no record; whether this record "
+            "was applied is unknown.",
+        )
     else:
         items.update(outcome=BatchItem.Outcome.DELIVERED)
     rejected = BatchItem.objects.filter(
         file_id=batch_file.pk, outcome=BatchItem.Outcome.REJECTED
     ).count()
     parts = [f"CDP rejected {rejected} of {batch_file.record_count} records"]
+    if not logged and not file_error_count:
+        parts.append("its log names no record, so the others are unconfirmed")
     if file_error_count:
         parts.append(f"{file_error_count} line(s) of the log name no record")
     if strangers > 0:

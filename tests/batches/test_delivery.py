@@ -418,3 +418,56 @@ def test_reconciler_leaves_waiting_jobs_alone_and_rescues_overdue_scheduled_ones
         assert enqueued[-1][2:] == (f"batchfile-{batch_file.pk}-upload-a2", 0)
     finally:
         queue.scheduled_job_registry.remove(job_id, delete_job=True)
+
+
+def test_error_log_that_names_no_record_leaves_outcomes_unknown(sending, enqueued, cdp):
+    _run_next(enqueued)
+    cdp.script["status"] = [_status("error", log="https://s3.example.test/log?Signature=s")]
+    cdp.script["log"] = [gzip.compress(b"")]
+    _run_next(enqueued)
+    batch_file = _file(sending)
+    assert set(BatchItem.objects.filter(file=batch_file).values_list("outcome", flat=True)) == {
+        "unknown"
+    }
+    assert "names no record" in batch_file.message
+    # Unknown is not delivered: the records can go again.
+    assert set(Guest.objects.values_list("delivery_status", flat=True)) == {DeliveryStatus.NOT_SENT}
+
+
+def test_error_log_download_refused_is_retried_with_a_fresh_status(sending, enqueued, cdp):
+    from batches.client import CdpPermanentError
+
+    _run_next(enqueued)
+    log_url = "https://s3.example.test/log?Signature=s"
+    cdp.script["status"] = [_status("error", log=log_url), _status("error", log=log_url)]
+    cdp.script["log"] = [
+        CdpPermanentError("CDP refused the request (HTTP 403: AccessDenied)."),
+        gzip.compress(b""),
+    ]
+    _run_next(enqueued)
+    batch_file = _file(sending)
+    assert batch_file.status == BatchFile.Status.UPLOADED  # not failed: tried again
+    assert batch_file.failures == 1
+    assert enqueued[-1][0] == "batches.jobs.batchfile_poll"
+    _run_next(enqueued)
+    assert _file(sending).status == BatchFile.Status.ERROR
+
+
+def test_a_build_that_loses_its_lease_leaves_no_stored_files(stager, enqueued, monkeypatch):
+    from batches.services import building
+
+    make_ready_guests(3)
+    batch = services.batch_create(schema="guest", user=stager)
+    real_record = building._record_build
+
+    def cancelled_meanwhile(batch, attempt, parts):
+        services.batch_cancel(batch=batch, user=stager)
+        return real_record(batch, attempt, parts)
+
+    monkeypatch.setattr(building, "_record_build", cancelled_meanwhile)
+    services.batch_build(batch_id=batch.pk, attempt=1)
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.CANCELLED
+    assert not BatchFile.objects.exists()
+    _, files = default_storage.listdir(f"batches/batch-{batch.pk:06d}/a1")
+    assert files == []

@@ -67,13 +67,15 @@ sandbox: install ## Run the local HTTPS stand-in for the CDP Batch API
 browser-deps: ## Install Debian's Chromium for the browser test (root, apt)
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Tests use a Redis database of their own (TEST_REDIS_URL), never the one `make run` uses.
+TEST_ENV := DJANGO_SECRET_KEY=test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz \
+	REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/1}
+
 test: install browser-deps db ## Run the whole test suite
-	DJANGO_SECRET_KEY=test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz \
-	$(PY) -m pytest
+	$(TEST_ENV) $(PY) -m pytest
 
 test-fast: install db ## Unit tests only (no worker, sandbox or browser)
-	DJANGO_SECRET_KEY=test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz \
-	$(PY) -m pytest -m "not integration and not browser"
+	$(TEST_ENV) $(PY) -m pytest -m "not integration and not browser"
 
 lint: install ## ruff lint + format check
 	$(VENV)/bin/ruff check .

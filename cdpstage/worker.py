@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from django.utils.module_loading import import_string
 from rq import Worker
+from rq.exceptions import StopRequested
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ def run_reconcilers() -> None:
         for path in settings.RECONCILERS:
             try:
                 import_string(path)()
+            except StopRequested:
+                # SIGTERM arrived during maintenance: let the worker shut down as RQ intends.
+                raise
             except Exception:
                 logger.exception("Reconciler %s failed", path)
     finally:

@@ -23,6 +23,7 @@ from django.core.files.storage import default_storage
 from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.db.models import Count, Q
+from django.urls import reverse
 from django.utils import timezone
 
 from batches.client import (
@@ -818,7 +819,7 @@ def batch_notify(*, batch_id: int) -> int:
         f"Delivered: {batch.records_delivered}\n"
         f"Rejected by CDP: {batch.records_rejected}\n"
         f"Not delivered: {batch.records_failed}\n\n"
-        f"Details: /admin/batches/batch/{batch.pk}/change/\n"
+        f"Details: {settings.SITE_URL}{reverse('admin:batches_batch_change', args=[batch.pk])}\n"
     )
     try:
         return send_mail(

@@ -227,6 +227,8 @@ def test_success_delivers_every_record_and_ends_the_batch(sending, enqueued, cdp
     message = mail.outbox[0]
     assert sorted(message.to) == ["approver@example.com", "stager@example.com"]
     assert "All 4 records were delivered." in message.body
+    # A link a mail client can open: absolute, on the configured site URL.
+    assert f"http://127.0.0.1:8000/admin/batches/batch/{sending.pk}/change/" in message.body
     assert "@example.com" not in message.body.replace(message.to[0], "")
 
 

@@ -79,6 +79,8 @@ def test_change_page_shows_progress_and_error_report_link(stager, finished_run):
     assert "Download the error report (CSV)" in body
     assert finished_run.message in body
     assert 'name="_save"' not in body  # read-only
+    # The reviewer's next step: the guests this run staged.
+    assert f"/admin/records/guest/?import_run={finished_run.pk}" in body
 
 
 def test_progress_endpoint_reports_counts(stager, finished_run):

@@ -64,6 +64,34 @@ def batch_event_create(
     )
 
 
+def _move(
+    *,
+    model: type[Batch] | type[BatchFile],
+    transitions: dict[str, frozenset[str]],
+    pk: int,
+    target: str,
+    sources: Iterable[str] | None,
+    attempt: int | None,
+    where: dict[str, Any] | None,
+    fields: dict[str, Any] | None,
+) -> str | None:
+    """The conditional UPDATE both transitions share; the status moved from, or None if lost."""
+    allowed = sources_of(transitions, target)
+    if sources is not None:
+        wanted = set(sources)
+        allowed = [status for status in allowed if status in wanted]
+    current = model.objects.filter(pk=pk).values_list("status", flat=True).first()
+    if current is None or current not in allowed:
+        return None
+    rows = model.objects.filter(pk=pk, status=current)
+    if attempt is not None:
+        rows = rows.filter(attempt=attempt)
+    if where:
+        rows = rows.filter(**where)
+    updated = rows.update(status=target, updated_at=timezone.now(), **(fields or {}))
+    return current if updated else None
+
+
 @transaction.atomic
 def batch_transition(
     *,
@@ -84,19 +112,17 @@ def batch_transition(
     caller still owning the work (a job whose attempt was superseded loses); `where` adds
     more conditions. `fields` are set in the same UPDATE.
     """
-    allowed = sources_of(BATCH_TRANSITIONS, target)
-    if sources is not None:
-        allowed = [status for status in allowed if status in set(sources)]
-    current = Batch.objects.filter(pk=batch_id).values_list("status", flat=True).first()
-    if current is None or current not in allowed:
-        return False
-    rows = Batch.objects.filter(pk=batch_id, status=current)
-    if attempt is not None:
-        rows = rows.filter(attempt=attempt)
-    if where:
-        rows = rows.filter(**where)
-    updated = rows.update(status=target, updated_at=timezone.now(), **(fields or {}))
-    if not updated:
+    current = _move(
+        model=Batch,
+        transitions=BATCH_TRANSITIONS,
+        pk=batch_id,
+        target=target,
+        sources=sources,
+        attempt=attempt,
+        where=where,
+        fields=fields,
+    )
+    if current is None:
         return False
     batch_event_create(
         batch_id=batch_id,
@@ -126,23 +152,20 @@ def batchfile_transition(
     fields: dict[str, Any] | None = None,
 ) -> bool:
     """Move a batch file to `target` if its status allows it; True when this caller won."""
-    allowed = sources_of(BATCHFILE_TRANSITIONS, target)
-    if sources is not None:
-        allowed = [status for status in allowed if status in set(sources)]
-    row = BatchFile.objects.filter(pk=file_id).values_list("status", "batch_id").first()
-    if row is None or row[0] not in allowed:
-        return False
-    current, batch_id = row
-    rows = BatchFile.objects.filter(pk=file_id, status=current)
-    if attempt is not None:
-        rows = rows.filter(attempt=attempt)
-    if where:
-        rows = rows.filter(**where)
-    updated = rows.update(status=target, updated_at=timezone.now(), **(fields or {}))
-    if not updated:
+    current = _move(
+        model=BatchFile,
+        transitions=BATCHFILE_TRANSITIONS,
+        pk=file_id,
+        target=target,
+        sources=sources,
+        attempt=attempt,
+        where=where,
+        fields=fields,
+    )
+    if current is None:
         return False
     batch_event_create(
-        batch_id=batch_id,
+        batch_id=BatchFile.objects.values_list("batch_id", flat=True).get(pk=file_id),
         file_id=file_id,
         kind=BatchEvent.Kind.TRANSITION,
         actor=actor,

@@ -17,7 +17,7 @@ DEMO_GUESTS = 3_000
 # One row in this many is deliberately invalid (about 1 %).
 INVALID_EVERY = 97
 
-# The flat dotted-header convention of docs/import-formats.md / records/mapping.py.
+# The flat dotted-header convention of docs/import-formats.md / records/mapping/columns.py.
 DEMO_COLUMNS: tuple[str, ...] = (
     "email",
     "title",

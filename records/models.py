@@ -219,6 +219,8 @@ class ImportRun(TimeStampedModel, LeasedWork):
     """One source file imported into staging, in the background or from the command line."""
 
     class Status(models.TextChoices):
+        # Uploaded; its columns are being mapped in the admin (no job until they are).
+        MAPPING = "mapping", "Waiting for its column mapping"
         PENDING = "pending", "Pending"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
@@ -236,6 +238,7 @@ class ImportRun(TimeStampedModel, LeasedWork):
         SKIP = "skip", "Skip bad rows and import the rest"
 
     TRANSITIONS = {
+        Status.MAPPING: frozenset({Status.PENDING, Status.FAILED}),
         Status.PENDING: frozenset({Status.RUNNING, Status.FAILED}),
         # running -> running: a new attempt re-claims a run whose worker died (lease expired).
         Status.RUNNING: frozenset(
@@ -254,6 +257,13 @@ class ImportRun(TimeStampedModel, LeasedWork):
     delimiter = models.CharField(max_length=2, blank=True, help_text="Empty: detect.")
     on_error = models.CharField(max_length=10, choices=OnError.choices, default=OnError.ABORT)
     ignore_unknown_columns = models.BooleanField(default=False)
+    # The saved mapping applied to the file, and a copy of its document as used (the mapping
+    # may change later; the run must still say how its rows were read).
+    mapping = models.ForeignKey(
+        "records.Mapping", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    mapping_version = models.PositiveIntegerField(null=True, blank=True)
+    mapping_document = models.JSONField(null=True, blank=True)
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True
     )
@@ -287,3 +297,54 @@ class ImportRun(TimeStampedModel, LeasedWork):
     @property
     def is_finished(self) -> bool:
         return self.status in {self.Status.SUCCEEDED, self.Status.PARTIAL, self.Status.FAILED}
+
+
+class IdentityProvider(TimeStampedModel):
+    """A provider whose identifiers identify a guest (one of the tenant's identity rules).
+
+    Data, not a deployment setting: a new source system's customer numbers become usable the
+    moment an operator adds its provider here (or with `manage.py identity_providers add`).
+    The priority orders them as CDP's ordered identity rules do: the guest's identity key is
+    taken from its identifier whose provider has the lowest priority number.
+    """
+
+    name = models.CharField(
+        max_length=100, unique=True, help_text="Exactly as written in identifiers, e.g. email."
+    )
+    priority = models.PositiveIntegerField(
+        default=100, help_text="Lower numbers come first when a guest has several identifiers."
+    )
+
+    class Meta:
+        ordering = ("priority", "name")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Mapping(TimeStampedModel):
+    """A saved column mapping: how one source layout becomes CDP fields for one schema.
+
+    `document` is the mapping as the JSON document of docs/mapping.md (the one definition the
+    import applies); `header_fingerprint` identifies the layout it was made for, so a file of
+    the same layout gets it preselected. Each save of a changed document adds one to `version`,
+    and every import run keeps a copy of the document it used.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    schema = models.CharField(max_length=20, choices=Schema.choices)
+    version = models.PositiveIntegerField(default=1)
+    header_fingerprint = models.CharField(max_length=64, db_index=True)
+    document = models.JSONField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return f"{self.name} (v{self.version})"

@@ -5,11 +5,14 @@ from collections.abc import Iterable
 from django.db import connection
 from django.db.models import Count, QuerySet
 
+from records.mapping.documents import header_fingerprint
 from records.models import (
     Extension,
     Guest,
     Identifier,
+    IdentityProvider,
     ImportRun,
+    Mapping,
     Schema,
     Subscription,
     TrackingEvent,
@@ -20,7 +23,9 @@ __all__ = [
     "guest_with_children",
     "guests_with_children",
     "guests_with_identity",
+    "identity_provider_names",
     "import_runs_for_schema",
+    "mapping_for_header",
     "record_status_counts",
     "table_row_estimate",
 ]
@@ -114,3 +119,19 @@ def table_row_estimate(*, model: StagedModel | type) -> int:
         )
         row = cursor.fetchone()
     return int(row[0]) if row else -1
+
+
+def identity_provider_names() -> list[str]:
+    """The identity providers, highest priority first (the order identity keys follow)."""
+    return list(
+        IdentityProvider.objects.order_by("priority", "name").values_list("name", flat=True)
+    )
+
+
+def mapping_for_header(*, schema: str, header: list[str]) -> Mapping | None:
+    """The saved mapping made for this layout (same normalised header), latest saved first."""
+    return (
+        Mapping.objects.filter(schema=schema, header_fingerprint=header_fingerprint(header))
+        .order_by("-updated_at")
+        .first()
+    )

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.postgres.forms import SimpleArrayField
 from django.core.cache import cache
@@ -44,6 +43,7 @@ from records.resources import GuestResource, TrackingEventResource
 from records.selectors import (
     guest_countries,
     guests_with_identity,
+    identity_provider_names,
     import_runs_for_schema,
     table_row_estimate,
 )
@@ -796,7 +796,7 @@ class GuestAdmin(StagedRecordAdmin):
 
     def search_q(self, term: str) -> Q:
         query = super().search_q(term)
-        providers = list(settings.CDP_IDENTITY_PROVIDERS)
+        providers = identity_provider_names()
         keys = [term] + [f"{provider}:{term}" for provider in providers]
         query |= Q(identity_key__in=keys)
         # A lower-priority identifier (not the identity key): resolved first through the
@@ -919,7 +919,7 @@ class TrackingEventAdmin(StagedRecordAdmin):
 
     def search_q(self, term: str) -> Q:
         query = super().search_q(term)
-        keys = [term] + [f"{p}:{term}" for p in settings.CDP_IDENTITY_PROVIDERS]
+        keys = [term] + [f"{p}:{term}" for p in identity_provider_names()]
         return query | Q(guest_identity_key__in=keys)
 
     def save_through_service(self, request, form, formsets, change):

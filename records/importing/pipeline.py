@@ -21,6 +21,9 @@ from records.importing.readers import FileProblem, Source
 from records.importing.report import ErrorReport
 from records.importing.staging import Counts, Stager, stager_for
 from records.mapping import MappingError, RowError, compile_header, map_json_object
+from records.mapping.applying import plan_mapping
+from records.mapping.documents import MappingDocument
+from records.selectors import identity_provider_names
 
 # The cyclic garbage collector while rows are staged: a row allocates dozens of containers and
 # frees them again by reference counting (the import makes no cycles), yet every 700
@@ -45,6 +48,8 @@ class StageOptions:
     schema: str
     on_error: str
     ignore_unknown_columns: bool = False
+    # A saved or file mapping for a flat file of another layout; None: CDP's own column names.
+    mapping: MappingDocument | None = None
 
 
 def _too_long_in(value: Any, limit: int, path: str = "") -> str | None:
@@ -86,7 +91,7 @@ def stage_source(
         on_error=options.on_error,
         report=report,
         batch_rows=settings.IMPORT_BATCH_ROWS,
-        identity_providers=settings.CDP_IDENTITY_PROVIDERS,
+        identity_providers=identity_provider_names(),
     )
     stager.outcomes = outcomes
     if counts is not None:
@@ -151,14 +156,19 @@ def _mapped_rows(
     limit = settings.IMPORT_MAX_CELL_CHARS
     counts = stager.counts
     if source.header is not None:
+        headers = [h.strip() for h in source.header]
         try:
-            mapping = compile_header(
-                options.schema, source.header, ignore_unknown=options.ignore_unknown_columns
-            )
+            if options.mapping is not None:
+                plan = plan_mapping(options.mapping, headers)
+                mapping, to_cdp_cells = plan.flat, plan.cells
+            else:
+                mapping = compile_header(
+                    options.schema, headers, ignore_unknown=options.ignore_unknown_columns
+                )
+                to_cdp_cells = None
         except MappingError as exc:
             raise FileProblem(exc.message, code="columns") from None
-        width = len(mapping.headers)
-        headers = mapping.headers
+        width = len(headers)
         for number, cells in source.rows:
             counts.read += 1
             if len(cells) > width and any(c.strip() for c in cells[width:]):
@@ -182,10 +192,16 @@ def _mapped_rows(
                 )
                 continue
             try:
-                yield number, mapping.to_row(cells)
+                yield number, mapping.to_row(cells if to_cdp_cells is None else to_cdp_cells(cells))
             except RowError as exc:
                 stager.bad(number, exc.column, exc.code, exc.message)
         return
+    if options.mapping is not None:
+        raise FileProblem(
+            "A column mapping applies to CSV and XLSX files; JSON and NDJSON files use CDP's "
+            "own field names (docs/import-formats.md).",
+            code="columns",
+        )
     for number, obj in source.rows:
         counts.read += 1
         path = _too_long_in(obj, limit)

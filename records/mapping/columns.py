@@ -55,11 +55,15 @@ _INDEXED = re.compile(r"(identifiers|subscriptions|phoneNumbers|street)\.(\d+)(?
 
 
 class MappingError(ValueError):
-    """The file's columns (or a JSON object's keys) cannot be imported; nothing is."""
+    """The file's columns (or a JSON object's keys) cannot be imported; nothing is.
 
-    def __init__(self, message: str) -> None:
+    `problems` lists each problem as its own sentence (the message joins them).
+    """
+
+    def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.message = message
+        self.problems = list(problems) or [message]
 
 
 class RowError(ValueError):
@@ -312,18 +316,24 @@ def compile_header(
             children.setdefault(a, {}).setdefault(b[0], []).append((col, b[1]))
         else:
             groups.setdefault(a, []).append((col, b))
+    # Every problem of the header at once: a steward fixes them in one go, not one per try.
+    problems: list[str] = []
     if duplicates:
         names = ", ".join(f'"{_column_label(d)}"' for d in duplicates)
-        raise MappingError(f"These columns appear more than once: {names}. Keep one of each.")
+        problems.append(f"These columns appear more than once: {names}. Keep one of each.")
     if unknown and not ignore_unknown:
-        raise MappingError(unknown_columns_message(unknown, schema))
+        problems.append(unknown_columns_message(unknown, schema))
     for key, cols in lists.items():
         if any(n < 0 for _, n in cols) and len(cols) > 1:
-            raise MappingError(
+            problems.append(
                 f'Use either one "{key}" column or "{key}.0", "{key}.1", ... columns, not both.'
             )
         cols.sort(key=lambda item: item[1])
-    _check_required(schema, set(seen), children, groups)
+    missing = _missing_required(schema, set(seen), children, groups)
+    if missing:
+        problems.append(missing)
+    if problems:
+        raise MappingError(" ".join(problems), problems=problems)
     for by_index in children.values():
         for cols in by_index.values():
             cols.sort(key=lambda item: _child_key_order(item[1]))
@@ -425,12 +435,13 @@ def _column_label(canonical: tuple[str, Any, Any]) -> str:
     return f"{a}.{b}"
 
 
-def _check_required(
+def _missing_required(
     schema: str,
     seen: set[tuple[str, Any, Any]],
     children: dict[str, dict[int, list[tuple[int, str]]]],
     groups: dict[str, list[tuple[int, str]]],
-) -> None:
+) -> str:
+    """The sentence naming the required columns the header lacks, or ""."""
     missing: list[str] = []
     identifiers = children.get("identifiers", {})
     for n, cols in sorted(identifiers.items()):
@@ -455,13 +466,14 @@ def _check_required(
                     missing.append(key)
         elif not any(name in EXTENSION_NAMES for name in groups):
             missing.append("ext.<attribute> (at least one extension attribute)")
-    if missing:
-        unique = list(dict.fromkeys(missing))
-        plural = "s" if len(unique) > 1 else ""
-        raise MappingError(
-            f"Missing required column{plural} for a {schema} file: "
-            f"{', '.join(unique)}. See docs/import-formats.md."
-        )
+    if not missing:
+        return ""
+    unique = list(dict.fromkeys(missing))
+    plural = "s" if len(unique) > 1 else ""
+    return (
+        f"Missing required column{plural} for a {schema} file: "
+        f"{', '.join(unique)}. See docs/import-formats.md."
+    )
 
 
 # -- JSON ------------------------------------------------------------------------------------
@@ -563,3 +575,10 @@ def _ref(raw: Any, column: str) -> str | None:
         return str(uuid.UUID(str(raw)))
     except ValueError:
         raise RowError(column, "invalid_ref", "ref must be a UUID.") from None
+
+
+def canonical_column(schema: str, name: str) -> str | None:
+    """A column name as the convention writes it ("E-mail" is not one, "EMAIL" is "email"), or
+    None when a file of this schema has no such column."""
+    found = _canonical_column(schema, name.strip(), _canonical_names(schema), _group_names(schema))
+    return None if found is None else _column_label(found)

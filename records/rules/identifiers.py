@@ -48,7 +48,7 @@ def identifier_into(
     if provider is not None:
         out["provider"] = provider
         if identity_providers is not None and provider not in identity_providers:
-            problems.append(_unknown_provider(f"{base}.provider", identity_providers))
+            problems.append(_unknown_provider(f"{base}.provider", provider, identity_providers))
 
     raw_id = value.get("id")
     if type(raw_id) is int:
@@ -72,12 +72,22 @@ def _is_email(provider: str) -> bool:
     return provider == "email" or provider.lower() == "email"
 
 
-def _unknown_provider(field: str, identity_providers: Sequence[str]) -> Problem:
-    accepted = ", ".join(identity_providers) if identity_providers else "none configured"
+# How an operator makes a new provider known; said wherever a provider is refused.
+ADD_PROVIDER_HINT = (
+    "add it under Staged records → Identity providers, or with "
+    "`manage.py identity_providers add NAME`"
+)
+
+
+def _unknown_provider(field: str, provider: Any, identity_providers: Sequence[str]) -> Problem:
+    accepted = ", ".join(identity_providers) if identity_providers else "none yet"
+    # A provider names a source system (email, CRM_ID), not a person: safe to repeat, cut short.
+    name = str(provider)[:40]
     return Problem(
         field,
         "unknown_provider",
-        f"Identifier provider is not a configured identity provider (accepted: {accepted}).",
+        f'Identifier provider "{name}" is not a known identity provider (known: {accepted}); '
+        f"to accept it, {ADD_PROVIDER_HINT}.",
     )
 
 
@@ -101,8 +111,8 @@ def check_identity(
         )
     else:
         message = (
-            "No identity providers are configured (CDP_IDENTITY_PROVIDERS), "
-            "so no guest can be identified."
+            "No identity providers are set up yet, so no guest can be identified; "
+            f"{ADD_PROVIDER_HINT}."
         )
     problems.append(Problem("identifiers", "missing_identifier", message))
 

@@ -40,7 +40,13 @@ from records.importing import (
     open_source,
     stage_source,
 )
-from records.models import ImportRun, Schema
+from records.mapping.documents import (
+    MappingDocument,
+    MappingDocumentError,
+    parse_document,
+    to_json,
+)
+from records.models import ImportRun, Mapping, Schema
 from records.services.values import guests_refresh_values, tracking_refresh_values
 
 logger = logging.getLogger(__name__)
@@ -51,6 +57,7 @@ __all__ = [
     "import_run_create",
     "import_run_execute",
     "import_run_fail",
+    "import_run_start_mapped",
     "import_runs_reconcile",
     "tracking_refresh_values",
 ]
@@ -59,6 +66,7 @@ Status = ImportRun.Status
 PROGRESS_DB_ALIAS = "progress"
 JOB_FUNC = "records.jobs.import_run_execute"
 QUEUE = "imports"
+FLAT_FORMATS = (ImportRun.Format.CSV, ImportRun.Format.XLSX)
 # A pending run whose job has not started after this long is enqueued again (Redis lost it,
 # or the enqueue after commit failed).
 PENDING_GRACE = timedelta(seconds=30)
@@ -88,6 +96,9 @@ def import_run_create(
     delimiter: str = "",
     on_error: str = ImportRun.OnError.ABORT,
     ignore_unknown_columns: bool = False,
+    mapping: MappingDocument | None = None,
+    saved_mapping: Mapping | None = None,
+    await_mapping: bool = False,
     user: Any = None,
     enqueue: bool = True,
 ) -> ImportRun:
@@ -96,6 +107,9 @@ def import_run_create(
     With enqueue (the default) the run is carried out in the background by the `imports`
     queue once this transaction commits; the stage_import command passes enqueue=False and
     carries it out itself. The format is detected from the name and content when not given.
+    `mapping` reads a flat file of another layout (`saved_mapping`: the saved one it came
+    from); `await_mapping` leaves the run waiting for import_run_start_mapped (the admin's
+    mapping step) instead.
     """
     if schema not in Schema.values:
         raise ApplicationError(f"Choose what the file holds: {', '.join(Schema.values)}.")
@@ -115,6 +129,13 @@ def import_run_create(
     detected = format or detect_format(name, head)
     if detected not in ImportRun.Format.values:
         raise ApplicationError(f"Choose the file format: {', '.join(ImportRun.Format.values)}.")
+    if (mapping is not None or await_mapping) and detected not in FLAT_FORMATS:
+        raise ApplicationError(
+            "A column mapping applies to CSV and XLSX files; JSON and NDJSON files use CDP's "
+            "own field names."
+        )
+    if mapping is not None and mapping.schema != schema:
+        raise ApplicationError(f"This mapping is for {mapping.schema} files, not {schema}.")
     run = ImportRun(
         schema=schema,
         format=detected,
@@ -126,15 +147,57 @@ def import_run_create(
         created_by=user if getattr(user, "pk", None) else None,
         bytes_total=getattr(uploaded_file, "size", None) or 0,
         attempt=1,
+        status=Status.MAPPING if await_mapping else Status.PENDING,
+        **_mapping_fields(mapping, saved_mapping),
     )
     run.source_file.save(name, uploaded_file, save=False)
     run.bytes_total = run.source_file.size
     run.save()
+    if await_mapping:
+        logger.info("Import run %s created (%s, %s), waiting for its mapping", run.pk, schema,
+                    detected)  # fmt: skip
+        return run
     run.job_id = job_id_for(run.pk, 1) if enqueue else ""
     run.save(update_fields=["job_id"])
     if enqueue:
         enqueue_after_commit(QUEUE, JOB_FUNC, run.pk, 1, job_id=run.job_id)
     logger.info("Import run %s created (%s, %s)", run.pk, schema, detected)
+    return run
+
+
+def _mapping_fields(document: MappingDocument | None, saved: Mapping | None) -> dict[str, Any]:
+    """The run's copy of the mapping it reads its file with (the saved one may change later)."""
+    if document is None:
+        return {"mapping": None, "mapping_version": None, "mapping_document": None}
+    return {
+        "mapping": saved,
+        "mapping_version": saved.version if saved is not None else None,
+        "mapping_document": to_json(document),
+    }
+
+
+@transaction.atomic
+def import_run_start_mapped(
+    *, import_run_id: int, mapping: MappingDocument, saved_mapping: Mapping | None = None
+) -> ImportRun:
+    """Start a run that waited for its mapping (the admin's mapping step) with this mapping."""
+    run = ImportRun.objects.select_for_update().filter(pk=import_run_id).first()
+    if run is None:
+        raise ApplicationError("There is no such import run.")
+    if run.status != Status.MAPPING:
+        raise ApplicationError(f"Import run {run.pk} has already started.")
+    if mapping.schema != run.schema:
+        raise ApplicationError(f"This mapping is for {mapping.schema} files, not {run.schema}.")
+    fields = _mapping_fields(mapping, saved_mapping)
+    job_id = job_id_for(run.pk, run.attempt)
+    updated = ImportRun.objects.filter(pk=run.pk, status=Status.MAPPING).update(
+        status=Status.PENDING, job_id=job_id, updated_at=timezone.now(), **fields
+    )
+    if not updated:
+        raise ApplicationError(f"Import run {run.pk} has already started.")
+    enqueue_after_commit(QUEUE, JOB_FUNC, run.pk, run.attempt, job_id=job_id)
+    logger.info("Import run %s: mapped, enqueued", run.pk)
+    run.refresh_from_db()
     return run
 
 
@@ -364,6 +427,7 @@ def _stage(
         schema=run.schema,
         on_error=run.on_error,
         ignore_unknown_columns=run.ignore_unknown_columns,
+        mapping=_run_mapping(run),
     )
     with run.source_file.open("rb") as raw:
         source = open_source(raw, format=run.format, encoding=run.encoding, delimiter=run.delimiter)
@@ -394,6 +458,19 @@ def _stage(
                     raise LeaseLost
         finally:
             source.close()
+
+
+def _run_mapping(run: ImportRun) -> MappingDocument | None:
+    if not run.mapping_document:
+        return None
+    try:
+        return parse_document(run.mapping_document, schema=run.schema)
+    except MappingDocumentError as exc:
+        # Checked when the run was created; a document this version cannot read is the file's
+        # problem, reported like any other.
+        raise FileProblem(
+            "The run's mapping cannot be used: " + exc.message, code="mapping"
+        ) from None
 
 
 def _save_report(run: ImportRun, report: ErrorReport) -> str:
@@ -500,7 +577,7 @@ def import_runs_reconcile() -> dict[str, int]:
     now = timezone.now()
     done = {"requeued": 0, "failed": 0}
     stale_pending = ImportRun.objects.filter(
-        status=Status.PENDING, created_at__lt=now - PENDING_GRACE
+        status=Status.PENDING, updated_at__lt=now - PENDING_GRACE
     ).values_list("pk", "attempt", "job_id")
     expired = ImportRun.objects.filter(status=Status.RUNNING, lease_until__lt=now).values_list(
         "pk", "attempt", "job_id"

@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
 
 from cdpstage.errors import ApplicationError
 from records.models import Guest, ReviewStatus, TrackingEvent
 from records.rules import clean_guest, clean_tracking, identity_key
+from records.selectors import identity_provider_names
 from records.serializing import (
     dump_value,
     guest_value_from_instance,
@@ -52,7 +52,7 @@ def guests_refresh_values(*, guest_ids: Iterable[int]) -> int:
     ApplicationError for a guest locked in a live batch whose value would change, or whose new
     identity belongs to another staged guest.
     """
-    providers = list(settings.CDP_IDENTITY_PROVIDERS)
+    providers = identity_provider_names()
     ids = sorted(set(guest_ids))
     changed = 0
     for chunk in _chunks(ids, REFRESH_CHUNK):
@@ -123,7 +123,7 @@ def tracking_refresh_values(*, event_ids: Iterable[int]) -> int:
 
     Same contract as guests_refresh_values, for tracking events (which have no children).
     """
-    providers = list(settings.CDP_IDENTITY_PROVIDERS)
+    providers = identity_provider_names()
     ids = sorted(set(event_ids))
     changed = 0
     for chunk in _chunks(ids, REFRESH_CHUNK):

@@ -526,7 +526,28 @@ def test_guest_with_only_unknown_providers_fails_twice():
 def test_guest_without_configured_providers_says_so():
     _, problems = clean_guest(guest(), identity_providers=())
     problem = has_problem(problems, "identifiers", "missing_identifier")
-    assert "CDP_IDENTITY_PROVIDERS" in problem.message
+    assert "manage.py identity_providers add NAME" in problem.message
+
+
+def test_guest_unknown_provider_is_named_with_how_to_add_it():
+    value = guest(identifiers=[{"provider": "LOYALTY_NO", "id": "L-1"}])
+    _, problems = clean_guest(value, identity_providers=("email",))
+    problem = has_problem(problems, "identifiers.0.provider", "unknown_provider")
+    assert '"LOYALTY_NO"' in problem.message
+    assert "known: email" in problem.message
+    assert "Identity providers" in problem.message
+
+
+def test_guest_with_two_identifiers_of_known_providers_is_valid():
+    value = guest(
+        identifiers=[
+            {"provider": "email", "id": "anna@example.com"},
+            {"provider": "CUSTOMER_NO", "id": "C-1001"},
+        ]
+    )
+    cleaned, problems = clean_guest(value, identity_providers=("email", "CUSTOMER_NO"))
+    assert problems == []
+    assert [i["provider"] for i in cleaned["identifiers"]] == ["email", "CUSTOMER_NO"]
 
 
 def test_guest_blank_identifier_columns_are_absent_not_invalid():

@@ -5,6 +5,7 @@ printing progress and a summary. Exit status: 0 when every row was imported, 2 w
 were skipped, 1 when nothing was imported, 130 when stopped with Ctrl-C.
 """
 
+import json
 import time
 from pathlib import Path
 
@@ -13,14 +14,19 @@ from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 
 from cdpstage.errors import ApplicationError
-from records.importing import DELIMITERS, ENCODINGS
-from records.models import ImportRun, Schema
+from records.importing import DELIMITERS, ENCODINGS, FileProblem
+from records.importing.preview import source_preview
+from records.mapping.documents import MappingDocument, to_json
+from records.mapping.suggestion import suggest_mapping
+from records.models import ImportRun, Mapping, Schema
+from records.selectors import mapping_for_header
 from records.services.imports import (
     ImportProgress,
     import_run_create,
     import_run_execute,
     import_run_fail,
 )
+from records.services.mappings import mapping_document_parse
 
 DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
 
@@ -52,6 +58,18 @@ class Command(BaseCommand):
             choices=["", *DELIMITER_NAMES, *[d for d in DELIMITERS if d]],
             help="CSV delimiter: comma, semicolon, tab or pipe (default: detect).",
         )
+        mapping = parser.add_mutually_exclusive_group()
+        mapping.add_argument(
+            "--mapping",
+            metavar="NAME_OR_JSON_FILE",
+            help="Read a CSV/XLSX of another layout with a saved mapping (its name) or a "
+            "mapping document (a .json file; docs/mapping.md).",
+        )
+        mapping.add_argument(
+            "--suggest-mapping",
+            action="store_true",
+            help="Print the suggested mapping for the file as JSON and stage nothing.",
+        )
         parser.add_argument(
             "--ignore-unknown-columns",
             action="store_true",
@@ -68,6 +86,12 @@ class Command(BaseCommand):
             if user is None:
                 raise CommandError(f"No user named {options['user']!r}.")
         delimiter = DELIMITER_NAMES.get(options["delimiter"], options["delimiter"])
+        if options["suggest_mapping"]:
+            self.suggest(path, options["schema"], options["format"], options["encoding"], delimiter)
+            return
+        document, saved = None, None
+        if options["mapping"]:
+            document, saved = self.load_mapping(options["mapping"], options["schema"])
         try:
             with path.open("rb") as handle:
                 run = import_run_create(
@@ -82,6 +106,8 @@ class Command(BaseCommand):
                         else ImportRun.OnError.ABORT
                     ),
                     ignore_unknown_columns=options["ignore_unknown_columns"],
+                    mapping=document,
+                    saved_mapping=saved,
                     user=user,
                     enqueue=False,
                 )
@@ -102,6 +128,39 @@ class Command(BaseCommand):
         if finished is None:
             raise CommandError(f"Import run {run.pk} was taken over by another process.")
         self.summary(finished)
+
+    def load_mapping(self, given: str, schema: str) -> tuple[MappingDocument, Mapping | None]:
+        """A saved mapping by name, or a mapping document from a JSON file."""
+        saved = Mapping.objects.filter(name=given).first()
+        if saved is None and not Path(given).is_file():
+            raise CommandError(f"No saved mapping and no file named {given!r}.")
+        try:
+            data = saved.document if saved is not None else json.loads(Path(given).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CommandError(f"{given} is not a readable JSON file: {exc}") from None
+        try:
+            return mapping_document_parse(data, schema=schema), saved
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from None
+
+    def suggest(self, path: Path, schema: str, format: str | None, encoding: str, delimiter: str):
+        """Print the suggested mapping (or the saved one made for this layout) as JSON."""
+        try:
+            with path.open("rb") as raw:
+                preview = source_preview(
+                    raw, name=path.name, format=format, encoding=encoding, delimiter=delimiter
+                )
+        except FileProblem as problem:
+            raise CommandError(problem.message) from None
+        saved = mapping_for_header(schema=schema, header=preview.header)
+        if saved is not None:
+            self.stderr.write(
+                f"The saved mapping {saved.name!r} (v{saved.version}) fits this layout."
+            )
+            document = saved.document
+        else:
+            document = to_json(suggest_mapping(schema, preview.header, preview.rows))
+        self.stdout.write(json.dumps(document, indent=2, ensure_ascii=False))
 
     def progress(self, p: ImportProgress) -> None:
         elapsed = max(time.monotonic() - self.started, 1e-6)

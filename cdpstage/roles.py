@@ -18,6 +18,9 @@ ROLES: dict[str, list[str]] = {
         "records.view_pii",
         "records.add_importrun",
         "records.view_importrun",
+        # Maps new source layouts and saves the mappings; names a new source system's
+        # identity provider (without changing the deployment).
+        *_perms("records", ("add", "change", "view"), ("mapping", "identityprovider")),
         "batches.add_batch",
         *_perms("batches", ("view",), BATCH_MODELS),
     ],

@@ -16,6 +16,22 @@ def _fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _identity_providers(request):
+    """The providers the first migrate seeds, again after a transactional test's flush emptied
+    every table (data migrations do not survive a flush)."""
+    wants_db = request.node.get_closest_marker("django_db") is not None
+    for name in ("transactional_db", "db"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name)
+            wants_db = True
+            break
+    if wants_db:
+        from records.services.identity import identity_providers_seed
+
+        identity_providers_seed()
+
+
 @pytest.fixture
 def clean_queues():
     """Empty our queues and their registries so a test sees only the jobs it enqueued.

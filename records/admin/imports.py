@@ -17,10 +17,14 @@ from import_export.admin import ImportMixin
 from import_export.formats.base_formats import CSV, JSON, XLSX
 
 from cdpstage.errors import ApplicationError
+from records.admin.mapping import MappingStep
 from records.admin.review import EstimatedCountPaginator
-from records.importing import ENCODINGS
+from records.importing import ENCODINGS, FileProblem
+from records.importing.preview import source_preview
+from records.mapping import MappingError, compile_header
 from records.models import Extension, ImportRun, Schema, Subscription
 from records.resources import ExtensionResource, SubscriptionResource
+from records.selectors import mapping_for_header
 from records.services.imports import import_run_create
 
 DELIMITER_CHOICES = (
@@ -59,6 +63,34 @@ class ImportFileForm(forms.Form):
         help_text="Drop columns (or JSON fields) CDP Stage does not know instead of refusing "
         "the file.",
     )
+
+
+def _needs_mapping(data: dict) -> bool:
+    """Whether an upload goes through the mapping step: a CSV or XLSX file whose layout has a
+    saved mapping, or whose header is not CDP's own column names (a CDP-shaped file, or a
+    file that is not flat, is imported at once as before)."""
+    upload = data["file"]
+    try:
+        preview = source_preview(
+            upload,
+            name=upload.name,
+            format=data["format"] or None,
+            encoding=data["encoding"],
+            delimiter=DELIMITER_VALUES[data["delimiter"]],
+        )
+    except FileProblem:
+        return False  # not flat, or unreadable: the run says why, as for any file
+    finally:
+        upload.seek(0)
+    if mapping_for_header(schema=data["schema"], header=preview.header) is not None:
+        return True
+    try:
+        compile_header(
+            data["schema"], preview.header, ignore_unknown=data["ignore_unknown_columns"]
+        )
+    except MappingError:
+        return True
+    return False
 
 
 def _progress_payload(run: ImportRun) -> dict:
@@ -235,6 +267,11 @@ class ImportRunAdmin(admin.ModelAdmin):
                 name="records_importrun_progress",
             ),
             path(
+                "<int:pk>/mapping/",
+                self.admin_site.admin_view(MappingStep(self)),
+                name="records_importrun_mapping",
+            ),
+            path(
                 "<int:pk>/error-report/",
                 self.admin_site.admin_view(self.error_report_view),
                 name="records_importrun_error_report",
@@ -276,6 +313,7 @@ class ImportRunAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
+                await_mapping = _needs_mapping(data)
                 run = import_run_create(
                     uploaded_file=data["file"],
                     schema=data["schema"],
@@ -284,11 +322,16 @@ class ImportRunAdmin(admin.ModelAdmin):
                     delimiter=DELIMITER_VALUES[data["delimiter"]],
                     on_error=data["on_error"],
                     ignore_unknown_columns=data["ignore_unknown_columns"],
+                    await_mapping=await_mapping,
                     user=request.user,
                 )
             except ApplicationError as exc:
                 form.add_error(None, exc.message)
             else:
+                if await_mapping:
+                    return HttpResponseRedirect(
+                        reverse("admin:records_importrun_mapping", args=[run.pk])
+                    )
                 self.message_user(
                     request,
                     f"Import run {run.pk} started: {run.original_name} is being imported in "

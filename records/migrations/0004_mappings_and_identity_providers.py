@@ -7,11 +7,9 @@ from django.db import migrations, models
 
 def seed_identity_providers(apps, schema_editor):
     """The deployment's CDP_IDENTITY_PROVIDERS, in order, become the first providers (once)."""
-    IdentityProvider = apps.get_model("records", "IdentityProvider")
-    if IdentityProvider.objects.exists():
-        return
-    for position, name in enumerate(settings.CDP_IDENTITY_PROVIDERS):
-        IdentityProvider.objects.create(name=name, priority=(position + 1) * 10)
+    from records.services.identity import identity_providers_seed
+
+    identity_providers_seed(apps.get_model("records", "IdentityProvider"))
 
 
 class Migration(migrations.Migration):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
+from django.conf import settings
 from django.db import transaction
 
 from cdpstage.errors import ApplicationError
@@ -17,7 +18,17 @@ logger = logging.getLogger(__name__)
 # `<provider>:<id>` identity key and are never what a source system means.
 _PROVIDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
-__all__ = ["identity_provider_add", "identity_provider_remove"]
+__all__ = ["identity_provider_add", "identity_provider_remove", "identity_providers_seed"]
+
+
+def identity_providers_seed(model: type[IdentityProvider] = IdentityProvider) -> int:
+    """Give an empty provider table the deployment's CDP_IDENTITY_PROVIDERS, in their order
+    (the first migrate does this once; `model` is the migration's historical model there)."""
+    if model.objects.exists():
+        return 0
+    for position, name in enumerate(settings.CDP_IDENTITY_PROVIDERS):
+        model.objects.create(name=name, priority=(position + 1) * 10)
+    return len(settings.CDP_IDENTITY_PROVIDERS)
 
 
 @transaction.atomic

@@ -208,7 +208,7 @@ def test_reconciler_enqueues_a_pending_run_whose_job_was_lost(clean_queues):
     queue = django_rq.get_queue("imports")
     queue.empty()  # Redis lost the job
     ImportRun.objects.filter(pk=run.pk).update(
-        created_at=timezone.now() - timezone.timedelta(minutes=5)
+        updated_at=timezone.now() - timezone.timedelta(minutes=5)
     )
     assert import_services.import_runs_reconcile()["requeued"] == 1
     run.refresh_from_db()
@@ -216,7 +216,7 @@ def test_reconciler_enqueues_a_pending_run_whose_job_was_lost(clean_queues):
     assert queue.get_job_ids() == [f"importrun-{run.pk}-a2"]
     # A second pass finds the new job alive and leaves it alone.
     ImportRun.objects.filter(pk=run.pk).update(
-        created_at=timezone.now() - timezone.timedelta(minutes=5)
+        updated_at=timezone.now() - timezone.timedelta(minutes=5)
     )
     assert import_services.import_runs_reconcile()["requeued"] == 0
 

@@ -430,7 +430,9 @@ def test_identifier_unknown_provider_fails_naming_the_accepted_ones():
     _, problems = clean_identifier(
         {"provider": SECRET, "id": "C-1"}, index=2, identity_providers=PROVIDERS
     )
-    problem = only_problem(problems, "identifiers.2.provider", "unknown_provider")
+    # A provider names a source system, not a person: the refusal names it, to add it.
+    problem = only_problem(problems, "identifiers.2.provider", "unknown_provider", None)
+    assert f'"{SECRET}"' in problem.message
     assert "CRM_ID, email" in problem.message
 
 
@@ -841,7 +843,7 @@ def test_tracking_identifiers_follow_the_identifier_rule():
     _, problems = clean_tracking(
         {**EVENT, "identifiers": [{"provider": SECRET, "id": "x"}]}, identity_providers=PROVIDERS
     )
-    only_problem(problems, "identifiers.0.provider", "unknown_provider")
+    only_problem(problems, "identifiers.0.provider", "unknown_provider", None)  # names it
 
 
 def test_tracking_identifiers_without_configuration_need_provider_and_id_only():

@@ -88,7 +88,7 @@ class StagedRecord(TimeStampedModel):
 class Guest(StagedRecord):
     """A guest profile to upsert into CDP, with its identifiers, subscriptions and extensions."""
 
-    # "<provider>:<id>" of the highest-priority identifier (order of CDP_IDENTITY_PROVIDERS):
+    # "<provider>:<id>" of the highest-priority identifier (IdentityProvider.priority):
     # re-imports match on it and a batch file never holds two guests with the same key.
     # NULL, not "": a guest without identity must not collide with another in the unique index.
     identity_key = models.CharField(max_length=300, null=True, blank=True)  # noqa: DJ001

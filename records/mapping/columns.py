@@ -162,8 +162,8 @@ def unknown_columns_message(names: Sequence[str], schema: str, *, what: str = "c
     plural = "s" if len(names) > 1 else ""
     return (
         f"Unknown {what}{plural} for a {schema} file: {', '.join(parts)}. Rename or remove "
-        f"{'them' if plural else 'it'}, or choose “Ignore unknown columns”. "
-        "See docs/import-formats.md for the column names."
+        f"{'them' if plural else 'it'}, choose “Ignore unknown columns”, or map the file's own "
+        "columns (docs/mapping.md). See docs/import-formats.md for the column names."
     )
 
 
@@ -582,3 +582,65 @@ def canonical_column(schema: str, name: str) -> str | None:
     None when a file of this schema has no such column."""
     found = _canonical_column(schema, name.strip(), _canonical_names(schema), _group_names(schema))
     return None if found is None else _column_label(found)
+
+
+# -- the way back: a CDP value as the cells of a flat file ----------------------------------
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def flatten_value(schema: str, value: Mapping[str, Any]) -> dict[str, str]:
+    """A guest or tracking value as {column: cell} in this module's convention: the layout
+    compile_header reads back, so an exported file re-imports as the same value."""
+    cells: dict[str, str] = {}
+    for key, item in value.items():
+        if key in ("identifiers", "subscriptions") and isinstance(item, list):
+            for n, child in enumerate(item):
+                if isinstance(child, Mapping):
+                    for child_key, child_value in child.items():
+                        cells[f"{key}.{n}.{child_key}"] = _cell(child_value)
+        elif key in GUEST_LISTS and isinstance(item, list):
+            for n, entry in enumerate(item):
+                cells[f"{key}.{n}"] = _cell(entry)
+        elif key == "extensions" and isinstance(item, list):
+            for group in item:
+                if isinstance(group, Mapping):
+                    name = group.get("name") or "ext"
+                    for attr, attr_value in group.items():
+                        if attr not in ("name", "key"):
+                            cells[f"{name}.{attr}"] = _cell(attr_value)
+        elif key in ("utms", "feedback") and isinstance(item, Mapping):
+            for attr, attr_value in item.items():
+                cells[f"{key}.{attr}"] = _cell(attr_value)
+        else:
+            cells[key] = _cell(item)
+    return cells
+
+
+def column_order(schema: str) -> Any:
+    """A sort key putting columns in the order of known_columns (then by position, name)."""
+    templates = known_columns(schema)
+
+    def key(column: str) -> tuple[int, int, str]:
+        if column in templates:
+            return (templates.index(column), 0, column)
+        indexed = re.fullmatch(r"(\w+)\.(\d+)(?:\.(\w+))?", column)
+        if indexed:
+            template = f"{indexed.group(1)}.<n>" + (
+                f".{indexed.group(3)}" if indexed.group(3) else ""
+            )
+            number = int(indexed.group(2))
+        elif "." in column:
+            template, number = column.split(".", 1)[0] + ".<attribute>", 0
+            if template not in templates:
+                template = column.split(".", 1)[0] + ".<key>"
+        else:
+            template, number = column, 0
+        where = templates.index(template) if template in templates else len(templates)
+        return (where, number, column)
+
+    return key

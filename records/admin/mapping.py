@@ -76,8 +76,8 @@ def document_from_post(
 ) -> dict[str, Any]:
     """The mapping document the page's fields describe (checked by parse_document).
 
-    `spelled`: normalised column name -> the saved mapping's spelling, kept so that a file of
-    the same layout in other case or spacing does not make a new version of the mapping.
+    `spelled`: normalised column name -> the saved mapping's spelling, in its order, kept so
+    that a file of the same layout in other case, spacing or order is the same mapping.
     """
     columns = []
     spelled = spelled or {}
@@ -98,6 +98,11 @@ def document_from_post(
         if values:
             column["values"] = values
         columns.append(column)
+    if spelled:
+        # In the saved mapping's order: `street[]` appends by name, not by where a later
+        # export happens to put the column, and the same mapping stays the same document.
+        order = {name: position for position, name in enumerate(spelled)}
+        columns.sort(key=lambda c: order.get(normalise_header(c["source"]), len(order)))
     constants = {}
     for index in range(int(post.get("constant_count", 0) or 0)):
         target = post.get(f"constant_target_{index}", "").strip()
@@ -141,6 +146,13 @@ def _column_rows(data: dict[str, Any], preview: SourcePreview, pii: bool) -> lis
             }
         )
     return rows
+
+
+def _preview_text(value: dict[str, Any]) -> str:
+    return "\n".join(
+        f'"{key}": {json.dumps(item, ensure_ascii=False, separators=(", ", ": "))}'
+        for key, item in value.items()
+    )
 
 
 def _without_name(data: dict[str, Any]) -> dict[str, Any]:
@@ -214,11 +226,8 @@ class MappingStep:
             "preview_rows": [
                 {
                     "number": row.number,
-                    "value": json.dumps(
-                        row.value if pii else mask_value(row.value, run.schema),
-                        ensure_ascii=False,
-                        indent=1,
-                    ),
+                    # One line a top-level field: short enough to read five rows at a glance.
+                    "value": _preview_text(row.value if pii else mask_value(row.value, run.schema)),
                     "problems": row.problems,
                 }
                 for row in preview_rows

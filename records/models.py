@@ -255,6 +255,9 @@ class ImportRun(TimeStampedModel, LeasedWork):
     original_name = models.CharField(max_length=255)
     encoding = models.CharField(max_length=20, default="utf-8")
     delimiter = models.CharField(max_length=2, blank=True, help_text="Empty: detect.")
+    # XLSX: the worksheet (empty: the only visible one) and header row (empty: detected).
+    sheet = models.CharField(max_length=100, blank=True)
+    header_row = models.PositiveIntegerField(null=True, blank=True)
     on_error = models.CharField(max_length=10, choices=OnError.choices, default=OnError.ABORT)
     ignore_unknown_columns = models.BooleanField(default=False)
     # The saved mapping applied to the file, and a copy of its document as used (the mapping

@@ -52,6 +52,17 @@ class ImportFileForm(forms.Form):
         help_text="Text files only. A byte-order mark (BOM) is always honoured.",
     )
     delimiter = forms.ChoiceField(choices=DELIMITER_CHOICES, required=False)
+    sheet = forms.CharField(
+        required=False,
+        max_length=100,
+        help_text="XLSX with several sheets: the name of the one to import.",
+    )
+    header_row = forms.IntegerField(
+        required=False,
+        min_value=1,
+        label="Header row",
+        help_text="XLSX: the row holding the column names (empty: found after any notes rows).",
+    )
     on_error = forms.ChoiceField(
         label="If some rows are bad",
         choices=ImportRun.OnError.choices,
@@ -77,6 +88,8 @@ def _needs_mapping(data: dict) -> bool:
             format=data["format"] or None,
             encoding=data["encoding"],
             delimiter=DELIMITER_VALUES[data["delimiter"]],
+            sheet=data["sheet"],
+            header_row=data["header_row"],
         )
     except FileProblem:
         return False  # not flat, or unreadable: the run says why, as for any file
@@ -174,7 +187,17 @@ class ImportRunAdmin(admin.ModelAdmin):
         ),
         (
             "Options",
-            {"fields": ("encoding", "delimiter", "on_error", "ignore_unknown_columns")},
+            {
+                "fields": (
+                    "encoding",
+                    "delimiter",
+                    "sheet",
+                    "header_row",
+                    "on_error",
+                    "ignore_unknown_columns",
+                    "mapping_display",
+                )
+            },
         ),
         (
             "Lifecycle",
@@ -214,6 +237,9 @@ class ImportRunAdmin(admin.ModelAdmin):
         "delimiter",
         "on_error",
         "ignore_unknown_columns",
+        "sheet",
+        "header_row",
+        "mapping_display",
         "created_by",
         "created_at",
         "started_at",
@@ -248,6 +274,16 @@ class ImportRunAdmin(admin.ModelAdmin):
             f"{obj.rows_read:,}",
             total,
         )
+
+    @admin.display(description="Column mapping")
+    def mapping_display(self, obj: ImportRun) -> str:
+        if not obj.mapping_document:
+            return "— (CDP's own column names)"
+        if obj.mapping is None:
+            return "A mapping made for this run (not saved)"
+        url = reverse("admin:records_mapping_change", args=[obj.mapping.pk])
+        return format_html('<a href="{}">{}</a> (version {})', url, obj.mapping.name,
+                           obj.mapping_version)  # fmt: skip
 
     @admin.display(description="Error report")
     def error_report_link(self, obj: ImportRun) -> str:
@@ -322,6 +358,8 @@ class ImportRunAdmin(admin.ModelAdmin):
                     delimiter=DELIMITER_VALUES[data["delimiter"]],
                     on_error=data["on_error"],
                     ignore_unknown_columns=data["ignore_unknown_columns"],
+                    sheet=data["sheet"],
+                    header_row=data["header_row"],
                     await_mapping=await_mapping,
                     user=request.user,
                 )

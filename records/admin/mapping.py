@@ -184,6 +184,8 @@ class MappingStep:
                     format=run.format,
                     encoding=run.encoding,
                     delimiter=run.delimiter,
+                    sheet=run.sheet,
+                    header_row=run.header_row,
                 )
         except FileProblem as problem:
             import_run_fail(import_run_id=run.pk, reason=problem.message)

@@ -37,9 +37,15 @@ class PreviewRow:
 
 
 def source_preview(
-    raw: IO[bytes], *, name: str, format: str | None = None, encoding: str = "",
+    raw: IO[bytes],
+    *,
+    name: str,
+    format: str | None = None,
+    encoding: str = "",
     delimiter: str = "",
-) -> SourcePreview:  # fmt: skip
+    sheet: str = "",
+    header_row: int | None = None,
+) -> SourcePreview:
     """The header and first rows of a CSV or XLSX file; FileProblem for anything else."""
     head = raw.read(64 * 1024)
     raw.seek(0)
@@ -49,7 +55,14 @@ def source_preview(
             "Only CSV and XLSX files have columns to map; JSON files use CDP's field names.",
             code="columns",
         )
-    source = open_source(raw, format=detected, encoding=encoding, delimiter=delimiter)
+    source = open_source(
+        raw,
+        format=detected,
+        encoding=encoding,
+        delimiter=delimiter,
+        sheet=sheet,
+        header_row=header_row,
+    )
     try:
         header = [h.strip() for h in source.header or []]
         width = len(header)

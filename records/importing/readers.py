@@ -10,8 +10,10 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +21,8 @@ from datetime import date, datetime, time
 from typing import IO, Any
 
 import orjson
+from openpyxl import load_workbook
+from openpyxl.utils import range_boundaries
 
 # Encodings offered to the user ("" = detect: a BOM decides, else UTF-8).
 ENCODINGS: dict[str, str] = {
@@ -293,11 +297,15 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
-def open_xlsx(raw: IO[bytes]) -> Source:
-    """The first worksheet of an XLSX workbook, read row by row (openpyxl read-only mode)."""
-    from openpyxl import load_workbook
-    from openpyxl.utils.exceptions import InvalidFileException
+def open_xlsx(raw: IO[bytes], *, sheet: str = "", header_row: int | None = None) -> Source:
+    """One worksheet of an XLSX workbook, read row by row (openpyxl read-only mode).
 
+    Workbooks as people send them: the sheet is the one named (a workbook with several
+    visible sheets and none named is refused, naming them, never half read); notes rows above
+    the header are skipped (`header_row`, or the first of the top rows with the most cells);
+    a merged range gives every cell its value; a dimension claiming the whole sheet (a
+    formatted column) does not make a million empty rows.
+    """
     closers: list[Any] = []
     path = getattr(raw, "name", None)
     if not (isinstance(path, str) and os.path.isfile(path)):
@@ -320,26 +328,96 @@ def open_xlsx(raw: IO[bytes]) -> Source:
         )
     try:
         workbook = load_workbook(path, read_only=True, data_only=False)
-    except (InvalidFileException, KeyError, OSError, ValueError) as exc:
-        raise FileProblem(
-            "This file cannot be read as an XLSX workbook (damaged, encrypted or another "
-            "format). Save it again from Excel as .xlsx, or as CSV.",
-            code="not_xlsx",
-        ) from exc
-    except Exception as exc:  # zipfile.BadZipFile and XML errors of a damaged workbook
+    except Exception as exc:  # openpyxl, zipfile.BadZipFile and XML errors of a damaged file
         raise FileProblem(
             "This file cannot be read as an XLSX workbook (damaged, encrypted or another "
             "format). Save it again from Excel as .xlsx, or as CSV.",
             code="not_xlsx",
         ) from exc
     closers.append(workbook.close)
-    sheet = workbook.worksheets[0] if workbook.worksheets else None
-    if sheet is None:
-        raise _empty_problem()
-    iterator = sheet.iter_rows()
+    worksheet = _chosen_sheet(workbook, sheet)
+    estimate = worksheet.max_row or 0
+    if estimate >= XLSX_MAX_ROWS or (worksheet.max_column or 0) >= XLSX_MAX_COLUMNS:
+        estimate = 0  # the dimension claims the whole sheet: it says nothing
+    # Rows as wide as their data, not as the (perhaps whole-sheet) dimension claims.
+    worksheet.reset_dimensions()
+    merges = _merged_ranges(worksheet)
+    header_number, header, rows = _xlsx_header(_xlsx_rows(worksheet, merges), header_row)
+    while header and not header[-1]:
+        header.pop()
 
-    def values(cells: tuple[Any, ...]) -> list[str]:
-        out = []
+    def data_rows() -> Iterator[tuple[int, list[str]]]:
+        found = False
+        for number, row_values in rows:
+            if not any(v.strip() for v in row_values):
+                continue
+            found = True
+            yield number, row_values
+        if not found:
+            raise _header_only_problem()
+
+    return Source(
+        format="xlsx",
+        header=header,
+        rows=data_rows(),
+        closers=closers,
+        rows_estimate=max(estimate - header_number, 0),
+    )
+
+
+# Excel's limits: a dimension at them is a formatted whole column or row, not data.
+XLSX_MAX_ROWS = 1_048_576
+XLSX_MAX_COLUMNS = 16_384
+# Top rows looked at for the header when it is not given (notes rows come first).
+HEADER_SEARCH_ROWS = 20
+_MERGE_CELL = re.compile(rb'<(?:\w+:)?mergeCell\s+ref="([A-Z]+[0-9]+:[A-Z]+[0-9]+)"')
+
+
+def _chosen_sheet(workbook: Any, name: str) -> Any:
+    visible = [ws for ws in workbook.worksheets if ws.sheet_state == "visible"]
+    if name:
+        for ws in workbook.worksheets:
+            if ws.title == name:
+                return ws
+        names = ", ".join(ws.title for ws in visible) or "none"
+        raise FileProblem(
+            f"The workbook has no sheet named {name[:60]!r} (its sheets: {names}).",
+            code="sheet",
+        )
+    if not visible:
+        raise _empty_problem()
+    if len(visible) > 1:
+        names = ", ".join(ws.title for ws in visible)
+        raise FileProblem(
+            f"The workbook has {len(visible)} sheets ({names}); choose the one to import "
+            "(Sheet, or --sheet).",
+            code="sheet",
+        )
+    return visible[0]
+
+
+def _merged_ranges(worksheet: Any) -> list[tuple[int, int, int, int]]:
+    """(min_col, min_row, max_col, max_row) of each merged range: read-only worksheets do not
+    load them, so the sheet's XML is scanned for its <mergeCell> elements (they follow the
+    rows; a byte scan of the decompressed part costs a fraction of parsing it)."""
+    refs: set[bytes] = set()
+    tail = b""
+    with worksheet._get_source() as source:  # the sheet's XML part in the archive
+        while chunk := source.read(CHUNK_BYTES):
+            text = tail + chunk  # a match cut by the chunk boundary is whole in the next text
+            refs.update(match.group(1) for match in _MERGE_CELL.finditer(text))
+            tail = text[-200:]
+    return sorted((range_boundaries(ref.decode()) for ref in refs), key=lambda r: (r[1], r[0]))
+
+
+def _xlsx_rows(
+    worksheet: Any, merges: list[tuple[int, int, int, int]]
+) -> Iterator[tuple[int, list[str]]]:
+    """(row number, cell texts) of every row, merged ranges filled with their first value."""
+    pending = list(merges)  # by first row
+    active: list[tuple[tuple[int, int, int, int], str]] = []
+    for number, cells in enumerate(worksheet.iter_rows(), start=1):
+        values = []
         for cell in cells:
             if getattr(cell, "data_type", None) == "f":
                 raise FileProblem(
@@ -348,38 +426,52 @@ def open_xlsx(raw: IO[bytes]) -> Source:
                     "import it again.",
                     code="formula",
                 )
-            out.append(cell_text(cell.value))
-        return out
+            values.append(cell_text(cell.value))
+        if pending or active:
+            while pending and pending[0][1] == number:
+                bounds = pending.pop(0)
+                first = values[bounds[0] - 1] if len(values) >= bounds[0] else ""
+                active.append((bounds, first))
+            active = [(b, v) for b, v in active if b[3] >= number]
+            for (min_col, _r, max_col, _m), value in active:
+                if len(values) < max_col:
+                    values.extend([""] * (max_col - len(values)))
+                for col in range(min_col - 1, max_col):
+                    values[col] = value
+            # Ranges whose first row was skipped (before the sheet's first row): none in a
+            # valid file; drop any left behind so they cannot match later rows.
+            while pending and pending[0][1] < number:
+                pending.pop(0)
+        yield number, values
 
-    header: list[str] | None = None
-    for cells in iterator:
-        row_values = values(cells)
-        if any(v.strip() for v in row_values):
-            header = [v.strip() for v in row_values]
-            break
-    if header is None:
+
+def _xlsx_header(
+    rows: Iterator[tuple[int, list[str]]], header_row: int | None
+) -> tuple[int, list[str], Iterator[tuple[int, list[str]]]]:
+    """(row number, header, the rows after it) of the sheet.
+
+    Without header_row: the first of the top non-empty rows with the most cells (a notes row
+    such as "Export of 30 Nov" fills one cell; the header fills every column).
+    """
+    if header_row is not None:
+        for number, values in rows:
+            if number == header_row:
+                if not any(v.strip() for v in values):
+                    raise FileProblem(f"Row {header_row} of the sheet is empty.", code="header")
+                return number, [v.strip() for v in values], rows
         raise _empty_problem()
-    while header and not header[-1]:
-        header.pop()
-
-    def rows() -> Iterator[tuple[int, list[str]]]:
-        found = False
-        for cells in iterator:
-            row_values = values(cells)
-            if not any(v.strip() for v in row_values):
-                continue
-            found = True
-            yield cells[0].row, row_values
-        if not found:
-            raise _header_only_problem()
-
-    return Source(
-        format="xlsx",
-        header=header,
-        rows=rows(),
-        closers=closers,
-        rows_estimate=max((sheet.max_row or 1) - 1, 0),
-    )
+    looked: list[tuple[int, list[str]]] = []
+    for number, values in rows:
+        if any(v.strip() for v in values):
+            looked.append((number, values))
+            if len(looked) >= HEADER_SEARCH_ROWS:
+                break
+    if not looked:
+        raise _empty_problem()
+    filled = [sum(1 for v in values if v.strip()) for _n, values in looked]
+    at = filled.index(max(filled))
+    number, header = looked[at]
+    return number, [v.strip() for v in header], itertools.chain(looked[at + 1 :], rows)
 
 
 def open_ndjson(raw: IO[bytes], *, encoding: str) -> Source:
@@ -555,12 +647,21 @@ def _json_array_rows(text: IO[str], codec: str) -> Iterator[tuple[int, Any]]:
         raise b.problem(b.pos, "expecting , or ] between array items")
 
 
-def open_source(raw: IO[bytes], *, format: str, encoding: str = "", delimiter: str = "") -> Source:
-    """Open a source stream in the given format; raises FileProblem for an unusable file."""
+def open_source(
+    raw: IO[bytes],
+    *,
+    format: str,
+    encoding: str = "",
+    delimiter: str = "",
+    sheet: str = "",
+    header_row: int | None = None,
+) -> Source:
+    """Open a source stream in the given format; raises FileProblem for an unusable file.
+    `sheet` and `header_row` are the worksheet and header row of an XLSX workbook."""
     if format == "csv":
         return open_csv(raw, encoding=encoding, delimiter=delimiter)
     if format == "xlsx":
-        return open_xlsx(raw)
+        return open_xlsx(raw, sheet=sheet, header_row=header_row)
     if format == "ndjson":
         return open_ndjson(raw, encoding=encoding)
     if format == "json":

@@ -13,7 +13,14 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from records.mapping.columns import FlatMapping, MappingError, compile_header
+from records.mapping.columns import (
+    HEADERLESS_PROBLEM,
+    FlatMapping,
+    MappingError,
+    compile_header,
+    header_label,
+    looks_like_data,
+)
 from records.mapping.documents import (
     IGNORE,
     MappingDocument,
@@ -26,18 +33,6 @@ from records.mapping.transforms import Transform, compile_rule
 # written only on rows that have a value in that group, so a row without a customer number
 # gets no identifier {provider: CUSTOMER_NO} and nothing else.
 _CHILD_GROUP = re.compile(r"(identifiers|subscriptions)\.(\d+)\.")
-# A header cell that looks like a value (an address, a number, a date): the file probably has
-# no header row, and its "column names" are a person's data, never repeated in a message.
-_VALUE_LIKE = re.compile(r"[^@\s]+@[^@\s]+|[+\d][\d\s./:-]*|\d{4}-\d\d-\d\d.*")
-
-
-def looks_like_value(cell: str) -> bool:
-    return bool(_VALUE_LIKE.fullmatch(cell.strip()))
-
-
-def header_label(cell: str) -> str:
-    """A header cell as a message may quote it (never a value from a headerless file)."""
-    return "(a value, not a column name)" if looks_like_value(cell) else f'"{cell.strip()[:60]}"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +75,8 @@ def plan_mapping(document: MappingDocument, header: Sequence[str]) -> MappingPla
         problems.append(f"The file lacks columns the mapping reads: {names}.")
     extra = [h for h in header if h and h.strip() and normalise_header(h) not in known]
     if extra and document.unmapped_columns != IGNORE:
-        if sum(map(looks_like_value, header)) * 2 > len([h for h in header if h.strip()]):
-            problems.append(
-                "The first row looks like data, not column names: add a header row, or choose "
-                "the header row of the sheet."
-            )
+        if looks_like_data(header):
+            problems.append(HEADERLESS_PROBLEM)
         else:
             names = ", ".join(header_label(h) for h in extra)
             problems.append(

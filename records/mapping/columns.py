@@ -151,14 +151,38 @@ def _closest(name: str, schema: str) -> list[str]:
     return [by_fold[f] for f in found]
 
 
+# A header cell that looks like a value (an address, a phone number, a date): the file has
+# probably no header row, and its "column names" are a person's data, never repeated.
+_VALUE_LIKE = re.compile(r"[^@\s]+@[^@\s]+|[+\d][\d\s./:()-]*|\d{4}-\d\d-\d\d.*")
+HEADERLESS_PROBLEM = (
+    "The first row looks like data, not column names: add a header row (or, for a sheet, "
+    "give the header row). Nothing of the row is repeated here."
+)
+
+
+def looks_like_value(cell: str) -> bool:
+    return bool(_VALUE_LIKE.fullmatch(cell.strip()))
+
+
+def looks_like_data(header: Sequence[str]) -> bool:
+    """Whether a "header" is a data row: at least half its cells look like values."""
+    cells = [h for h in header if h and h.strip()]
+    return bool(cells) and sum(map(looks_like_value, cells)) * 2 >= len(cells)
+
+
+def header_label(cell: str) -> str:
+    """A header cell as a message may quote it (never a value from a headerless file)."""
+    return "(a value, not a column name)" if looks_like_value(cell) else f'"{cell.strip()[:60]}"'
+
+
 def unknown_columns_message(names: Sequence[str], schema: str, *, what: str = "column") -> str:
     """ "Unknown columns: "emial" (did you mean "email"?)." + what to do."""
     parts = []
     for name in names:
-        close = _closest(name, schema)
+        close = _closest(name, schema) if not looks_like_value(name) else []
         quoted = " or ".join('"' + c + '"' for c in close)
         hint = f" (did you mean {quoted}?)" if close else ""
-        parts.append(f'"{name}"{hint}')
+        parts.append(f"{header_label(name)}{hint}")
     plural = "s" if len(names) > 1 else ""
     return (
         f"Unknown {what}{plural} for a {schema} file: {', '.join(parts)}. Rename or remove "
@@ -322,6 +346,8 @@ def compile_header(
         names = ", ".join(f'"{_column_label(d)}"' for d in duplicates)
         problems.append(f"These columns appear more than once: {names}. Keep one of each.")
     if unknown and not ignore_unknown:
+        if looks_like_data(clean_headers):
+            raise MappingError(HEADERLESS_PROBLEM)
         problems.append(unknown_columns_message(unknown, schema))
     for key, cols in lists.items():
         if any(n < 0 for _, n in cols) and len(cols) > 1:

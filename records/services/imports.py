@@ -96,6 +96,8 @@ def import_run_create(
     delimiter: str = "",
     on_error: str = ImportRun.OnError.ABORT,
     ignore_unknown_columns: bool = False,
+    sheet: str = "",
+    header_row: int | None = None,
     mapping: MappingDocument | None = None,
     saved_mapping: Mapping | None = None,
     await_mapping: bool = False,
@@ -144,6 +146,8 @@ def import_run_create(
         delimiter=delimiter,
         on_error=on_error,
         ignore_unknown_columns=ignore_unknown_columns,
+        sheet=(sheet or "").strip()[:100],
+        header_row=header_row,
         created_by=user if getattr(user, "pk", None) else None,
         bytes_total=getattr(uploaded_file, "size", None) or 0,
         attempt=1,
@@ -430,7 +434,14 @@ def _stage(
         mapping=_run_mapping(run),
     )
     with run.source_file.open("rb") as raw:
-        source = open_source(raw, format=run.format, encoding=run.encoding, delimiter=run.delimiter)
+        source = open_source(
+            raw,
+            format=run.format,
+            encoding=run.encoding,
+            delimiter=run.delimiter,
+            sheet=run.sheet,
+            header_row=run.header_row,
+        )
         try:
             if source.rows_estimate and not run.rows_total:
                 run.rows_total = progress.rows_total = source.rows_estimate

@@ -58,6 +58,12 @@ class Command(BaseCommand):
             choices=["", *DELIMITER_NAMES, *[d for d in DELIMITERS if d]],
             help="CSV delimiter: comma, semicolon, tab or pipe (default: detect).",
         )
+        parser.add_argument("--sheet", default="", help="XLSX: the worksheet to import.")
+        parser.add_argument(
+            "--header-row",
+            type=int,
+            help="XLSX: the row of the column names (default: found after any notes rows).",
+        )
         mapping = parser.add_mutually_exclusive_group()
         mapping.add_argument(
             "--mapping",
@@ -87,7 +93,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No user named {options['user']!r}.")
         delimiter = DELIMITER_NAMES.get(options["delimiter"], options["delimiter"])
         if options["suggest_mapping"]:
-            self.suggest(path, options["schema"], options["format"], options["encoding"], delimiter)
+            self.suggest(path, options, delimiter)
             return
         document, saved = None, None
         if options["mapping"]:
@@ -106,6 +112,8 @@ class Command(BaseCommand):
                         else ImportRun.OnError.ABORT
                     ),
                     ignore_unknown_columns=options["ignore_unknown_columns"],
+                    sheet=options["sheet"],
+                    header_row=options["header_row"],
                     mapping=document,
                     saved_mapping=saved,
                     user=user,
@@ -143,12 +151,19 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
 
-    def suggest(self, path: Path, schema: str, format: str | None, encoding: str, delimiter: str):
+    def suggest(self, path: Path, options: dict, delimiter: str) -> None:
         """Print the suggested mapping (or the saved one made for this layout) as JSON."""
+        schema = options["schema"]
         try:
             with path.open("rb") as raw:
                 preview = source_preview(
-                    raw, name=path.name, format=format, encoding=encoding, delimiter=delimiter
+                    raw,
+                    name=path.name,
+                    format=options["format"],
+                    encoding=options["encoding"],
+                    delimiter=delimiter,
+                    sheet=options["sheet"],
+                    header_row=options["header_row"],
                 )
         except FileProblem as problem:
             raise CommandError(problem.message) from None

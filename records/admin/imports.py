@@ -1,8 +1,8 @@
-"""Import screens: background import runs ("Import a file", progress, error report) and the
-django-import-export preview/confirm flow for subscriptions and extensions.
+"""Import screens: background import runs ("Import a file", the mapping step, progress, the
+error report), and the lists of guests' children.
 
-Every write goes through records.services.imports; the preview/confirm screens run the same
-pipeline through records.resources.
+Every file comes in the one way: "Import a file" (the lists link to it with their schema
+chosen); every write goes through records.services.imports.
 """
 
 from django import forms
@@ -13,17 +13,14 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from import_export.admin import ImportMixin
-from import_export.formats.base_formats import CSV, JSON, XLSX
 
 from cdpstage.errors import ApplicationError
 from records.admin.mapping import MappingStep
-from records.admin.review import EstimatedCountPaginator
+from records.admin.review import EstimatedCountPaginator, ImportFileLink
 from records.importing import ENCODINGS, FileProblem
 from records.importing.preview import source_preview
 from records.mapping import MappingError, compile_header
 from records.models import Extension, ImportRun, Schema, Subscription
-from records.resources import ExtensionResource, SubscriptionResource
 from records.selectors import mapping_for_header
 from records.services.imports import import_run_create
 
@@ -345,7 +342,8 @@ class ImportRunAdmin(admin.ModelAdmin):
         """Upload a file and start a background import run (one service call)."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = ImportFileForm(request.POST or None, request.FILES or None)
+        initial = {"schema": request.GET.get("schema")} if request.GET.get("schema") else None
+        form = ImportFileForm(request.POST or None, request.FILES or None, initial=initial)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
@@ -399,41 +397,10 @@ class ImportRunAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-# -------------------------------------------------------------------------------------------
-# django-import-export preview/confirm screens
-
-
-class StagingImportMixin(ImportMixin):
-    """ImportMixin for the staging resources: CSV, XLSX and JSON; import needs the model's
-    add permission; a confirm that failed (or a link to its import run) is reported."""
-
-    formats = (CSV, XLSX, JSON)
-    import_error_display = ("message",)
-
-    def get_import_formats(self):
-        return list(self.formats)
-
-    def has_import_permission(self, request):
-        opts = self.opts
-        return request.user.has_perm(f"{opts.app_label}.add_{opts.model_name}")
-
-    def add_success_message(self, result, request):
-        run = getattr(result, "import_run", None)
-        if result.base_errors:
-            for error in result.base_errors:
-                self.message_user(request, str(error.error), messages.ERROR)
-            return
-        super().add_success_message(result, request)
-        if run is not None:
-            url = reverse("admin:records_importrun_change", args=[run.pk])
-            self.message_user(
-                request, format_html('Recorded as <a href="{}">import run {}</a>.', url, run.pk)
-            )
-
-
-class ChildRecordAdmin(StagingImportMixin, admin.ModelAdmin):
-    """Children of staged guests: listed and imported here, edited on the guest's page (an
-    edit must recompute the guest's stored value, which the guest admin does)."""
+class ChildRecordAdmin(ImportFileLink, admin.ModelAdmin):
+    """Children of staged guests: listed here (imported through "Import a file"), edited on
+    the guest's page (an edit must recompute the guest's stored value, which the guest admin
+    does)."""
 
     paginator = EstimatedCountPaginator
     show_full_result_count = False
@@ -454,7 +421,7 @@ class ChildRecordAdmin(StagingImportMixin, admin.ModelAdmin):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(ChildRecordAdmin):
-    resource_classes = [SubscriptionResource]
+    schema = Schema.SUBSCRIPTION
     list_display = ("id", "guest", "name", "point_of_sale", "channel", "status", "effective_date")
     list_filter = ("channel", "status")
     search_fields = ("=name", "=point_of_sale")
@@ -462,6 +429,6 @@ class SubscriptionAdmin(ChildRecordAdmin):
 
 @admin.register(Extension)
 class ExtensionAdmin(ChildRecordAdmin):
-    resource_classes = [ExtensionResource]
+    schema = Schema.EXTENSION
     list_display = ("id", "guest", "name", "key")
     list_filter = ("name",)

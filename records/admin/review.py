@@ -27,7 +27,6 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from import_export.admin import ImportMixin
 
 from cdpstage.errors import ApplicationError
 from records import masking
@@ -42,7 +41,6 @@ from records.models import (
     Subscription,
     TrackingEvent,
 )
-from records.resources import GuestResource, TrackingEventResource
 from records.selectors import (
     guest_countries,
     guests_with_identity,
@@ -321,14 +319,24 @@ def _masked_name(field_name: str) -> str:
 # Shared behaviour of the two review admins.
 
 
-class StagedRecordAdmin(ImportMixin, admin.ModelAdmin):
-    """What the guest and tracking-event admins share: counting, actions, saving, deleting.
+class ImportFileLink:
+    """An "Import a file" button on a list, leading to the one import path (an import run,
+    with the mapping step for files of another layout) with this list's schema chosen."""
 
-    ImportMixin adds django-import-export's preview/confirm import for small files (the
-    resources run the one staging pipeline); big files go through background import runs.
-    """
-
+    change_list_template = "admin/records/change_list_import_link.html"
     schema = "guest"
+
+    def changelist_view(self, request, extra_context=None):
+        import_url = None
+        if request.user.has_perm("records.add_importrun"):
+            import_url = f"{reverse('admin:records_importrun_add')}?schema={self.schema}"
+        extra_context = {**(extra_context or {}), "import_url": import_url}
+        return super().changelist_view(request, extra_context)
+
+
+class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
+    """What the guest and tracking-event admins share: counting, actions, saving, deleting."""
+
     editable_fields: frozenset[str] = frozenset()
     lifecycle_fields = (
         "ref",
@@ -356,11 +364,6 @@ class StagedRecordAdmin(ImportMixin, admin.ModelAdmin):
     sortable_by = ("id", "review_status", "delivery_status")
 
     # ---- permissions and visibility -------------------------------------------------------
-
-    def has_import_permission(self, request):
-        # Importing stages new records: the Stager's add permission, not any staff user.
-        opts = self.opts
-        return request.user.has_perm(f"{opts.app_label}.add_{opts.model_name}")
 
     def personal_fields(self) -> frozenset[str]:
         return PERSONAL_FIELD_NAMES[self.schema]
@@ -729,7 +732,6 @@ class GuestAdmin(StagedRecordAdmin):
     schema = "guest"
     editable_fields = GUEST_EDITABLE_FIELDS
     # Child files (subscriptions, extensions) have their own admins in records.admin.imports.
-    resource_classes = [GuestResource]
     form = GuestForm
     inlines = (IdentifierInline, SubscriptionInline, ExtensionInline)
     list_display = (
@@ -883,7 +885,6 @@ class TrackingEventForm(forms.ModelForm):
 class TrackingEventAdmin(StagedRecordAdmin):
     schema = "tracking"
     editable_fields = TRACKING_EDITABLE_FIELDS
-    resource_classes = [TrackingEventResource]
     form = TrackingEventForm
     list_display = (
         "id",

@@ -1,7 +1,7 @@
 """The import pipeline every path runs: read rows -> map -> clean -> stage.
 
 Used by the background import run, the `stage_import` command (both through
-records.services.imports.import_run_execute) and the django-import-export preview/confirm.
+records.services.imports.import_run_execute) and the admin mapping step's preview.
 """
 
 from __future__ import annotations

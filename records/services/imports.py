@@ -240,7 +240,7 @@ class ImportProgress:
 class _ProgressWriter:
     """Writes rows/bytes read and renews the lease on a connection outside the data transaction.
 
-    When the caller is already inside a transaction (tests, the import-export confirm), the
+    When the caller is already inside a transaction (tests), the
     run row is not visible to another connection, so progress goes through the same one.
     """
 

@@ -408,55 +408,20 @@ def test_guest_street_lines_edited_one_per_line(client, editor):
     assert '"street":["12 Main Street, Apartment 4","Block B"]' in guest.cdp_value
 
 
-SMALL_CSV = (
-    "email,firstName,identifiers.0.provider,identifiers.0.id\n"
-    "ana.preview@example.com,Ana,email,ana.preview@example.com\n"
-    "ben.preview@example.com,Ben,email,ben.preview@example.com\n"
-)
-
-
-def _format_index(response, extension: str) -> str:
-    field = response.context["form"].fields["format"]
-    return next(str(value) for value, label in field.choices if label.lower() == extension)
-
-
-def test_guest_import_preview_and_confirm_for_stager(client, user_factory):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
-    stager = user_factory(
-        "adm-stager",
-        perms=("records.add_guest", "records.view_guest", "records.change_guest"),
-        is_staff=True,
-    )
+def test_lists_link_to_the_one_import_path_with_their_schema(client, user_factory):
+    stager = user_factory("adm-stager", groups=("Stager",), is_staff=True)
     client.force_login(stager)
-    url = reverse("admin:records_guest_import")
-    assert f"href='{url}'" in client.get(CHANGELIST).content.decode()
-    page = client.get(url)
-    upload = SimpleUploadedFile("few.csv", SMALL_CSV.encode(), content_type="text/csv")
-    preview = client.post(
-        url,
-        {"resource": "0", "format": _format_index(page, "csv"), "import_file": upload},
-    )
-    assert preview.status_code == 200
-    assert preview.context["result"].total_rows == 2
-    assert not Guest.objects.exists()  # the preview rolls back
-    confirm = preview.context["confirm_form"]
-    response = client.post(
-        reverse("admin:records_guest_process_import"),
-        {name: confirm.initial[name] for name in confirm.fields},
-        follow=True,
-    )
-    assert response.status_code == 200
-    assert set(Guest.objects.values_list("email", flat=True)) == {
-        "ana.preview@example.com",
-        "ben.preview@example.com",
-    }
+    add = reverse("admin:records_importrun_add")
+    for name, schema in (("guest", "guest"), ("trackingevent", "tracking"),
+                         ("subscription", "subscription"), ("extension", "extension")):  # fmt: skip
+        page = client.get(reverse(f"admin:records_{name}_changelist")).content.decode()
+        assert f'href="{add}?schema={schema}"' in page
+    form = client.get(f"{add}?schema=tracking").content.decode()
+    assert '<option value="tracking" selected>' in form
 
 
-def test_guest_import_refused_for_reviewer(client, reviewer):
-    url = reverse("admin:records_guest_import")
-    assert client.get(url).status_code == 403
-    assert f"href='{url}'" not in client.get(CHANGELIST).content.decode()
+def test_import_link_hidden_from_reviewer(client, reviewer):
+    assert "import-a-file" not in client.get(CHANGELIST).content.decode()
 
 
 def test_tracking_save_goes_through_service(client, user_factory):

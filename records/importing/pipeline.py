@@ -1,7 +1,8 @@
 """The import pipeline every path runs: read rows -> map -> clean -> stage.
 
-Used by the background import run, the `stage_import` command (both through
-records.services.imports.import_run_execute) and the admin mapping step's preview.
+Used by the background import run and the `stage_import` command, both through
+records.services.imports.import_run_execute (the admin mapping step previews rows through
+records.importing.preview, with the same mapping and rules).
 """
 
 from __future__ import annotations

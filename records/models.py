@@ -298,6 +298,17 @@ class ImportRun(TimeStampedModel, LeasedWork):
         return f"Import run {self.pk} ({self.original_name})"
 
     @property
+    def read_options(self) -> dict:
+        """How its file is read: records.importing.open_source's keyword arguments."""
+        return {
+            "format": self.format,
+            "encoding": self.encoding,
+            "delimiter": self.delimiter,
+            "sheet": self.sheet,
+            "header_row": self.header_row,
+        }
+
+    @property
     def is_finished(self) -> bool:
         return self.status in {self.Status.SUCCEEDED, self.Status.PARTIAL, self.Status.FAILED}
 

@@ -178,15 +178,7 @@ class MappingStep:
             return HttpResponseRedirect(change_url)
         try:
             with run.source_file.open("rb") as raw:
-                preview = source_preview(
-                    raw,
-                    name=run.original_name,
-                    format=run.format,
-                    encoding=run.encoding,
-                    delimiter=run.delimiter,
-                    sheet=run.sheet,
-                    header_row=run.header_row,
-                )
+                preview = source_preview(raw, name=run.original_name, **run.read_options)
         except FileProblem as problem:
             import_run_fail(import_run_id=run.pk, reason=problem.message)
             self.model_admin.message_user(request, problem.message, messages.ERROR)

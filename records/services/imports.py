@@ -434,14 +434,7 @@ def _stage(
         mapping=_run_mapping(run),
     )
     with run.source_file.open("rb") as raw:
-        source = open_source(
-            raw,
-            format=run.format,
-            encoding=run.encoding,
-            delimiter=run.delimiter,
-            sheet=run.sheet,
-            header_row=run.header_row,
-        )
+        source = open_source(raw, **run.read_options)
         try:
             if source.rows_estimate and not run.rows_total:
                 run.rows_total = progress.rows_total = source.rows_estimate

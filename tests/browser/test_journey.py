@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from records.models import Guest, ReviewStatus
+from tests.browser.conftest import Screens
 
 pytestmark = [
     pytest.mark.browser,
@@ -77,20 +78,6 @@ def write_guest_csv(path: Path) -> list[str]:
                 ]
             )
     return emails
-
-
-class Screens:
-    """Numbered full-page screenshots (and the HTML) of the key steps, in tmp_path/screenshots."""
-
-    def __init__(self, page: Page, folder: Path) -> None:
-        self.page, self.folder, self.count = page, folder, 0
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def take(self, name: str) -> None:
-        self.count += 1
-        stem = self.folder / f"{self.count:02d}-{name}"
-        self.page.screenshot(path=stem.with_suffix(".png"), full_page=True)
-        stem.with_suffix(".html").write_text(self.page.content(), encoding="utf-8")
 
 
 def log_out(page: Page, base: str) -> None:

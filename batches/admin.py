@@ -131,13 +131,13 @@ class BatchAdmin(ReadOnlyAdmin):
     def build_duration(self, obj):
         if obj.build_started_at and obj.built_at:
             return duration_text(obj.built_at - obj.build_started_at)
-        return "—"
+        return "-"
 
     @admin.display(description="Sending took")
     def delivery_duration(self, obj):
         if obj.sent_at and obj.finished_at:
             return duration_text(obj.finished_at - obj.sent_at)
-        return "—"
+        return "-"
 
     def has_add_permission(self, request):
         # "Add" is the create-a-batch form (a service call), not a model form.

@@ -20,6 +20,7 @@ from django.contrib.postgres.forms import SimpleArrayField
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db import connection
+from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Upper
 from django.http import FileResponse, HttpResponseRedirect, StreamingHttpResponse
@@ -42,7 +43,7 @@ from records.models import (
     Subscription,
     TrackingEvent,
 )
-from records.rules import COUNTRY_CODES, GENDERS, LANGUAGE_CODES
+from records.rules import COUNTRY_CODES, GENDERS, LANGUAGE_CODES, problem_label
 from records.selectors import (
     guest_countries,
     guests_with_identity,
@@ -172,7 +173,7 @@ class ErrorCodeFilter(admin.SimpleListFilter):
         codes = _error_codes(model_admin.model)
         if self.value() and self.value() not in codes:
             codes = [*codes, self.value()]
-        return [(code, code.replace("_", " ")) for code in codes]
+        return [(code, problem_label(code)) for code in codes]
 
     def queryset(self, request, queryset):
         if self.value():
@@ -433,16 +434,14 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
         errors = obj.validation_errors or []
         if not errors:
             return "None"
+        # Flush left with the other values (a bare <ul> in a read-only row is indented far
+        # right by the admin's form styles).
         return format_html(
-            "<ul>{}</ul>",
+            '<ul class="validation-errors" style="margin:0;padding:0;list-style:none">{}</ul>',
             format_html_join(
                 "",
-                "<li><strong>{}</strong>: {} <small>({})</small></li>",
-                (
-                    (e.get("field", ""), e.get("message", ""), e.get("code", ""))
-                    for e in errors
-                    if isinstance(e, dict)
-                ),
+                "<li><strong>{}</strong>: {}</li>",
+                ((e.get("field", ""), e.get("message", "")) for e in errors if isinstance(e, dict)),
             ),
         )
 
@@ -455,6 +454,13 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
         except NoReverseMatch:
             return f"#{obj.import_run_id}"
         return format_html('<a href="{}">#{}</a>', url, obj.import_run_id)
+
+    @admin.display(description="delivery", ordering="delivery_status")
+    def delivery_display(self, obj):
+        """The delivery status, with the live batch holding the record (one column, not two)."""
+        if obj.locked_by_batch_id is None:
+            return obj.get_delivery_status_display()
+        return f"{obj.get_delivery_status_display()} ({obj.locked_by_batch_id})"
 
     @admin.display(description="live batch")
     def locked_display(self, obj):
@@ -745,6 +751,8 @@ class SubscriptionInline(ParentLockMixin, admin.TabularInline):
     extra = 0
     fields = ("position", "name", "point_of_sale", "channel", "status", "effective_date")
     ordering = ("position",)
+    # The admin's full-width text inputs put six columns past 1280 px; these fit.
+    formfield_overrides = {models.CharField: {"widget": forms.TextInput(attrs={"size": 16})}}
 
 
 class ExtensionForm(forms.ModelForm):
@@ -812,9 +820,8 @@ class GuestAdmin(StagedRecordAdmin):
         "country",
         "review_status",
         "error_count",
-        "delivery_status",
+        "delivery_display",
         "import_run_display",
-        "locked_display",
     )
     list_display_links = ("id",)
     list_filter = (

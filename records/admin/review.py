@@ -19,8 +19,7 @@ from django.contrib import admin, messages
 from django.contrib.postgres.forms import SimpleArrayField
 from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.db import connection
-from django.db import models
+from django.db import connection, models
 from django.db.models import Q
 from django.db.models.functions import Upper
 from django.http import FileResponse, HttpResponseRedirect, StreamingHttpResponse

@@ -10,7 +10,10 @@ MANAGE := $(PY) manage.py
 # Development defaults; a real deployment sets its own environment (see .env.example).
 export DJANGO_SETTINGS_MODULE := cdpstage.settings
 RUN_ENV := DJANGO_DEBUG=1
-SANDBOX_DIR := .sandbox
+export SANDBOX_DIR ?= .sandbox
+# Ports of `make run` (the Procfile reads them from the environment).
+export WEB_PORT ?= 8000
+export SANDBOX_PORT ?= 8443
 # Worker options: a short TTL so a dead worker's job is noticed in ~1.5 min instead of 13.5,
 # the JSON serializer, and our worker class (maintenance + reconcilers every few seconds).
 WORKER_OPTS := --with-scheduler --worker-ttl 30 --serializer rq.serializers.JSONSerializer
@@ -39,21 +42,24 @@ demo: migrate ## Create demo users (passwords printed) and load the demo guests
 	$(RUN_ENV) $(MANAGE) demo_setup
 
 # Unless CDP_BASE_URL names a real tenant, point the app at the local sandbox and trust its CA.
-SANDBOX_ENV := if [ -z "$${CDP_BASE_URL:-}" ]; then export CDP_BASE_URL=https://127.0.0.1:8443 \
+SANDBOX_ENV := if [ -z "$${CDP_BASE_URL:-}" ]; then export CDP_BASE_URL=https://127.0.0.1:$(SANDBOX_PORT) \
 	CDP_CLIENT_KEY=sandbox-client-key CDP_API_TOKEN=sandbox-api-token \
-	REQUESTS_CA_BUNDLE=$(CURDIR)/$(SANDBOX_DIR)/ca.pem; fi;
+	REQUESTS_CA_BUNDLE=$(abspath $(SANDBOX_DIR))/ca.pem; fi;
 
-run: demo ## Set everything up, then run web + sandbox + workers (Ctrl-C stops all)
+# The demo users are printed last, once every service is up; Ctrl-C stops every child, even
+# with the output piped (cdpstage/devrun.py says why this is not honcho).
+run: migrate ## Set everything up, then run web + sandbox + workers (Ctrl-C stops all)
 	@$(SANDBOX_ENV) export PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(RUN_ENV); \
-	echo "Open http://127.0.0.1:8000/admin/ and log in with a demo user printed above."; \
-	honcho start -f Procfile
+	exec $(PY) -m cdpstage.devrun --setup "$(MANAGE) demo_setup" \
+		--wait-port $(WEB_PORT) --wait-port $(SANDBOX_PORT) \
+		--banner "Open http://127.0.0.1:$(WEB_PORT)/admin/ and log in with a demo user above. Ctrl-C stops everything."
 
 web: install ## Run only the web server
-	$(RUN_ENV) $(MANAGE) runserver 127.0.0.1:8000
+	$(RUN_ENV) $(MANAGE) runserver 127.0.0.1:$(WEB_PORT)
 
 worker: install ## Run one worker per queue, with the scheduler (start more on any host)
 	@$(SANDBOX_ENV) export PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(RUN_ENV); \
-	honcho start -f Procfile worker_imports worker_batches
+	exec $(PY) -m cdpstage.devrun worker_imports worker_batches
 
 worker-imports: install
 	$(RUN_ENV) $(MANAGE) rqworker imports $(WORKER_OPTS)
@@ -62,7 +68,7 @@ worker-batches: install
 	$(RUN_ENV) $(MANAGE) rqworker batches $(WORKER_OPTS)
 
 sandbox: install ## Run the local HTTPS stand-in for the CDP Batch API
-	$(PY) -m cdpsandbox --port 8443 --state-dir $(SANDBOX_DIR)
+	$(PY) -m cdpsandbox --port $(SANDBOX_PORT) --state-dir $(SANDBOX_DIR)
 
 browser-deps: ## Install Debian's Chromium for the browser test (root, apt)
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }

@@ -7,12 +7,15 @@ records/admin/review.py.
 """
 
 import os
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -21,14 +24,36 @@ from django.utils.html import format_html
 from batches import selectors, services
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem, BatchSchema
 from cdpstage.errors import ApplicationError
+from cdpstage.templatetags.humanize_units import duration_text, size_text
 from records.admin.review import EstimatedCountPaginator, register_delivery_history
 from records.masking import can_view_pii
-from records.models import Guest, TrackingEvent
+from records.models import Guest, ReviewStatus, TrackingEvent
+from records.rules import problem_label
 
 # The states in which a batch changes without anyone clicking: its page refreshes itself.
 REFRESH_STATUSES = frozenset(
     {Batch.Status.DRAFT, Batch.Status.BUILDING, Batch.Status.UPLOADING, Batch.Status.PROCESSING}
 )
+CANCELLABLE_STATUSES = frozenset(
+    {Batch.Status.DRAFT, Batch.Status.BUILDING, Batch.Status.BUILT, Batch.Status.APPROVED}
+)
+# Statuses that end a batch badly: the progress box is styled as a failure.
+FAILED_STATUSES = frozenset({Batch.Status.FAILED, Batch.Status.PARTIALLY_FAILED})
+
+
+def can_cancel(user, batch: Batch) -> bool:
+    """Whether the page offers Cancel: its creator or an approver, before it is sent."""
+    return batch.status in CANCELLABLE_STATUSES and (
+        user.pk == batch.created_by_id or user.has_perm("batches.approve_batch")
+    )
+
+
+def file_status_label(batch: Batch, batch_file: BatchFile) -> str:
+    """A file's status as the batch page shows it: a cancelled batch's files were not sent,
+    so "Failed (we gave up)" would misstate what happened."""
+    if batch.status == Batch.Status.CANCELLED and not batch_file.dispatched_at:
+        return "Not sent (batch cancelled)"
+    return batch_file.get_status_display()
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -72,16 +97,47 @@ class BatchAdmin(ReadOnlyAdmin):
                 "fields": (
                     "records_total",
                     "file_count",
-                    "bytes_total",
+                    "size_display",
                     "records_delivered",
                     "records_rejected",
                     "records_failed",
                 )
             },
         ),
-        ("Times", {"fields": ("created_at", "build_started_at", "built_at", "finished_at")}),
+        (
+            "Times",
+            {
+                "fields": (
+                    "created_at",
+                    "build_started_at",
+                    "built_at",
+                    "build_duration",
+                    "finished_at",
+                    "delivery_duration",
+                )
+            },
+        ),
     )
+    readonly_fields = ("size_display", "build_duration", "delivery_duration")
     change_form_template = "admin/batches/batch/change_form.html"
+
+    @admin.display(description="Size")
+    def size_display(self, obj):
+        return format_html(
+            '<span title="{} bytes">{}</span>', f"{obj.bytes_total:,}", size_text(obj.bytes_total)
+        )
+
+    @admin.display(description="Build took")
+    def build_duration(self, obj):
+        if obj.build_started_at and obj.built_at:
+            return duration_text(obj.built_at - obj.build_started_at)
+        return "-"
+
+    @admin.display(description="Sending took")
+    def delivery_duration(self, obj):
+        if obj.sent_at and obj.finished_at:
+            return duration_text(obj.finished_at - obj.sent_at)
+        return "-"
 
     def has_add_permission(self, request):
         # "Add" is the create-a-batch form (a service call), not a model form.
@@ -133,32 +189,40 @@ class BatchAdmin(ReadOnlyAdmin):
         extra = dict(extra_context or {})
         if batch is not None:
             files = list(selectors.batch_files(batch).select_related("previous"))
+            for batch_file in files:
+                batch_file.status_label = file_status_label(batch, batch_file)
             samples = {}
             if batch.status in (Batch.Status.BUILT, Batch.Status.APPROVED):
                 for batch_file in files[:1]:
                     samples[batch_file.pk] = selectors.batch_sample_lines(
                         batch_file, user=request.user
                     )
+            summary = batch.validation_summary or {}
             extra.update(
                 batch=batch,
                 files=files,
+                # Files CDP is being retried on, with the reason: shown at the top, not only
+                # in the timeline at the bottom.
+                retrying=[f for f in files if f.failures and not f.is_finished and f.last_error],
+                max_attempts=settings.CDP_MAX_ATTEMPTS,
                 samples=samples,
                 samples_masked=not can_view_pii(request.user),
                 events=selectors.batch_events(batch),
                 progress=selectors.batch_progress(batch),
+                failed=batch.status in FAILED_STATUSES,
+                build_took=duration_text(batch.built_at - batch.build_started_at)
+                if batch.built_at and batch.build_started_at
+                else "",
+                review_statuses=[
+                    (ReviewStatus(status).label if status in ReviewStatus.values else status, n)
+                    for status, n in summary.get("by_review_status", {}).items()
+                ],
+                top_problems=[
+                    (problem_label(p["code"]), p["count"]) for p in summary.get("top_problems", [])
+                ],
                 can_approve=services.can_approve(request.user, batch),
                 can_send=services.can_send(request.user, batch),
-                can_cancel=batch.status
-                in (
-                    Batch.Status.DRAFT,
-                    Batch.Status.BUILDING,
-                    Batch.Status.BUILT,
-                    Batch.Status.APPROVED,
-                )
-                and (
-                    request.user.pk == batch.created_by_id
-                    or request.user.has_perm("batches.approve_batch")
-                ),
+                can_cancel=can_cancel(request.user, batch),
                 can_resend=batch.status in (Batch.Status.PARTIALLY_FAILED, Batch.Status.FAILED)
                 and request.user.has_perm("batches.add_batch"),
                 can_download=can_view_pii(request.user),
@@ -183,7 +247,47 @@ class BatchAdmin(ReadOnlyAdmin):
             self.message_user(request, done(result), messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:batches_batch_change", args=[result.pk]))
 
+    def _confirm(self, request, pk, *, allowed, verb, button, consequences):
+        """GET: a page that says what the action does and asks for a second click (no JS)."""
+        batch = get_object_or_404(Batch, pk=pk)
+        if not self.has_view_permission(request, batch):
+            raise PermissionDenied
+        if not allowed(batch):
+            self.message_user(
+                request,
+                f"Batch {batch.pk} cannot be {verb} by you now "
+                f"(it is {batch.get_status_display()}).",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(reverse("admin:batches_batch_change", args=[batch.pk]))
+        files = list(selectors.batch_files(batch).filter(next__isnull=True))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"{button}?",
+            "batch": batch,
+            "files": files,
+            "button": button,
+            "consequences": consequences(batch),
+        }
+        return TemplateResponse(request, "admin/batches/batch/confirm.html", context)
+
     def approve_view(self, request, pk):
+        if request.method == "GET":
+            return self._confirm(
+                request,
+                pk,
+                allowed=lambda batch: services.can_approve(request.user, batch),
+                verb="approved",
+                button="Approve this batch",
+                consequences=lambda batch: [
+                    f"You approve these {batch.records_total:,} records in "
+                    f"{batch.file_count} file{pluralize(batch.file_count)} "
+                    f"({size_text(batch.bytes_total)}) with the checksums below.",
+                    "Before each file is sent its bytes are checked against these checksums.",
+                    "After approval, anyone who may send batches can send it to CDP.",
+                ],
+            )
         return self._post_action(
             request,
             pk,
@@ -192,6 +296,20 @@ class BatchAdmin(ReadOnlyAdmin):
         )
 
     def send_view(self, request, pk):
+        if request.method == "GET":
+            return self._confirm(
+                request,
+                pk,
+                allowed=lambda batch: services.can_send(request.user, batch),
+                verb="sent",
+                button="Send to CDP",
+                consequences=lambda batch: [
+                    f"{batch.records_total:,} records in {batch.file_count} "
+                    f"file{pluralize(batch.file_count)} go to CDP at "
+                    f"{urlsplit(settings.CDP_BASE_URL).hostname}, one file at a time.",
+                    "This cannot be undone: CDP keeps what it receives.",
+                ],
+            )
         return self._post_action(
             request,
             pk,
@@ -200,6 +318,20 @@ class BatchAdmin(ReadOnlyAdmin):
         )
 
     def cancel_view(self, request, pk):
+        if request.method == "GET":
+            return self._confirm(
+                request,
+                pk,
+                allowed=lambda batch: can_cancel(request.user, batch),
+                verb="cancelled",
+                button="Cancel this batch",
+                consequences=lambda batch: [
+                    "Nothing is sent to CDP.",
+                    f"Its {batch.records_total:,} records are freed: a new batch can take them.",
+                    "The batch, its files and its timeline stay in the audit trail; "
+                    "a cancelled batch cannot be restarted.",
+                ],
+            )
         return self._post_action(
             request,
             pk,

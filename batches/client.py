@@ -444,11 +444,12 @@ class CdpClient:
         code = response.status_code
         if 200 <= code < 300:
             return
-        detail = self._detail(response)
+        # CDP's and S3's own sentences end in a full stop; ours follow them as sentences.
+        detail = self._detail(response).strip().rstrip(".;")
         suffix = f": {detail}" if detail else ""
         if code == 429 or code == 408 or code >= 500:
             raise CdpTransientError(
-                f"CDP answered HTTP {code}{suffix}; it will be tried again.",
+                f"CDP answered HTTP {code}{suffix}. It will be tried again.",
                 http_status=code,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
             )

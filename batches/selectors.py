@@ -119,6 +119,14 @@ class BatchProgress:
     def percent(self) -> int:
         return int(100 * self.done / self.total) if self.total else (100 if self.finished else 0)
 
+    @property
+    def counts(self) -> str:
+        """ "done/total unit", or "" while the total is not known yet (a build that has not
+        selected its records): "0/0 records" would read as an empty batch."""
+        if not self.total and not self.finished:
+            return ""
+        return f"{self.done}/{self.total} {self.unit}"
+
 
 def batch_progress(batch: Batch) -> BatchProgress:
     """Build progress in records, upload progress in files, from the rows (cheap queries)."""
@@ -210,6 +218,7 @@ def batch_detail(batch: Batch) -> dict[str, Any]:
             "done": progress.done,
             "total": progress.total,
             "unit": progress.unit,
+            "counts": progress.counts,
             "eta_seconds": progress.eta_seconds,
         },
         "validation_summary": batch.validation_summary,

@@ -1,11 +1,18 @@
 """URL routes: the admin is the whole UI; django-rq's dashboard hangs below it."""
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.utils.functional import lazy
 from django.views.generic import RedirectView
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    # Browsers ask for /favicon.ico whatever the page declares; the admin pages link the SVG.
+    path(
+        "favicon.ico",
+        RedirectView.as_view(url=lazy(static, str)("cdpstage/favicon.svg"), permanent=True),
+    ),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
 ]

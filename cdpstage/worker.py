@@ -10,6 +10,23 @@ from rq.exceptions import StopRequested
 
 logger = logging.getLogger(__name__)
 
+# RQ logs these at INFO on every maintenance pass (every RQ_MAINTENANCE_INTERVAL seconds, on
+# every worker): at INFO they bury what matters (the demo passwords, job lines) in noise.
+MAINTENANCE_MESSAGES = (
+    "Worker %s: cleaning registries for queue: %s",
+    "Worker %s: cleaning group registries",
+)
+
+
+class MaintenanceNoiseFilter(logging.Filter):
+    """Demote RQ's per-pass maintenance INFO lines to DEBUG (shown at DJANGO_LOG_LEVEL=DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "rq.worker" or record.msg not in MAINTENANCE_MESSAGES:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+
 
 class CdpStageWorker(Worker):
     """An RQ worker that also runs the app's reconcilers during its maintenance passes.

@@ -1,4 +1,4 @@
-"""Deterministic synthetic guests for the demo file (demo/guests-demo.csv) and `demo_setup`.
+"""Deterministic synthetic guests for the demo files (demo/guests-demo.csv, demo/guests-topup.csv).
 
 Every name is invented and every address is at a reserved example domain (RFC 2606), so the
 demo never holds anyone's real data. A fixed seed makes the file byte-for-byte reproducible;
@@ -278,18 +278,60 @@ def demo_invalid_count(count: int = DEMO_GUESTS) -> int:
 
 def demo_csv_text(count: int = DEMO_GUESTS, *, seed: int = DEMO_SEED) -> str:
     """The demo file's whole text (UTF-8 CSV, `\\n` line ends, dotted headers)."""
+    return _csv_text(demo_guest_rows(count, seed=seed))
+
+
+# The top-up extract of the README walkthrough: guests who moved since the first extract (the
+# first TOPUP_MOVED rows, same identity, new street) and TOPUP_NEW guests not seen before.
+TOPUP_MOVED = 100
+TOPUP_NEW = 200
+
+
+def demo_topup_rows() -> Iterator[dict[str, str]]:
+    """Yield the top-up rows: TOPUP_MOVED updates of demo guests, then TOPUP_NEW new guests."""
+    # Rows depend only on the draws before them, so the first DEMO_GUESTS rows of a longer run
+    # are exactly the demo file's rows and the rest are new guests.
+    for n, row in enumerate(demo_guest_rows(DEMO_GUESTS + TOPUP_NEW), start=1):
+        if n <= TOPUP_MOVED:
+            row["street"] = f"{n} New Street"
+            yield row
+        elif n > DEMO_GUESTS:
+            yield row
+
+
+def demo_topup_invalid_count() -> int:
+    """How many top-up rows are deliberately invalid (moved ones included)."""
+    return demo_invalid_count(TOPUP_MOVED) + (
+        demo_invalid_count(DEMO_GUESTS + TOPUP_NEW) - demo_invalid_count(DEMO_GUESTS)
+    )
+
+
+def _csv_text(rows: Iterator[dict[str, str]]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=DEMO_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(demo_guest_rows(count, seed=seed))
+    writer.writerows(rows)
     return out.getvalue()
 
 
-def write_demo_csv(path: Path, count: int = DEMO_GUESTS) -> bool:
-    """Write the demo file unless it already holds exactly this content; True if written."""
-    text = demo_csv_text(count)
+def demo_topup_csv_text() -> str:
+    """The top-up file's whole text (same layout as the demo file)."""
+    return _csv_text(demo_topup_rows())
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return True
+
+
+def write_demo_csv(path: Path, count: int = DEMO_GUESTS) -> bool:
+    """Write the demo file unless it already holds exactly this content; True if written."""
+    return _write_if_changed(path, demo_csv_text(count))
+
+
+def write_demo_topup_csv(path: Path) -> bool:
+    """Write the top-up file unless it already holds exactly this content; True if written."""
+    return _write_if_changed(path, demo_topup_csv_text())

@@ -4,8 +4,9 @@ import uuid
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
-from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
+from django.db.models.functions import Upper
 
 from cdpstage.models import LeasedWork, TimeStampedModel
 
@@ -119,8 +120,14 @@ class Guest(StagedRecord):
             models.Index(fields=["review_status", "id"], name="guest_review_id"),
             models.Index(fields=["import_run", "source_row"], name="guest_import_row"),
             GinIndex(fields=["validation_errors"], name="guest_errors_gin"),
-            # Subscription and extension files may link their rows to a guest by email.
-            models.Index(fields=["email"], name="guest_email"),
+            # Subscription and extension files may link their rows to a guest by email; the
+            # pattern operator class also serves the admin's prefix search (LIKE 'abc%') under
+            # a non-C collation, and equality as before.
+            models.Index(fields=["email"], name="guest_email", opclasses=["varchar_pattern_ops"]),
+            # The admin's last-name prefix search, case-insensitive ("kel" finds "Kelly").
+            models.Index(
+                OpClass(Upper("last_name"), name="text_pattern_ops"), name="guest_last_name_prefix"
+            ),
             models.Index(fields=["delivery_status"], name="guest_delivery"),
             models.Index(fields=["country"], name="guest_country"),
         ]
@@ -142,7 +149,14 @@ class Identifier(models.Model):
 
     class Meta:
         ordering = ("guest", "position")
-        indexes = [models.Index(fields=["provider", "identifier"], name="identifier_lookup")]
+        # Pattern operator class on the id: exact and prefix (admin search) lookups both use it.
+        indexes = [
+            models.Index(
+                fields=["provider", "identifier"],
+                name="identifier_lookup",
+                opclasses=["varchar_ops", "varchar_pattern_ops"],
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider} identifier"

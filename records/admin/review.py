@@ -19,8 +19,9 @@ from django.contrib import admin, messages
 from django.contrib.postgres.forms import SimpleArrayField
 from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.db import connection
+from django.db import connection, models
 from django.db.models import Q
+from django.db.models.functions import Upper
 from django.http import FileResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -41,6 +42,7 @@ from records.models import (
     Subscription,
     TrackingEvent,
 )
+from records.rules import COUNTRY_CODES, GENDERS, LANGUAGE_CODES, problem_label
 from records.selectors import (
     guest_countries,
     guests_with_identity,
@@ -119,6 +121,14 @@ def _planner_estimate(queryset) -> int:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
+# Search: terms at least this long match by prefix (email, identifier id, name); shorter ones
+# exactly. At most SEARCH_MAX_IDS guests are found through their identifiers.
+PREFIX_MIN_LENGTH = 3
+SEARCH_MAX_IDS = 1000
+
+# The change form's "Save and mark ready" button (templates/admin/records/submit_line.html).
+SAVE_AND_MARK_READY = "_save_mark_ready"
+
 # A review action on more rows than this is refused: status updates ran 7,000-12,000 rows/s
 # at 1M guests here (every index is touched), so bigger selections would outlast a request.
 ADMIN_ACTION_MAX_ROWS = 20_000
@@ -162,7 +172,7 @@ class ErrorCodeFilter(admin.SimpleListFilter):
         codes = _error_codes(model_admin.model)
         if self.value() and self.value() not in codes:
             codes = [*codes, self.value()]
-        return [(code, code.replace("_", " ")) for code in codes]
+        return [(code, problem_label(code)) for code in codes]
 
     def queryset(self, request, queryset):
         if self.value():
@@ -372,6 +382,11 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
         # A record in a live batch is frozen: its page becomes read-only (with a banner).
         if obj is not None and obj.is_locked:
             return False
+        # A record's page is read-only for whoever cannot see all of it: editing half a record
+        # (the non-personal fields around masked ones) is not a review. The list's actions
+        # (obj is None) stay, so such a reviewer still marks records ready or holds them.
+        if obj is not None and not can_view_pii(request.user):
+            return False
         return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
@@ -418,16 +433,14 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
         errors = obj.validation_errors or []
         if not errors:
             return "None"
+        # Flush left with the other values (a bare <ul> in a read-only row is indented far
+        # right by the admin's form styles).
         return format_html(
-            "<ul>{}</ul>",
+            '<ul class="validation-errors" style="margin:0;padding:0;list-style:none">{}</ul>',
             format_html_join(
                 "",
-                "<li><strong>{}</strong>: {} <small>({})</small></li>",
-                (
-                    (e.get("field", ""), e.get("message", ""), e.get("code", ""))
-                    for e in errors
-                    if isinstance(e, dict)
-                ),
+                "<li><strong>{}</strong>: {}</li>",
+                ((e.get("field", ""), e.get("message", "")) for e in errors if isinstance(e, dict)),
             ),
         )
 
@@ -440,6 +453,13 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
         except NoReverseMatch:
             return f"#{obj.import_run_id}"
         return format_html('<a href="{}">#{}</a>', url, obj.import_run_id)
+
+    @admin.display(description="delivery", ordering="delivery_status")
+    def delivery_display(self, obj):
+        """The delivery status, with the live batch holding the record (one column, not two)."""
+        if obj.locked_by_batch_id is None:
+            return obj.get_delivery_status_display()
+        return f"{obj.get_delivery_status_display()} ({obj.locked_by_batch_id})"
 
     @admin.display(description="live batch")
     def locked_display(self, obj):
@@ -572,6 +592,16 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
     def response_change(self, request, obj):
         if getattr(request, "_review_save_error", None) is not None:
             return HttpResponseRedirect(request.path)
+        if SAVE_AND_MARK_READY in request.POST:
+            result = records_mark_ready(
+                model=self.model, queryset=self.model.objects.filter(pk=obj.pk), user=request.user
+            )
+            singular = str(self.model._meta.verbose_name)
+            noun = str(self.model._meta.verbose_name_plural)
+            level = messages.SUCCESS if result.changed else messages.WARNING
+            self.message_user(request, result.message(singular=singular, plural=noun), level)
+            if not result.changed:
+                return HttpResponseRedirect(request.path)
         return super().response_change(request, obj)
 
     def response_add(self, request, obj, post_url_continue=None):
@@ -619,27 +649,71 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
 # Guests.
 
 
+def guest_email_identity(obj, *, email: Callable[[str], str], key: Callable[[str], str]):
+    """The email, and below it the identity key when it is not just that email (for most
+    guests it is "email:<the email>", which would say the same thing twice)."""
+    shown = email(obj.email) if obj.email else "-"
+    identity = obj.identity_key or ""
+    if not identity or identity.partition(":")[2] == obj.email:
+        return shown
+    return format_html("{}<br><small>{}</small>", shown, key(identity))
+
+
+def _choices_with_current(values, current: str | None) -> list[tuple[str, str]]:
+    """The valid values as select options, plus the record's current value if it is not one
+    of them (an imported invalid value stays visible until the reviewer picks a valid one)."""
+    choices = [("", "---------")] + [(v, v) for v in values]
+    if current and current not in values:
+        choices.insert(1, (current, f"{current} (not valid)"))
+    return choices
+
+
 class GuestForm(forms.ModelForm):
+    # Fields with a fixed list of valid values (records.rules holds the lists).
+    CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
+        "gender": GENDERS,
+        "country": tuple(sorted(COUNTRY_CODES)),
+        "language": tuple(sorted(LANGUAGE_CODES)),
+    }
+
     class Meta:
         model = Guest
         fields = sorted(GUEST_EDITABLE_FIELDS)
         field_classes = {"phone_numbers": LinesArrayField, "street": LinesArrayField}
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, values in self.CHOICE_FIELDS.items():
+            if name not in self.fields:
+                continue
+            field = self.fields[name]
+            field.widget = forms.Select(
+                choices=_choices_with_current(values, getattr(self.instance, name, None))
+            )
+
 
 class ParentLockMixin:
-    """Inline rows follow the guest: frozen while it is in a live batch."""
+    """Inline rows follow the guest: read-only whenever the guest's page is (in a live batch,
+    or for a user who may not change guests or see their personal data)."""
 
-    def _parent_locked(self, obj) -> bool:
-        return obj is not None and obj.is_locked
+    def _parent_frozen(self, request, obj) -> bool:
+        if obj is None:
+            return False
+        parent = obj._meta
+        return (
+            obj.is_locked
+            or not can_view_pii(request.user)
+            or not request.user.has_perm(f"{parent.app_label}.change_{parent.model_name}")
+        )
 
     def has_add_permission(self, request, obj=None):
-        return not self._parent_locked(obj) and super().has_add_permission(request, obj)
+        return not self._parent_frozen(request, obj) and super().has_add_permission(request, obj)
 
     def has_change_permission(self, request, obj=None):
-        return not self._parent_locked(obj) and super().has_change_permission(request, obj)
+        return not self._parent_frozen(request, obj) and super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
-        return not self._parent_locked(obj) and super().has_delete_permission(request, obj)
+        return not self._parent_frozen(request, obj) and super().has_delete_permission(request, obj)
 
 
 class IdentifierInline(ParentLockMixin, admin.TabularInline):
@@ -676,6 +750,8 @@ class SubscriptionInline(ParentLockMixin, admin.TabularInline):
     extra = 0
     fields = ("position", "name", "point_of_sale", "channel", "status", "effective_date")
     ordering = ("position",)
+    # The admin's full-width text inputs put six columns past 1280 px; these fit.
+    formfield_overrides = {models.CharField: {"widget": forms.TextInput(attrs={"size": 16})}}
 
 
 class ExtensionForm(forms.ModelForm):
@@ -734,17 +810,17 @@ class GuestAdmin(StagedRecordAdmin):
     # Child files (subscriptions, extensions) have their own admins in records.admin.imports.
     form = GuestForm
     inlines = (IdentifierInline, SubscriptionInline, ExtensionInline)
+    # What a reviewer needs to decide, narrow enough for 1280 px beside the filters; the
+    # identity key only where it says more than the email (guest_email_identity).
     list_display = (
         "id",
-        "identity_key",
-        "email",
+        "email_identity",
         "full_name",
         "country",
         "review_status",
         "error_count",
-        "delivery_status",
+        "delivery_display",
         "import_run_display",
-        "locked_display",
     )
     list_display_links = ("id",)
     list_filter = (
@@ -756,7 +832,11 @@ class GuestAdmin(StagedRecordAdmin):
         HasIdentifierFilter,
         LockedFilter,
     )
-    search_help_text = "Exact email, identifier id, identity key (provider:id), ref or database id."
+    search_help_text = (
+        f"Starts with (at least {PREFIX_MIN_LENGTH} characters): email, identifier id, last name, "
+        "or first and last name (“liam kel”). Exact: identity key (provider:id), ref, "
+        "database id."
+    )
     search_fields = ("identity_key",)  # shows the search box; matching is search_q's
 
     masked_identity_key = masked_display("identity_key", "identity key")
@@ -779,11 +859,20 @@ class GuestAdmin(StagedRecordAdmin):
     def masked_full_name(self, obj):
         return " ".join(masking.mask_text(p) for p in (obj.first_name, obj.last_name) if p) or "-"
 
+    @admin.display(description="email / identity")
+    def email_identity(self, obj):
+        return guest_email_identity(obj, email=lambda v: v, key=lambda v: v)
+
+    @admin.display(description="email / identity")
+    def masked_email_identity(self, obj):
+        return guest_email_identity(obj, email=masking.mask_email, key=masking.mask_identity_key)
+
     def get_list_display(self, request):
         names = super().get_list_display(request)
         if can_view_pii(request.user):
             return names
-        return tuple("masked_full_name" if n == "full_name" else n for n in names)
+        masked = {"full_name": "masked_full_name", "email_identity": "masked_email_identity"}
+        return tuple(masked.get(n, n) for n in names)
 
     def base_fieldsets(self, obj):
         return [
@@ -800,6 +889,9 @@ class GuestAdmin(StagedRecordAdmin):
                     )
                 },
             ),
+            # Near the top: what CDP was sent and said. The batches app fills it in via
+            # register_delivery_history().
+            ("Delivery history", {"fields": ("delivery_history",)}),
             (
                 "Person",
                 {
@@ -824,14 +916,16 @@ class GuestAdmin(StagedRecordAdmin):
             ("Activity", {"fields": ("first_seen", "last_seen")}),
             (
                 "CDP value",
-                {"fields": ("cdp_value_display", "value_hash", "delivered_hash", "mode")},
+                {
+                    "fields": ("cdp_value_display", "value_hash", "delivered_hash", "mode"),
+                    # Long JSON: open on demand, below what a reviewer reads first.
+                    "classes": ("collapse",),
+                },
             ),
             (
                 "Source",
                 {"fields": ("import_run_display", "source_row", "created_at", "updated_at")},
             ),
-            # The batches app fills this in via register_delivery_history().
-            ("Delivery history", {"fields": ("delivery_history",)}),
         ]
 
     def search_q(self, term: str) -> Q:
@@ -839,19 +933,42 @@ class GuestAdmin(StagedRecordAdmin):
         providers = identity_provider_names()
         keys = [term] + [f"{provider}:{term}" for provider in providers]
         query |= Q(identity_key__in=keys)
-        # A lower-priority identifier (not the identity key): resolved first through the
+        # Shorter prefixes would match a large part of a big table: exact matches only.
+        prefix = len(term) >= PREFIX_MIN_LENGTH
+        # Identifiers (the identity key's and lower-priority ones): resolved first through the
         # (provider, identifier) index, so the OR below stays a bitmap of index scans.
-        guest_ids = list(
-            Identifier.objects.filter(provider__in=providers, identifier=term).values_list(
-                "guest_id", flat=True
-            )[:1000]
-        )
+        identifiers = Identifier.objects.filter(provider__in=providers)
+        if prefix:
+            identifiers = identifiers.filter(identifier__startswith=term)
+        else:
+            identifiers = identifiers.filter(identifier=term)
+        guest_ids = list(identifiers.values_list("guest_id", flat=True)[:SEARCH_MAX_IDS])
         if guest_ids:
             query |= Q(pk__in=guest_ids)
-        if "@" in term:
-            # Emails are stored normalised to lower case by the rules.
+        # Emails are stored normalised to lower case by the rules.
+        if prefix:
+            query |= Q(email__startswith=term.lower())
+        elif "@" in term:
             query |= Q(email=term.lower())
+        if prefix:
+            # Names as given (no case normalisation): matched upper-cased, through the
+            # guest_last_name_prefix index; "first last" narrows by last name first.
+            upper = term.upper()
+            query |= Q(last_name_upper__startswith=upper)
+            first, _, last = upper.partition(" ")
+            if last.strip():
+                query |= Q(first_name_upper__startswith=first) & Q(
+                    last_name_upper__startswith=last.strip()
+                )
         return query
+
+    def get_search_results(self, request, queryset, search_term):
+        if search_term.strip():
+            # The search_q lookups on names compare upper-cased (the index's expression).
+            queryset = queryset.alias(
+                last_name_upper=Upper("last_name"), first_name_upper=Upper("first_name")
+            )
+        return super().get_search_results(request, queryset, search_term)
 
     def save_through_service(self, request, form, formsets, change):
         def save_children():

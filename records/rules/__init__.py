@@ -38,7 +38,7 @@ from .fields import (
 from .guest import GUEST_FIELDS, clean_guest
 from .identifiers import clean_identifier, identity_key
 from .normalizers import normalize_email, normalize_lower, normalize_title_case, normalize_upper
-from .problems import Problem
+from .problems import PROBLEM_LABELS, Problem, problem_label
 from .subscriptions import clean_subscription
 from .tracking import TRACKING_FIELDS, clean_tracking
 
@@ -61,6 +61,7 @@ __all__ = [
     "MAX_LONG_TEXT_LENGTH",
     "MAX_PHONE_LENGTH",
     "MAX_TEXT_LENGTH",
+    "PROBLEM_LABELS",
     "SUBSCRIPTION_CHANNELS",
     "SUBSCRIPTION_STATUSES",
     "TITLES",
@@ -78,6 +79,7 @@ __all__ = [
     "format_cdp_datetime",
     "identity_key",
     "normalize_email",
+    "problem_label",
     "normalize_lower",
     "normalize_title_case",
     "normalize_upper",

@@ -17,6 +17,40 @@ class Problem:
     message: str
 
 
+# What each problem code means, in a reviewer's words (summaries and filters show these, not the
+# codes). A code missing here is shown as its own words ("some_code" -> "Some code").
+PROBLEM_LABELS: dict[str, str] = {
+    "required": "Required value missing",
+    "invalid_type": "Wrong kind of value",
+    "too_long": "Value too long",
+    "invalid_choice": "Not one of the allowed values",
+    "unknown_field": "Unknown field",
+    "invalid_email": "Invalid e-mail address",
+    "invalid_phone": "Invalid phone number",
+    "invalid_date": "Invalid date",
+    "invalid_datetime": "Invalid date and time",
+    "date_not_in_past": "Date in the future",
+    "invalid_country": "Unknown country code",
+    "invalid_language": "Unknown language code",
+    "invalid_currency": "Unknown currency code",
+    "invalid_code": "Badly formed code",
+    "invalid_guest_type": "Guest type not accepted",
+    "missing_identifier": "No identity (identifier or e-mail)",
+    "unknown_provider": "Unknown identity provider",
+    "duplicate_extension": "Extension given twice",
+    "too_many_extensions": "Too many extensions",
+    "duplicate_attribute": "Extension attribute given twice",
+    "too_many_attributes": "Too many extension attributes",
+    "invalid_attribute_name": "Invalid extension attribute name",
+    "invalid_attribute_value": "Invalid extension attribute value",
+}
+
+
+def problem_label(code: str) -> str:
+    """The readable label of a problem code."""
+    return PROBLEM_LABELS.get(code) or code.replace("_", " ").capitalize()
+
+
 def required(field: str, label: str) -> Problem:
     return Problem(field, "required", f"{label} is required.")
 

@@ -128,3 +128,93 @@ def test_admin_guest_page_shows_delivery_history(client, built, user_factory):
     assert "Delivery history" in page
     assert f"Batch {built.pk}" in page
     assert str(item.file.batch_ref) in page
+
+
+# ---- the batch page tells the truth at a glance (issue 12) ----------------------------------
+
+
+def test_admin_approve_send_cancel_ask_for_confirmation_first(client, built, approver):
+    _login(client, approver)
+    url = reverse("admin:batches_batch_approve", args=[built.pk])
+    page = client.get(url).content.decode()
+    # The GET only asks: it says what approving does and changes nothing.
+    assert "Yes, approve this batch" in page
+    assert "You approve these 6 records in 1 file" in page
+    assert BatchFile.objects.get(batch=built).md5 in page
+    assert Batch.objects.get(pk=built.pk).status == Batch.Status.BUILT
+    client.post(url)
+    assert Batch.objects.get(pk=built.pk).status == Batch.Status.APPROVED
+    page = client.get(reverse("admin:batches_batch_send", args=[built.pk])).content.decode()
+    assert "Yes, send to cdp" in page
+    assert "cannot be undone" in page
+    page = client.get(reverse("admin:batches_batch_cancel", args=[built.pk])).content.decode()
+    assert "Yes, cancel this batch" in page
+    assert "Its 6 records are freed" in page
+    assert Batch.objects.get(pk=built.pk).status == Batch.Status.APPROVED
+
+
+def test_admin_confirm_page_refused_to_whoever_may_not_act(client, built, stager):
+    _login(client, stager)  # the creator: four eyes
+    response = client.get(reverse("admin:batches_batch_approve", args=[built.pk]), follow=True)
+    assert response.redirect_chain[-1][0] == reverse("admin:batches_batch_change", args=[built.pk])
+    assert f"Batch {built.pk} cannot be approved by you now" in response.content.decode()
+
+
+def test_admin_built_batch_has_no_full_bar_human_size_and_readable_summary(client, built, approver):
+    Batch.objects.filter(pk=built.pk).update(
+        validation_summary={
+            **built.validation_summary,
+            "top_problems": [{"code": "date_not_in_past", "count": 6}, {"code": "x_y", "count": 1}],
+        }
+    )
+    _login(client, approver)
+    page = client.get(reverse("admin:batches_batch_change", args=[built.pk])).content.decode()
+    assert 'id="batch-bar"' not in page  # nothing is moving: no bar claiming 100 %
+    assert "6 records in 1 file (" in page
+    assert "waiting for approval" in page
+    size = BatchFile.objects.get(batch=built).size
+    assert f'title="{size} bytes"' in page
+    assert " KB</td>" in page or " bytes</td>" in page
+    assert "Date in the future: 6 records" in page
+    assert "X y: 1 record<" in page
+    assert "date_not_in_past" not in page
+    assert "Ready: " in page
+    assert "1 records" not in page
+    assert "Build took" in page
+
+
+def test_admin_building_batch_without_counts_says_so(client, stager):
+    make_ready_guests(2)
+    batch = services.batch_create(schema="guest", user=stager)
+    _login(client, stager)
+    page = client.get(reverse("admin:batches_batch_change", args=[batch.pk])).content.decode()
+    assert "0 of 0" not in page
+    assert "Waiting for a worker to start the build." in page
+    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.BUILDING)
+    page = client.get(reverse("admin:batches_batch_change", args=[batch.pk])).content.decode()
+    assert "Selecting the ready records" in page
+    assert "0 of 0" not in page
+
+
+def test_admin_cancelled_batch_files_read_not_sent(client, built, stager):
+    services.batch_cancel(batch=built, user=stager)
+    _login(client, stager)
+    page = client.get(reverse("admin:batches_batch_change", args=[built.pk])).content.decode()
+    assert "Failed (we gave up)" not in page
+    assert "Not sent (batch cancelled)" in page
+    assert "before anything was sent to CDP" in page
+    assert 'id="batch-bar"' not in page
+
+
+def test_admin_retry_reason_shown_at_the_top_while_cdp_is_retried(client, built, approver):
+    reason = "CDP answered HTTP 503: Service temporarily unavailable. It will be tried again."
+    Batch.objects.filter(pk=built.pk).update(status=Batch.Status.UPLOADING)
+    BatchFile.objects.filter(batch=built).update(
+        status=BatchFile.Status.PENDING, failures=2, last_error=reason
+    )
+    _login(client, approver)
+    page = client.get(reverse("admin:batches_batch_change", args=[built.pk])).content.decode()
+    note = page.index('class="retry-note"')
+    assert page.index('id="batch-progress"') < note < page.index('id="batch-files"')
+    assert f"File 1: {reason}" in page
+    assert "try 3 of 8" in page

@@ -131,6 +131,11 @@ def test_cdp_client_transient_faults_raise_transient_errors(sandbox):
     with pytest.raises(CdpTransientError) as unavailable:
         client.allocate(ref, checksum=md5, size=len(body))
     assert unavailable.value.http_status == 503
+    # CDP's reason, then ours, as two sentences (not "please retry.; it will be tried again").
+    assert unavailable.value.message == (
+        "CDP answered HTTP 503: Service temporarily unavailable, please retry. "
+        "It will be tried again."
+    )
     sandbox.control.fault(target="allocate", kind="429", retry_after=7)
     with pytest.raises(CdpTransientError) as throttled:
         client.allocate(ref, checksum=md5, size=len(body))

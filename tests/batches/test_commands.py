@@ -28,6 +28,17 @@ def test_batch_commands_refuse_readably(stager, approver):
         _call("batch_status", "999")
 
 
+def test_batch_status_of_an_unbuilt_batch_does_not_claim_zero_records(stager, monkeypatch):
+    monkeypatch.setattr(
+        "batches.services.scheduling.enqueue_after_commit", lambda *args, **kw: None
+    )
+    make_ready_guests(3)
+    batch_id = _call("batch_create", "--schema", "guest", "--user", "stager")
+    first = _call("batch_status", batch_id).splitlines()[0]
+    assert first == f"Batch {batch_id} (guest): draft"
+    assert json.loads(_call("batch_status", batch_id, "--json"))["progress"]["counts"] == ""
+
+
 @pytest.mark.integration
 def test_batch_commands_full_flow(sandbox, batches_worker, stager, approver):
     make_ready_guests(8)

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,27 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+class Screens:
+    """Numbered full-page screenshots (and the HTML) of the key steps, in a folder."""
+
+    def __init__(self, page, folder: Path) -> None:
+        self.page, self.folder, self.count = page, folder, 0
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def take(self, name: str) -> Path:
+        self.count += 1
+        stem = self.folder / f"{self.count:02d}-{name}"
+        self.page.screenshot(path=stem.with_suffix(".png"), full_page=True)
+        stem.with_suffix(".html").write_text(self.page.content(), encoding="utf-8")
+        return stem.with_suffix(".png")
+
+
+@pytest.fixture
+def screens(page, tmp_path):
+    """Screenshots of the pages a test visits, kept as test artefacts in tmp_path/screenshots."""
+    return Screens(page, tmp_path / "screenshots")
 
 
 @pytest.fixture(scope="session")

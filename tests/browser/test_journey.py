@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from records.models import Guest, ReviewStatus
+from tests.browser.conftest import Screens
 
 pytestmark = [
     pytest.mark.browser,
@@ -77,20 +78,6 @@ def write_guest_csv(path: Path) -> list[str]:
                 ]
             )
     return emails
-
-
-class Screens:
-    """Numbered full-page screenshots (and the HTML) of the key steps, in tmp_path/screenshots."""
-
-    def __init__(self, page: Page, folder: Path) -> None:
-        self.page, self.folder, self.count = page, folder, 0
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def take(self, name: str) -> None:
-        self.count += 1
-        stem = self.folder / f"{self.count:02d}-{name}"
-        self.page.screenshot(path=stem.with_suffix(".png"), full_page=True)
-        stem.with_suffix(".html").write_text(self.page.content(), encoding="utf-8")
 
 
 def log_out(page: Page, base: str) -> None:
@@ -238,7 +225,7 @@ def test_journey_import_review_build_approve_send_and_audit(
     expect(file_rows).to_have_count(1)
     cells = file_rows.first.locator("td").all_inner_texts()
     assert cells[4].strip() == "38"  # records
-    assert int(cells[5].strip()) > 0  # size in bytes
+    assert re.fullmatch(r"\d+(\.\d)? (bytes|KB)", cells[5].strip())  # a size people read
     assert re.fullmatch(r"[0-9a-f]{32}", cells[6].strip())  # MD5
     expect(page.locator("#batch-samples h2")).to_have_text("Sample lines (personal data masked)")
     samples = page.locator("#batch-samples pre").all_inner_texts()
@@ -247,19 +234,26 @@ def test_journey_import_review_build_approve_send_and_audit(
     assert all("***" in line for line in samples)
     assert not [e for e in emails if e in page.content()], "the approver sees emails"
     screens.take("approver-batch-built")
+    # Approving asks first, saying what it does; only the second click approves.
     page.locator("#batch-actions input[name=approve]").click()
+    page.wait_for_url(f"{batch_url.removesuffix('change/')}approve/?approve=*")
+    expect(page.locator("#batch-confirm-consequences")).to_contain_text("You approve these 38")
+    screens.take("approver-confirm-approve")
+    page.get_by_role("button", name="Yes, approve this batch").click()
     page.wait_for_url(batch_url)
     expect_messages(page, f"Batch {batch_id} approved.")
     expect(progress).to_have_text("Approved, not sent yet")
     approved_md5 = page.locator("#batch-files tbody tr td").nth(7).inner_text().strip()
     assert approved_md5 == cells[6].strip()
     page.locator("#batch-actions input[name=send]").click()
+    expect(page.locator("#batch-confirm-consequences")).to_contain_text("cannot be undone")
+    page.get_by_role("button", name="Yes, send to cdp").click()
     page.wait_for_url(batch_url)
     expect_messages(page, f"Batch {batch_id} is being sent to CDP.")
     screens.take("approver-batch-sending")
     # The page refreshes itself while the batch is in flight and stops once it has ended.
     expect(progress).to_have_text("Succeeded", timeout=SEND_TIMEOUT_MS)
-    expect(page.locator("#batch-progress")).to_contain_text("1 of 1 files")
+    expect(page.locator("#batch-progress")).to_contain_text("1 of 1 file finished at CDP")
     expect(file_rows.first.locator("td").nth(2)).to_have_text("Success")
     expect(file_rows.first.locator("td").nth(3)).to_have_text("success")
     timeline = page.locator("#batch-events").inner_text()

@@ -60,6 +60,8 @@ def test_dashboard_lists_failed_imports_and_charts_rows(client, user_factory):
         original_name="good.csv",
         status=ImportRun.Status.SUCCEEDED,
         rows_read=1234,
+        rows_created=1200,
+        rows_updated=34,
         finished_at=timezone.now() - timedelta(days=1),
     )
     client.force_login(user_factory("boss", is_staff=True, is_superuser=True))
@@ -82,3 +84,37 @@ def test_dashboard_hides_what_the_user_may_not_view(client, user_factory):
     assert response.status_code == 200
     assert response.context["dashboard"] == {}
     assert 'id="dashboard"' not in response.content.decode()
+
+
+def test_dashboard_review_and_delivery_statuses_in_two_tables(client, user_factory):
+    GuestFactory.create_batch(2)
+    client.force_login(user_factory("boss", is_staff=True, is_superuser=True))
+
+    body = client.get("/admin/").content.decode()
+
+    review = body[body.index('id="dashboard-review"') : body.index('id="dashboard-delivery"')]
+    delivery = body[body.index('id="dashboard-delivery"') :]
+    assert "<caption>Review status</caption>" in review
+    assert ">Ready</th>" in review
+    assert "Delivered" not in review
+    assert "<caption>Delivery to CDP</caption>" in delivery
+    assert ">Rejected by CDP</th>" in delivery
+
+
+def test_dashboard_import_chart_counts_created_and_updated_rows_only(client, user_factory):
+    ImportRun.objects.create(
+        schema="guest",
+        format="csv",
+        original_name="again.csv",
+        status=ImportRun.Status.SUCCEEDED,
+        rows_read=3000,
+        rows_created=10,
+        rows_updated=5,
+        rows_unchanged=2985,
+        finished_at=timezone.now(),
+    )
+    client.force_login(user_factory("boss", is_staff=True, is_superuser=True))
+
+    chart = client.get("/admin/").context["dashboard"]["import_chart"]
+
+    assert chart.max_value == 15

@@ -92,7 +92,19 @@ def test_guest_changelist_masks_personal_data_for_reviewer(client, reviewer, dis
     for snippet in PERSONAL_SNIPPETS:
         assert snippet not in html, snippet
     assert "z***@d***.org" in html
-    assert "email:z***@d***.org" in html
+    # The identity key "email:<the email>" would repeat the email: not shown twice.
+    assert "email:z***@d***.org" not in html
+
+
+def test_guest_changelist_shows_identity_key_only_when_it_adds_something(client, editor):
+    GuestFactory(email="same@example.com", identifiers=[("email", "same@example.com")])
+    GuestFactory(email="other@example.com", identifiers=[("CRM_ID", "CRM-4242")])
+    results = _result_table(client.get(CHANGELIST).content.decode())
+    assert "email:same@example.com" not in results
+    assert "same@example.com" in results
+    assert "<small>CRM_ID:CRM-4242</small>" in results
+    header = client.get(CHANGELIST).content.decode()
+    assert "column-identity_key" not in header
 
 
 def test_guest_changelist_shows_personal_data_with_view_pii(client, editor, distinct_guest):
@@ -107,10 +119,10 @@ def test_guest_change_page_masks_everything_for_reviewer(client, reviewer, disti
     html = response.content.decode()
     for snippet in PERSONAL_SNIPPETS:
         assert snippet not in html, snippet
-    form = response.context["adminform"].form
-    assert "email" not in form.fields
-    assert "first_name" not in form.fields
-    assert "language" in form.fields  # not personal: reviewers may fix it
+    # Read-only: no field to edit and no Save button for someone who cannot see the record.
+    assert response.context["adminform"].form.fields == {}
+    assert 'name="_save"' not in html
+    assert "Save and mark ready" not in html
     assert "C***" in html  # the CRM identifier, masked
 
 
@@ -221,17 +233,92 @@ def test_guest_save_of_inline_identifier_updates_identity(client, editor):
     assert '"id":"C-200"' in guest.cdp_value
 
 
-def test_guest_save_by_reviewer_changes_only_non_personal(client, reviewer, distinct_guest):
+def test_guest_page_read_only_without_view_pii_but_list_actions_stay(
+    client, reviewer, distinct_guest
+):
     url = _change_url(distinct_guest)
-    data = _post_data(client.get(url))
-    assert "email" not in data
-    data["language"] = "fr"
-    data["email"] = "attacker@example.com"  # not a form field for this user: ignored
-    client.post(url, data)
+    assert client.post(url, {"language": "FR", "email": "attacker@example.com"}).status_code == 403
     distinct_guest.refresh_from_db()
-    assert distinct_guest.language.upper() == "FR"
-    assert '"language":"FR"' in distinct_guest.cdp_value
     assert distinct_guest.email == DISTINCT_EMAIL
+    assert distinct_guest.language != "FR"
+    # The reviewer still marks records ready from the list (obj-less change permission).
+    response = client.post(
+        CHANGELIST, {"action": "mark_ready", "_selected_action": [distinct_guest.pk]}, follow=True
+    )
+    assert "1 guest marked ready." in response.content.decode()
+
+
+def test_guest_page_read_only_without_change_permission(client, user_factory, distinct_guest):
+    viewer = user_factory(
+        "pii-viewer", perms=("records.view_guest", "records.view_pii"), is_staff=True
+    )
+    client.force_login(viewer)
+    html = client.get(_change_url(distinct_guest)).content.decode()
+    assert DISTINCT_EMAIL in html
+    assert 'name="_save"' not in html
+    assert "Save and mark ready" not in html
+
+
+def test_guest_form_choices_are_selects_of_the_valid_values(client, editor):
+    from records.rules import COUNTRY_CODES, GENDERS
+
+    guest = GuestFactory(country="ZZ", gender="male")
+    form = client.get(_change_url(guest)).context["adminform"].form
+    country = [value for value, _ in form.fields["country"].widget.choices]
+    assert set(country) == {"", "ZZ", *COUNTRY_CODES}  # the invalid value stays visible
+    assert dict(form.fields["country"].widget.choices)["ZZ"] == "ZZ (not valid)"
+    assert [v for v, _ in form.fields["gender"].widget.choices] == ["", *GENDERS]
+    assert "EN" in dict(form.fields["language"].widget.choices)
+
+
+def test_guest_save_and_mark_ready(client, editor):
+    guest = GuestFactory(email="ready.soon@example.com")
+    url = _change_url(guest)
+    page = client.get(url)
+    assert 'name="_save_mark_ready"' in page.content.decode()
+    data = _post_data(page)
+    data["city"] = "Cork"
+    data["_save_mark_ready"] = "Save and mark ready"
+    response = client.post(url, data, follow=True)
+    guest.refresh_from_db()
+    assert guest.city == "Cork"
+    assert guest.review_status == ReviewStatus.READY
+    assert "1 guest marked ready." in response.content.decode()
+    # An invalid record is saved but not marked ready, and the page says why.
+    data = _post_data(client.get(url))
+    data["email"] = "broken-address"
+    data["_save_mark_ready"] = "Save and mark ready"
+    response = client.post(url, data, follow=True)
+    guest.refresh_from_db()
+    assert guest.review_status == ReviewStatus.INVALID
+    assert "skipped because they are invalid" in response.content.decode()
+
+
+def test_guest_page_shows_delivery_history_before_the_person(client, editor, distinct_guest):
+    html = client.get(_change_url(distinct_guest)).content.decode()
+    assert html.index("Delivery history") < html.index(">Person<")
+    assert html.index("Delivery history") < html.index("CDP value")
+
+
+@pytest.mark.parametrize(
+    ("term", "found"),
+    [
+        ("zelda.qui", True),  # email prefix
+        ("ZELDA.QUI", True),
+        ("CRM-ZX-99", True),  # identifier prefix
+        ("lovelac", True),  # last name prefix, any case
+        ("quixotica love", True),  # first and last name prefixes
+        ("ze", False),  # too short for a prefix
+        ("elda", False),  # not a prefix
+    ],
+)
+def test_guest_search_by_prefix(client, reviewer, distinct_guest, term, found):
+    Guest.objects.filter(pk=distinct_guest.pk).update(last_name="Lovelace")
+    GuestFactory.create_batch(2)
+    response = client.get(CHANGELIST, {"q": term})
+    ids = [g.pk for g in response.context["cl"].result_list]
+    assert ids == ([distinct_guest.pk] if found else []), term
+    assert "Starts with" in response.content.decode()
 
 
 def test_locked_guest_is_read_only_with_banner(client, editor, distinct_guest):

@@ -8,11 +8,26 @@ from io import StringIO
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.files import File
 from django.core.management import call_command
 
-from records.demo import DEMO_COLUMNS, DEMO_GUESTS, demo_csv_text, demo_invalid_count
-from records.management.commands.demo_setup import DEMO_USERS, demo_file_path
+from records.demo import (
+    DEMO_COLUMNS,
+    DEMO_GUESTS,
+    TOPUP_MOVED,
+    TOPUP_NEW,
+    demo_csv_text,
+    demo_invalid_count,
+    demo_topup_csv_text,
+    demo_topup_invalid_count,
+)
+from records.management.commands.demo_setup import (
+    DEMO_USERS,
+    demo_file_path,
+    demo_topup_path,
+)
 from records.models import Guest, ImportRun, ReviewStatus
+from records.services.imports import import_run_create, import_run_execute
 
 
 def test_demo_csv_is_deterministic_and_committed():
@@ -45,8 +60,9 @@ def _setup(*args: str) -> str:
 
 
 def _passwords(output: str) -> dict[str, str]:
-    found = re.findall(r"^  (\w+)\s+(\S+)\s+\(", output, flags=re.MULTILINE)
-    return dict(found)
+    """The passwords printed in the users table (not the ones shown as unchanged)."""
+    found = re.findall(r"^  (\w+)\s+(\S+)\s+\w+\s+\S+@example\.com$", output, flags=re.MULTILINE)
+    return {name: password for name, password in found if password != "(unchanged)"}
 
 
 @pytest.mark.django_db
@@ -71,9 +87,15 @@ def test_demo_setup_users_idempotent_and_reset(settings):
     assert reviewer.has_perm("records.change_guest")
     assert not reviewer.has_perm("records.view_pii")
 
+    for name, _ in DEMO_USERS:
+        assert user_model.objects.get(username=name).email == f"{name}@example.com"
+    # The table is the last thing printed, so it is what the reader sees.
+    assert first.rstrip().splitlines()[-1].startswith("  auditor ")
+
     again = _setup("--no-import")
     assert _passwords(again) == {}
-    assert "already exist" in again
+    assert again.count("(unchanged)  ") == len(DEMO_USERS)
+    assert "--reset-passwords" in again
     assert user_model.objects.get(username="stager").check_password(passwords["stager"])
 
     reset = _setup("--no-import", "--reset-passwords")
@@ -110,3 +132,26 @@ def test_demo_setup_imports_the_demo_file_once():
 
 def test_demo_file_path_is_in_the_repository():
     assert demo_file_path() == settings.BASE_DIR / "demo" / "guests-demo.csv"
+    assert demo_topup_path().read_text(encoding="utf-8") == demo_topup_csv_text(), (
+        "regenerate demo/guests-topup.csv with records.demo.write_demo_topup_csv"
+    )
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "progress"])
+def test_demo_topup_after_the_demo_file_updates_moved_guests_and_adds_new_ones():
+    """Walkthrough step 1 (README): what the run page shows after `make run` loaded the demo."""
+    _setup()
+    admin = get_user_model().objects.get(username="admin")
+    with demo_topup_path().open("rb") as handle:
+        run = import_run_create(
+            uploaded_file=File(handle, name="guests-topup.csv"),
+            schema="guest",
+            on_error=ImportRun.OnError.SKIP,
+            user=admin,
+            enqueue=False,
+        )
+    run = import_run_execute(import_run_id=run.pk, attempt=run.attempt)
+    assert (run.rows_created, run.rows_updated, run.rows_unchanged) == (TOPUP_NEW, TOPUP_MOVED, 0)
+    assert run.rows_invalid == demo_topup_invalid_count() == 3
+    assert Guest.objects.count() == DEMO_GUESTS + TOPUP_NEW
+    assert Guest.objects.filter(import_run=run).count() == TOPUP_NEW + TOPUP_MOVED

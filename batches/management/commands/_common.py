@@ -47,7 +47,9 @@ def follow(
     while True:
         batch.refresh_from_db()
         progress = batch_progress(batch)
-        line = f"{batch.get_status_display()}: {progress.done}/{progress.total} {progress.unit}"
+        line = batch.get_status_display()
+        if progress.counts:
+            line = f"{line}: {progress.counts}"
         if line != last:
             report(line)
             last = line

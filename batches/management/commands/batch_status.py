@@ -21,9 +21,10 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(detail, indent=2, default=str))
             return
         progress = detail["progress"]
+        counts = progress["counts"]
         self.stdout.write(
-            f"Batch {detail['id']} ({detail['schema']}): {detail['status']}, "
-            f"{progress['done']}/{progress['total']} {progress['unit']}"
+            f"Batch {detail['id']} ({detail['schema']}): {detail['status']}"
+            + (f", {counts}" if counts else "")
         )
         self.stdout.write(
             f"Created by {detail['created_by']}, approved by {detail['approved_by'] or '-'}; "

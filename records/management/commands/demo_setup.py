@@ -16,8 +16,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from cdpstage.roles import ROLES
-from records.demo import DEMO_GUESTS, write_demo_csv
+from records.demo import DEMO_GUESTS, write_demo_csv, write_demo_topup_csv
 from records.models import Guest, ImportRun, Schema
+from records.services.imports import import_run_create, import_run_execute
 
 # (username, group); `admin` is a superuser in no group.
 DEMO_USERS: tuple[tuple[str, str | None], ...] = (
@@ -30,8 +31,17 @@ DEMO_USERS: tuple[tuple[str, str | None], ...] = (
 )
 
 
+def demo_email(username: str) -> str:
+    """A demo user's address, at a reserved example domain (RFC 2606)."""
+    return f"{username}@example.com"
+
+
 def demo_file_path() -> Path:
     return Path(settings.BASE_DIR) / "demo" / "guests-demo.csv"
+
+
+def demo_topup_path() -> Path:
+    return Path(settings.BASE_DIR) / "demo" / "guests-topup.csv"
 
 
 class Command(BaseCommand):
@@ -54,18 +64,21 @@ class Command(BaseCommand):
         missing_perms = self._ensure_groups()
         for perm in missing_perms:
             self.stderr.write(f"Permission {perm} does not exist yet; its group lacks it.")
-        passwords = self._ensure_users(reset=options["reset_passwords"])
-        self._print_passwords(passwords)
+        users = self._ensure_users(reset=options["reset_passwords"])
 
-        path = demo_file_path()
+        path, topup = demo_file_path(), demo_topup_path()
         if write_demo_csv(path):
             self.stdout.write(f"Wrote {DEMO_GUESTS} synthetic guests to {path}.")
+        if write_demo_topup_csv(topup):
+            self.stdout.write(f"Wrote the top-up extract (walkthrough step 1) to {topup}.")
         if options["no_import"]:
-            return
-        if Guest.objects.exists():
+            pass
+        elif Guest.objects.exists():
             self.stdout.write("Guests are already staged; the demo file was not imported again.")
-            return
-        self._import(path)
+        else:
+            self._import(path)
+        # Last, so the passwords are what a reader sees at the end of the output.
+        self._print_users(users)
 
     # ---- roles and users ----------------------------------------------------------------
 
@@ -90,48 +103,47 @@ class Command(BaseCommand):
         return missing
 
     @transaction.atomic
-    def _ensure_users(self, *, reset: bool) -> list[tuple[str, str]]:
+    def _ensure_users(self, *, reset: bool) -> list[tuple[str, str | None]]:
+        """Create the missing demo users; (username, new password or None if unchanged)."""
         user_model = get_user_model()
-        printed: list[tuple[str, str]] = []
-        existing: list[str] = []
+        users: list[tuple[str, str | None]] = []
         for username, group in DEMO_USERS:
             user = user_model.objects.filter(username=username).first()
             created = user is None
             if created:
                 user = user_model(username=username, is_staff=True)
                 user.is_superuser = group is None
+            password = None
             if created or reset:
                 password = secrets.token_urlsafe(12)
                 user.set_password(password)
-                user.save()
-                printed.append((username, password))
-            else:
-                existing.append(username)
+            # An address, so the end-of-batch e-mail (console backend here) has someone to go to.
+            if not user.email:
+                user.email = demo_email(username)
+            user.save()
             if group is not None:
                 user.groups.add(Group.objects.get(name=group))
-        if existing:
-            self.stdout.write(
-                f"Demo users already exist ({', '.join(existing)}); their passwords were not "
-                "changed. Run `manage.py demo_setup --reset-passwords` to get new ones."
-            )
-        return printed
+            users.append((username, password))
+        return users
 
-    def _print_passwords(self, passwords: list[tuple[str, str]]) -> None:
-        if not passwords:
-            return
+    def _print_users(self, users: list[tuple[str, str | None]]) -> None:
+        emails = dict(get_user_model().objects.values_list("username", "email"))
         self.stdout.write("")
+        if not all(password for _, password in users):
+            self.stdout.write(
+                "Passwords shown as (unchanged) were printed when the users were created; "
+                "`manage.py demo_setup --reset-passwords` gives new ones."
+            )
         self.stdout.write("Demo users (DEMO ONLY - never use these on a real system):")
-        for username, password in passwords:
+        for username, password in users:
             role = dict(DEMO_USERS)[username] or "superuser"
-            self.stdout.write(f"  {username:<10} {password}   ({role})")
-        self.stdout.write("")
+            shown = password or "(unchanged)"
+            self.stdout.write(f"  {username:<10} {shown:<17} {role:<10} {emails[username]}")
 
     # ---- the demo guests ------------------------------------------------------------------
 
     def _import(self, path: Path) -> None:
         # The same two services the stage_import command uses, in the foreground.
-        from records.services.imports import import_run_create, import_run_execute
-
         admin = get_user_model().objects.get(username="admin")
         with path.open("rb") as handle:
             run = import_run_create(

@@ -25,9 +25,15 @@ class ReviewStatus(models.TextChoices):
     INVALID = "invalid", "Invalid"
 
 
+class BatchedKind(models.TextChoices):
+    """The record kinds a batch carries (BatchMembership.kind, batches.models.BatchSchema)."""
+
+    GUEST = Schema.GUEST.value, "Guests"
+    TRACKING = Schema.TRACKING.value, "Tracking events"
+
+
 class DeliveryStatus(models.TextChoices):
     NOT_SENT = "not_sent", "Not sent"
-    IN_BATCH = "in_batch", "In a batch"
     DELIVERED = "delivered", "Delivered"
     REJECTED = "rejected", "Rejected by CDP"
 
@@ -74,16 +80,11 @@ class StagedRecord(TimeStampedModel):
         default=DeliveryStatus.NOT_SENT,
     )
     delivered_hash = models.CharField(max_length=32, blank=True)
-    # The live batch holding this record (set by the batches app; records never import it).
-    # While set, the record's content is frozen.
-    locked_by_batch_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    # Which batch holds the record is not a column here: a build would rewrite every row it
+    # takes (and all its indexes). It is a BatchMembership row (records.selectors reads it).
 
     class Meta:
         abstract = True
-
-    @property
-    def is_locked(self) -> bool:
-        return self.locked_by_batch_id is not None
 
 
 class Guest(StagedRecord):
@@ -227,6 +228,35 @@ class TrackingEvent(StagedRecord):
 
     def __str__(self) -> str:
         return f"Tracking event {self.pk}"
+
+
+class BatchMembership(models.Model):
+    """A record held by a batch: one narrow row per record, written by one INSERT ... SELECT.
+
+    `live` is cleared when the batch ends; while set, the record is frozen (no edit, no
+    re-import changes it) and no other batch may take it: the unique partial index lets a
+    record be live in one batch at most, so two concurrent builds never share a record.
+    `batch_id` is the batches app's Batch (not a foreign key: records never import batches).
+    """
+
+    pk = models.CompositePrimaryKey("batch_id", "kind", "record_id")
+    batch_id = models.BigIntegerField()
+    # The record's table: records.Guest or records.TrackingEvent.
+    kind = models.CharField(max_length=10, choices=BatchedKind.choices)
+    record_id = models.BigIntegerField()
+    live = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "record_id"],
+                condition=models.Q(live=True),
+                name="membership_one_live_batch",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.record_id} in batch {self.batch_id}"
 
 
 class ImportRun(TimeStampedModel, LeasedWork):

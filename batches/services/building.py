@@ -40,7 +40,9 @@ from batches.services.scheduling import (
 )
 from batches.services.transitions import batch_event_create, batch_transition
 from cdpstage.errors import ApplicationError
-from records.models import DeliveryStatus, Guest, ReviewStatus, StagedRecord, TrackingEvent
+from records.models import Guest, ReviewStatus, StagedRecord, TrackingEvent
+from records.selectors import record_kind
+from records.services import lifecycle
 
 logger = logging.getLogger(__name__)
 
@@ -80,35 +82,39 @@ SCHEMAS: dict[str, SchemaSpec] = {
     BatchSchema.TRACKING: SchemaSpec(TrackingEvent, "insert"),
 }
 
-# A record may go into a batch when it is ready, valid, holds a value, is in no live batch,
-# and was not already delivered with exactly this content.
-ELIGIBLE = (
-    "t.review_status = %(ready)s AND t.locked_by_batch_id IS NULL"
-    " AND t.validation_errors = '[]'::jsonb AND t.cdp_value <> ''"
-    " AND t.value_hash <> t.delivered_hash"
-)
-# For a re-send: the record was in the old batch's live files and did not get through.
-# A rejected record qualifies once it changed (was fixed) or CDP blamed itself (5xx).
-RESEND_CANDIDATE = (
-    " AND EXISTS (SELECT 1 FROM batches_batchitem i"
-    " JOIN batches_batchfile f ON f.id = i.file_id"
-    " WHERE f.batch_id = %(resend_of)s AND i.record_id = t.id"
+# For a re-send: the records that were in the old batch's live files and did not get through.
+# A rejected record qualifies once it changed (was fixed) or CDP blamed itself (5xx). Files
+# by batch, items by file, records by primary key: every step an index probe or a hash join.
+RESEND_CANDIDATES = (
+    "SELECT i.record_id FROM batches_batchfile f"
+    " JOIN batches_batchitem i ON i.file_id = f.id"
+    " JOIN {table} r ON r.id = i.record_id"
+    " WHERE f.batch_id = %s"
     " AND NOT EXISTS (SELECT 1 FROM batches_batchfile n WHERE n.previous_id = f.id)"
     " AND (i.outcome IN ('failed', 'unknown', 'pending')"
-    " OR (i.outcome = 'rejected' AND (i.code LIKE '5%%' OR t.value_hash <> i.value_hash))))"
+    " OR (i.outcome = 'rejected' AND (i.code LIKE '5%%' OR r.value_hash <> i.value_hash)))"
 )
 
 
-def _eligible_sql(spec: SchemaSpec, resend_of: int | None) -> str:
-    return ELIGIBLE + (RESEND_CANDIDATE if resend_of else "")
+def _resend_candidates(spec: SchemaSpec, resend_of: int | None) -> lifecycle.Query | None:
+    if resend_of is None:
+        return None
+    return RESEND_CANDIDATES.format(table=spec.table), [resend_of]
 
 
 def _has_eligible(spec: SchemaSpec, resend_of: int | None) -> bool:
+    eligible = lifecycle.eligible_sql(model=spec.model)
+    candidates = _resend_candidates(spec, resend_of)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT EXISTS (SELECT 1 FROM {spec.table} t WHERE {_eligible_sql(spec, resend_of)})",
-            {"ready": ReviewStatus.READY, "resend_of": resend_of},
-        )
+        if candidates is None:
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {spec.table} t WHERE {eligible})")
+        else:
+            sql, params = candidates
+            cursor.execute(
+                f"SELECT EXISTS (SELECT 1 FROM ({sql}) c JOIN {spec.table} t"
+                f" ON t.id = c.record_id WHERE {eligible})",
+                params,
+            )
         return bool(cursor.fetchone()[0])
 
 
@@ -202,27 +208,8 @@ def batch_cancel(*, batch: Batch, user: AbstractBaseUser | None, actor_label: st
 
 
 def records_release(*, batch_id: int, schema: str) -> int:
-    """Unlock the records of a batch that ended; records without an outcome get their old state.
-
-    A record still `in_batch` (its file failed or it was never sent) goes back to `delivered`
-    when an older version was delivered, else `not_sent`.
-    """
-    spec = SCHEMAS[schema]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {spec.table} SET locked_by_batch_id = NULL,"
-            " delivery_status = CASE WHEN delivery_status = %(in_batch)s THEN"
-            " (CASE WHEN delivered_hash <> '' THEN %(delivered)s ELSE %(not_sent)s END)"
-            " ELSE delivery_status END"
-            " WHERE locked_by_batch_id = %(batch)s",
-            {
-                "batch": batch_id,
-                "in_batch": DeliveryStatus.IN_BATCH,
-                "delivered": DeliveryStatus.DELIVERED,
-                "not_sent": DeliveryStatus.NOT_SENT,
-            },
-        )
-        return cursor.rowcount
+    """The batch ended: its records are no longer held (records' own service does it)."""
+    return lifecycle.records_release(model=SCHEMAS[schema].model, batch_id=batch_id)
 
 
 def _validation_summary(spec: SchemaSpec, batch_id: int, selected: int) -> dict[str, Any]:
@@ -232,22 +219,29 @@ def _validation_summary(spec: SchemaSpec, batch_id: int, selected: int) -> dict[
     not_selected = {"in_other_batches": 0, "unchanged_since_delivery": 0, "with_errors": 0}
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT review_status, count(*),"
-            " count(*) FILTER (WHERE locked_by_batch_id IS NOT NULL"
-            " AND locked_by_batch_id <> %(batch)s),"
-            " count(*) FILTER (WHERE locked_by_batch_id IS NULL AND value_hash = delivered_hash),"
+            "SELECT review_status, count(*), count(*) FILTER (WHERE value_hash = delivered_hash),"
             " count(*) FILTER (WHERE validation_errors <> '[]'::jsonb)"
-            f" FROM {table} GROUP BY review_status",
-            {"batch": batch_id},
+            f" FROM {table} GROUP BY review_status"
         )
-        for status, total, other, unchanged, errors in cursor.fetchall():
+        for status, total, unchanged, errors in cursor.fetchall():
             by_status[status] = total
             if status == ReviewStatus.READY:
                 not_selected = {
-                    "in_other_batches": other,
+                    "in_other_batches": 0,
                     "unchanged_since_delivery": unchanged,
                     "with_errors": errors,
                 }
+        # Ready records other live batches hold, through the memberships (an unchanged one
+        # counts there, not twice).
+        cursor.execute(
+            "SELECT count(*), count(*) FILTER (WHERE t.value_hash = t.delivered_hash)"
+            f" FROM records_batchmembership m JOIN {table} t ON t.id = m.record_id"
+            " WHERE m.live AND m.kind = %s AND m.batch_id <> %s AND t.review_status = %s",
+            [record_kind(spec.model), batch_id, ReviewStatus.READY],
+        )
+        other, other_unchanged = cursor.fetchone()
+        not_selected["in_other_batches"] = other
+        not_selected["unchanged_since_delivery"] -= other_unchanged
         # The most frequent validation problems of the records left out (codes, no values).
         cursor.execute(
             f"SELECT e->>'code', count(*) FROM {table} t"
@@ -276,20 +270,11 @@ def _select_records(batch: Batch, attempt: int) -> int:
         ).update(selected_at=now, updated_at=now)
         if not owned:
             raise LeaseLostError(f"Batch {batch.pk} is no longer this build's.")
-        with connection.cursor() as cursor:
-            # Concurrent builds: PostgreSQL re-checks `locked_by_batch_id IS NULL` on rows
-            # another UPDATE locked first, so no record ends up in two batches.
-            cursor.execute(
-                f"UPDATE {spec.table} t SET locked_by_batch_id = %(batch)s,"
-                f" delivery_status = %(in_batch)s WHERE {_eligible_sql(spec, batch.resend_of_id)}",
-                {
-                    "batch": batch.pk,
-                    "in_batch": DeliveryStatus.IN_BATCH,
-                    "ready": ReviewStatus.READY,
-                    "resend_of": batch.resend_of_id,
-                },
-            )
-            selected = cursor.rowcount
+        selected = lifecycle.records_lock(
+            model=spec.model,
+            batch_id=batch.pk,
+            among=_resend_candidates(spec, batch.resend_of_id),
+        )
         summary = _validation_summary(spec, batch.pk, selected)
         Batch.objects.filter(pk=batch.pk).update(records_total=selected, validation_summary=summary)
         batch_event_create(
@@ -379,7 +364,8 @@ def _export(batch: Batch, attempt: int) -> list[tuple[ExportedPart, str]]:
         'SELECT \'{"ref":"\' || t.ref::text || \'","schema":\' || to_json(%(schema)s::text)::text'
         " || ',\"mode\":' || to_json(COALESCE(NULLIF(t.mode, ''), %(mode)s))::text"
         " || ',\"value\":' || t.cdp_value || '}'"
-        f" FROM {spec.table} t WHERE t.locked_by_batch_id = %(batch)s ORDER BY t.id"
+        f" FROM records_batchmembership m JOIN {spec.table} t ON t.id = m.record_id"
+        " WHERE m.batch_id = %(batch)s AND m.kind = %(kind)s ORDER BY m.record_id"
     )
     stored: list[tuple[ExportedPart, str]] = []
     lines = [0]
@@ -403,7 +389,12 @@ def _export(batch: Batch, attempt: int) -> list[tuple[ExportedPart, str]]:
             stream.cursor() as cur,
             cur.copy(
                 f"COPY ({select}) TO STDOUT {COPY_OPTIONS}",
-                {"schema": batch.schema, "mode": spec.default_mode, "batch": batch.pk},
+                {
+                    "schema": batch.schema,
+                    "mode": spec.default_mode,
+                    "batch": batch.pk,
+                    "kind": record_kind(spec.model),
+                },
             ) as copy,
         ):
             parts = export_gzip_parts(
@@ -447,25 +438,33 @@ def _record_build(batch: Batch, attempt: int, parts: list[tuple[ExportedPart, st
             record_count=part.records,
         )
         ranges.append((batch_file.pk, part.first_line, part.last_line))
-    # Line n of the stream is the n-th locked record by id (the stream's order); the records
-    # are locked, so numbering them again here gives exactly what was written. One statement
-    # for every file: no record passes through Python.
+    # Line n of the stream is the batch's n-th record by id (the stream's order); the records
+    # are frozen while the batch holds them, so numbering them again here gives exactly what
+    # was written. One statement for every file: no record passes through Python.
     values = ", ".join(["(%s::bigint, %s::bigint, %s::bigint)"] * len(ranges))
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO batches_batchitem"
             " (file_id, line, record_ref, record_id, value_hash, outcome, code, message)"
             " SELECT p.file_id, s.n - p.first + 1, s.ref, s.id, s.value_hash, %s, '', ''"
-            " FROM (SELECT t.id, t.ref, t.value_hash, row_number() OVER (ORDER BY t.id) AS n"
-            f" FROM {spec.table} t WHERE t.locked_by_batch_id = %s) s"
+            " FROM (SELECT t.id, t.ref, t.value_hash, row_number() OVER (ORDER BY m.record_id) AS n"
+            f" FROM records_batchmembership m JOIN {spec.table} t ON t.id = m.record_id"
+            " WHERE m.batch_id = %s AND m.kind = %s) s"
             f" JOIN (VALUES {values}) AS p (file_id, first, last)"
             " ON s.n BETWEEN p.first AND p.last",
-            [BatchItem.Outcome.PENDING, batch.pk, *[v for r in ranges for v in r]],
+            [
+                BatchItem.Outcome.PENDING,
+                batch.pk,
+                record_kind(spec.model),
+                *[v for r in ranges for v in r],
+            ],
         )
         if cursor.rowcount != total:
             raise ExportError(
                 f"The files hold {total} records but {cursor.rowcount} are locked for the batch."
             )
+        # The outcome and re-send statements select items by file: plan them with true counts.
+        cursor.execute("ANALYZE batches_batchitem")
     won = batch_transition(
         batch_id=batch.pk,
         target=Batch.Status.BUILT,

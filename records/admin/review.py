@@ -48,7 +48,10 @@ from records.selectors import (
     guests_with_identity,
     identity_provider_names,
     import_runs_for_schema,
+    in_live_batch,
+    live_batch_of,
     table_row_estimate,
+    with_live_batch,
 )
 from records.services.review import (
     GUEST_EDITABLE_FIELDS,
@@ -248,7 +251,15 @@ class LockedFilter(YesNoFilter):
     parameter_name = "locked"
 
     def apply(self, queryset, *, present: bool):
-        return queryset.filter(locked_by_batch_id__isnull=not present)
+        return in_live_batch(queryset, present=present)
+
+
+def live_batch(obj) -> int | None:
+    """The live batch holding a record: the admin's queryset annotates it (with_live_batch);
+    an object loaded otherwise is looked up once."""
+    if not hasattr(obj, "live_batch"):
+        obj.live_batch = live_batch_of(model=type(obj), record_id=obj.pk) if obj.pk else None
+    return obj.live_batch
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,9 +389,13 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
     def personal_fields(self) -> frozenset[str]:
         return PERSONAL_FIELD_NAMES[self.schema]
 
+    def get_queryset(self, request):
+        # The live batch of each row shown: one probe of the membership index per row.
+        return with_live_batch(super().get_queryset(request))
+
     def has_change_permission(self, request, obj=None):
         # A record in a live batch is frozen: its page becomes read-only (with a banner).
-        if obj is not None and obj.is_locked:
+        if obj is not None and live_batch(obj) is not None:
             return False
         # A record's page is read-only for whoever cannot see all of it: editing half a record
         # (the non-personal fields around masked ones) is not a review. The list's actions
@@ -391,7 +406,9 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         if obj is not None and (
-            obj.is_locked or obj.delivery_status == DeliveryStatus.DELIVERED or obj.delivered_hash
+            live_batch(obj) is not None
+            or obj.delivery_status == DeliveryStatus.DELIVERED
+            or obj.delivered_hash
         ):
             return False
         return super().has_delete_permission(request, obj)
@@ -457,15 +474,15 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
     @admin.display(description="delivery", ordering="delivery_status")
     def delivery_display(self, obj):
         """The delivery status, with the live batch holding the record (one column, not two)."""
-        if obj.locked_by_batch_id is None:
+        if live_batch(obj) is None:
             return obj.get_delivery_status_display()
-        return f"{obj.get_delivery_status_display()} ({obj.locked_by_batch_id})"
+        return f"{obj.get_delivery_status_display()} ({obj.live_batch})"
 
     @admin.display(description="live batch")
     def locked_display(self, obj):
-        if obj.locked_by_batch_id is None:
+        if live_batch(obj) is None:
             return "-"
-        return f"Batch {obj.locked_by_batch_id}"
+        return f"Batch {obj.live_batch}"
 
     @admin.display(description="CDP value (what the batch file will contain)")
     def cdp_value_display(self, obj):
@@ -701,7 +718,7 @@ class ParentLockMixin:
             return False
         parent = obj._meta
         return (
-            obj.is_locked
+            live_batch(obj) is not None
             or not can_view_pii(request.user)
             or not request.user.has_perm(f"{parent.app_label}.change_{parent.model_name}")
         )

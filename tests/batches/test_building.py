@@ -16,7 +16,8 @@ from django.db import connection
 from batches import services
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem
 from cdpstage.errors import ApplicationError
-from records.models import DeliveryStatus, Guest, ReviewStatus
+from records.models import BatchMembership, DeliveryStatus, Guest, ReviewStatus
+from records.selectors import in_live_batch, live_batch_of
 from tests.batches.conftest import make_ready_guests, make_ready_tracking
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -100,9 +101,11 @@ def test_batch_build_writes_envelopes_items_and_checksums(stager):
     assert all(i.outcome == BatchItem.Outcome.PENDING for i in items)
     assert {i.value_hash for i in items} == {g.value_hash for g in guests}
     # Selected records are locked and marked; the others are untouched.
-    assert Guest.objects.filter(locked_by_batch_id=batch.pk).count() == 25
-    assert Guest.objects.filter(delivery_status=DeliveryStatus.IN_BATCH).count() == 25
-    assert Guest.objects.get(pk=held.pk).locked_by_batch_id is None
+    assert BatchMembership.objects.filter(batch_id=batch.pk, kind="guest", live=True).count() == 25
+    assert in_live_batch(Guest.objects.all()).count() == 25
+    assert live_batch_of(model=Guest, record_id=held.pk) is None
+    # The build does not write the records it takes.
+    assert set(Guest.objects.values_list("delivery_status", flat=True)) == {DeliveryStatus.NOT_SENT}
     summary = batch.validation_summary
     assert summary["selected"] == 25
     assert summary["by_review_status"] == {"ready": 26, "held": 1}
@@ -244,7 +247,7 @@ def test_batch_cancel_releases_records_and_only_before_sending(stager, approver,
     services.batch_cancel(batch=batch, user=stager)
     batch.refresh_from_db()
     assert batch.status == Batch.Status.CANCELLED
-    assert not Guest.objects.filter(locked_by_batch_id__isnull=False).exists()
+    assert not in_live_batch(Guest.objects.all()).exists()
     assert set(Guest.objects.values_list("delivery_status", flat=True)) == {DeliveryStatus.NOT_SENT}
     assert BatchFile.objects.get(batch=batch).status == BatchFile.Status.FAILED
     with pytest.raises(ApplicationError, match="can no longer be cancelled"):

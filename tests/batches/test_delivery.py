@@ -24,6 +24,7 @@ from batches.models import Batch, BatchEvent, BatchFile, BatchItem
 from batches.selectors import batch_sample_lines, delivery_history
 from batches.services import delivery
 from records.models import DeliveryStatus, Guest
+from records.selectors import in_live_batch, live_batch_of
 from tests.batches.conftest import make_ready_guests
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -160,7 +161,7 @@ def test_upload_step_refuses_a_file_changed_since_approval(sending, enqueued, cd
     assert "upload" not in cdp.calls
     sending.refresh_from_db()
     assert sending.status == Batch.Status.FAILED
-    assert not Guest.objects.filter(locked_by_batch_id__isnull=False).exists()
+    assert not in_live_batch(Guest.objects.all()).exists()
 
 
 def test_transient_errors_back_off_honour_retry_after_then_give_up(sending, enqueued, cdp):
@@ -222,7 +223,7 @@ def test_success_delivers_every_record_and_ends_the_batch(sending, enqueued, cdp
     for guest in Guest.objects.all():
         assert guest.delivery_status == DeliveryStatus.DELIVERED
         assert guest.delivered_hash == guest.value_hash
-        assert guest.locked_by_batch_id is None
+        assert live_batch_of(model=Guest, record_id=guest.pk) is None
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
     assert sorted(message.to) == ["approver@example.com", "stager@example.com"]

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from records.admin import review as review_admin
-from records.models import Guest, ReviewStatus, TrackingEvent
+from records.models import BatchMembership, Guest, ReviewStatus, TrackingEvent
 from tests.records.factories import GuestFactory, TrackingEventFactory
 
 pytestmark = pytest.mark.django_db
@@ -171,7 +171,7 @@ def test_guest_has_identifier_filter(client, reviewer):
 def test_guest_country_and_locked_filters(client, reviewer):
     french = GuestFactory(country="FR")
     irish = GuestFactory(country="IE")
-    Guest.objects.filter(pk=irish.pk).update(locked_by_batch_id=5)
+    BatchMembership.objects.create(batch_id=5, kind="guest", record_id=irish.pk)
     response = client.get(CHANGELIST, {"country": "FR"})
     assert [g.pk for g in response.context["cl"].result_list] == [french.pk]
     assert "FR" in [c for c, _ in review_admin.CountryFilter.lookups(None, None, None)]
@@ -322,7 +322,7 @@ def test_guest_search_by_prefix(client, reviewer, distinct_guest, term, found):
 
 
 def test_locked_guest_is_read_only_with_banner(client, editor, distinct_guest):
-    Guest.objects.filter(pk=distinct_guest.pk).update(locked_by_batch_id=12)
+    BatchMembership.objects.create(batch_id=12, kind="guest", record_id=distinct_guest.pk)
     url = _change_url(distinct_guest)
     response = client.get(url)
     html = response.content.decode()
@@ -334,7 +334,7 @@ def test_locked_guest_is_read_only_with_banner(client, editor, distinct_guest):
 def test_guest_save_race_with_batch_lock_reports_error(client, editor, distinct_guest):
     url = _change_url(distinct_guest)
     data = _post_data(client.get(url))
-    Guest.objects.filter(pk=distinct_guest.pk).update(locked_by_batch_id=13)
+    BatchMembership.objects.create(batch_id=13, kind="guest", record_id=distinct_guest.pk)
     data["city"] = "Cork"
     # The page was opened before the lock: has_change_permission now refuses the POST.
     assert client.post(url, data).status_code == 403

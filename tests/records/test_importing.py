@@ -13,7 +13,7 @@ import pytest
 from django.core.files import File
 from openpyxl import Workbook
 
-from records.models import Extension, Guest, ImportRun, Subscription, TrackingEvent
+from records.models import BatchMembership, Extension, Guest, ImportRun, Subscription, TrackingEvent
 from records.services.imports import import_run_create, import_run_execute
 from tests.records.factories import GuestFactory
 
@@ -355,7 +355,7 @@ def test_import_row_with_extra_cells_is_bad(tmp_path):
 
 def test_import_locked_guest_is_a_bad_row(tmp_path):
     guest = GuestFactory(email="ann@example.com")
-    Guest.objects.filter(pk=guest.pk).update(locked_by_batch_id=7)
+    BatchMembership.objects.create(batch_id=7, kind="guest", record_id=guest.pk)
     data = "identifiers.0.provider,identifiers.0.id,firstName\nemail,ann@example.com,Changed\n"
     run = run_file(tmp_path, data.encode())
     assert run.status == "failed"
@@ -639,7 +639,7 @@ def test_extension_ndjson_links_by_identifier(tmp_path):
 
 def test_child_row_for_locked_guest_is_bad(tmp_path):
     guest = GuestFactory(email="ann@example.com")
-    Guest.objects.filter(pk=guest.pk).update(locked_by_batch_id=3)
+    BatchMembership.objects.create(batch_id=3, kind="guest", record_id=guest.pk)
     data = "email,ext.tier\nann@example.com,gold\n"
     run = run_file(tmp_path, data.encode(), name="ext.csv", schema="extension")
     assert run.status == "failed"

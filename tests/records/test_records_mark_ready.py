@@ -7,7 +7,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from records.models import Guest, ReviewStatus, TrackingEvent
+from records.models import BatchMembership, Guest, ReviewStatus, TrackingEvent
 from tests.processes import ROOT, worker_env
 from tests.records.factories import GuestFactory, ImportRunFactory, TrackingEventFactory
 
@@ -133,7 +133,7 @@ def test_records_mark_ready_works_in_chunks(operator, monkeypatch):
     monkeypatch.setattr(command, "PROGRESS_EVERY", 2)
     GuestFactory.create_batch(5)
     locked = GuestFactory()
-    Guest.objects.filter(pk=locked.pk).update(locked_by_batch_id=8)
+    BatchMembership.objects.create(batch_id=8, kind="guest", record_id=locked.pk)
 
     output = _run("--schema", "guest", "--all-valid", "--user", "cmd-operator")
 

@@ -11,6 +11,7 @@ import orjson
 
 from records.importing.staging.base import Stager, locked_message
 from records.mapping import MappedRow
+from records.models import Guest
 from records.rules import (
     Problem,
     clean_extension,
@@ -18,6 +19,7 @@ from records.rules import (
     identity_key,
     normalize_email,
 )
+from records.selectors import live_batch_id_sql
 from records.serializing import UnstorableValue, dump_value, guest_children_from_value
 
 
@@ -96,7 +98,8 @@ class ChildStager(Stager):
         if by_ident:
             providers, ids = zip(*by_ident, strict=True)
             self.cursor.execute(
-                """SELECT i.provider, i.identifier, g.id, g.locked_by_batch_id
+                f"""SELECT i.provider, i.identifier, g.id,
+                          {live_batch_id_sql(model=Guest, record="g.id")}
                      FROM records_identifier i
                      JOIN unnest(%s::text[], %s::text[]) AS v(provider, identifier)
                        ON i.provider = v.provider AND i.identifier = v.identifier
@@ -107,7 +110,9 @@ class ChildStager(Stager):
                 found[(provider, ident)].add((gid, locked))
         if by_email:
             self.cursor.execute(
-                "SELECT email, id, locked_by_batch_id FROM records_guest WHERE email = ANY(%s)",
+                "SELECT email, id, "
+                + live_batch_id_sql(model=Guest, record="records_guest.id")
+                + " FROM records_guest WHERE email = ANY(%s)",
                 [list(by_email)],
             )
             for email, gid, locked in self.cursor.fetchall():

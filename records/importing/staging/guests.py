@@ -21,6 +21,7 @@ from records.importing.staging.base import (
 from records.mapping import ChildScope, MappedRow
 from records.models import Guest
 from records.rules import Problem, clean_guest, identity_key
+from records.selectors import live_batch_id_sql, live_batch_sql, live_batches_settle
 from records.serializing import (
     GuestChildren,
     UnstorableValue,
@@ -98,6 +99,9 @@ class GuestStager(Stager):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # Updates existing guests: a build must not select while this transaction may still
+        # change what it would take (the build then waits for the import to commit).
+        live_batches_settle(model=Guest)
         self.batch: list[_Guest] = []
         self.batch_keys: dict[str, int] = {}
         self.batch_refs: dict[str, int] = {}
@@ -240,7 +244,8 @@ class GuestStager(Stager):
             """UPDATE records_guest AS g SET ref = v.ref
                  FROM unnest(%s::bigint[], %s::uuid[]) AS v(id, ref)
                 WHERE g.id = v.id AND g.delivery_status = 'not_sent' AND g.delivered_hash = ''
-                  AND g.locked_by_batch_id IS NULL""",
+                  AND NOT """
+            + live_batch_sql(model=Guest, record="g.id"),
             [[r[0] for r in refs], [r[1] for r in refs]],
         )
 
@@ -278,7 +283,9 @@ class GuestStager(Stager):
         # Called on the writer thread: a cursor of its own (the connection serialises).
         with self.raw.cursor() as cursor:
             cursor.execute(
-                """SELECT identity_key, id, value_hash, locked_by_batch_id, ref::text, cdp_value,
+                f"""SELECT identity_key, id, value_hash,
+                          {live_batch_id_sql(model=Guest, record="records_guest.id")},
+                          ref::text, cdp_value,
                           delivery_status = 'not_sent' AND delivered_hash = ''
                      FROM records_guest WHERE identity_key = ANY(%s)""",
                 [keys],
@@ -479,7 +486,7 @@ class GuestStager(Stager):
                        identity_key, {typed}, now(), now()
                   FROM {self.t_guest}
                 ON CONFLICT (identity_key) DO UPDATE SET {updates}, updated_at = now()
-                 WHERE records_guest.locked_by_batch_id IS NULL
+                 WHERE NOT {live_batch_sql(model=Guest, record="records_guest.id")}
                 RETURNING identity_key, id, (xmax = 0)""",
             [self.import_run_id],
         )

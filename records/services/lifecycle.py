@@ -56,8 +56,10 @@ def records_lock(*, model: StagedModel, batch_id: int, among: Query | None = Non
 
     One INSERT ... SELECT of narrow rows: the records themselves are not written. `among`
     (a SELECT of record ids) narrows the choice, e.g. to what an earlier batch failed to
-    deliver. A record a concurrent build took first is skipped (ON CONFLICT on the unique
-    partial index), so no record is live in two batches.
+    deliver. Selections of one kind run one at a time (an advisory lock), so the NOT EXISTS
+    of the eligibility sees every other batch's choice; the unique partial index would refuse
+    a record live in two batches all the same. Plain INSERT rather than ON CONFLICT DO
+    NOTHING: speculative insertion costs about twice as much per row.
     """
     kind = record_kind(model)
     table = model._meta.db_table
@@ -70,8 +72,7 @@ def records_lock(*, model: StagedModel, batch_id: int, among: Query | None = Non
         cursor.execute(
             "INSERT INTO records_batchmembership (batch_id, kind, record_id, live)"
             f" SELECT %s, %s, t.id, true FROM {table} t{join}"
-            f" WHERE {eligible_sql(model=model)}"
-            " ON CONFLICT (kind, record_id) WHERE live DO NOTHING",
+            f" WHERE {eligible_sql(model=model)}",
             [batch_id, kind],
         )
         taken = cursor.rowcount

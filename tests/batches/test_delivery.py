@@ -463,9 +463,9 @@ def test_a_build_that_loses_its_lease_leaves_no_stored_files(stager, enqueued, m
     batch = services.batch_create(schema="guest", user=stager)
     real_record = building._record_build
 
-    def cancelled_meanwhile(batch, attempt, parts):
+    def cancelled_meanwhile(batch, attempt, parts, folder):
         services.batch_cancel(batch=batch, user=stager)
-        return real_record(batch, attempt, parts)
+        return real_record(batch, attempt, parts, folder)
 
     monkeypatch.setattr(building, "_record_build", cancelled_meanwhile)
     services.batch_build(batch_id=batch.pk, attempt=1)

@@ -218,6 +218,8 @@ def _validation_summary(spec: SchemaSpec, batch_id: int, selected: int) -> dict[
     by_status: dict[str, int] = {}
     not_selected = {"in_other_batches": 0, "unchanged_since_delivery": 0, "with_errors": 0}
     with connection.cursor() as cursor:
+        # Whole-table scans: JIT compilation cost more than it saved on them here (0.1-0.35 s).
+        cursor.execute("SET LOCAL jit = off")
         cursor.execute(
             "SELECT review_status, count(*), count(*) FILTER (WHERE value_hash = delivered_hash),"
             " count(*) FILTER (WHERE validation_errors <> '[]'::jsonb)"
@@ -243,11 +245,14 @@ def _validation_summary(spec: SchemaSpec, batch_id: int, selected: int) -> dict[
         not_selected["in_other_batches"] = other
         not_selected["unchanged_since_delivery"] -= other_unchanged
         # The most frequent validation problems of the records left out (codes, no values).
+        # A record with problems is `invalid` (validation sets both), so the review-status
+        # index finds them without reading the whole table again.
         cursor.execute(
             f"SELECT e->>'code', count(*) FROM {table} t"
             " CROSS JOIN LATERAL jsonb_array_elements(t.validation_errors) e"
-            " WHERE t.validation_errors <> '[]'::jsonb"
-            " GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10"
+            " WHERE t.review_status = %s AND t.validation_errors <> '[]'::jsonb"
+            " GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10",
+            [ReviewStatus.INVALID],
         )
         problems = [{"code": code or "", "count": count} for code, count in cursor.fetchall()]
     return {
@@ -473,6 +478,7 @@ def _record_build(
     for i, (file_id, first, last) in enumerate(ranges):
         params.update({f"file{i}": file_id, f"first{i}": first, f"last{i}": last})
     with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
         cursor.execute("DROP TABLE IF EXISTS batch_lines")
         cursor.execute(
             "CREATE TEMPORARY TABLE batch_lines (n bigint GENERATED ALWAYS AS IDENTITY,"

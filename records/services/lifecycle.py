@@ -65,6 +65,8 @@ def records_lock(*, model: StagedModel, batch_id: int, among: Query | None = Non
     table = model._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SELECTION_LOCKS[kind]])
+        # A scan of the whole table: JIT compilation cost more than it saved on it here.
+        cursor.execute("SET LOCAL jit = off")
         join = ""
         if among is not None:
             _ids_table(cursor, "batch_candidates", "record_id bigint PRIMARY KEY", among)

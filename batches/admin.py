@@ -23,9 +23,10 @@ from django.utils.html import format_html
 
 from batches import selectors, services
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem, BatchSchema
+from cdpstage.admin.paginator import CappedCountPaginator
 from cdpstage.errors import ApplicationError
 from cdpstage.templatetags.humanize_units import duration_text, size_text
-from records.admin.review import EstimatedCountPaginator, register_delivery_history
+from records.admin.review import register_delivery_history
 from records.masking import can_view_pii
 from records.models import Guest, ReviewStatus, TrackingEvent
 from records.rules import problem_label
@@ -427,7 +428,7 @@ class BatchEventAdmin(ReadOnlyAdmin):
     )
     list_filter = ("kind", "http_status")
     list_select_related = ("batch", "file", "actor")
-    paginator = EstimatedCountPaginator
+    paginator = CappedCountPaginator
     show_full_result_count = False
 
     @admin.display(description="Who")
@@ -444,7 +445,7 @@ class BatchItemAdmin(ReadOnlyAdmin):
     list_select_related = ("file",)
     search_help_text = "A record ref (UUID)."
     search_fields = ("record_ref",)
-    paginator = EstimatedCountPaginator
+    paginator = CappedCountPaginator
     show_full_result_count = False
 
     def get_search_results(self, request, queryset, search_term):

@@ -14,9 +14,10 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from cdpstage.admin.paginator import CappedCountPaginator
 from cdpstage.errors import ApplicationError
 from records.admin.mapping import MappingStep
-from records.admin.review import EstimatedCountPaginator, ImportFileLink
+from records.admin.review import ImportFileLink
 from records.importing import ENCODINGS, FileProblem
 from records.importing.preview import source_preview
 from records.mapping import MappingError, compile_header
@@ -402,7 +403,7 @@ class ChildRecordAdmin(ImportFileLink, admin.ModelAdmin):
     the guest's page (an edit must recompute the guest's stored value, which the guest admin
     does)."""
 
-    paginator = EstimatedCountPaginator
+    paginator = CappedCountPaginator
     show_full_result_count = False
     list_per_page = 100
     list_select_related = ("guest",)

@@ -797,3 +797,49 @@ def test_guest_inserted_meanwhile_by_another_import_is_updated_not_duplicated(
     guest.refresh_from_db()
     assert guest.first_name == "New"
     assert guest.identifiers.count() == 1
+
+
+def test_import_batch_line_of_unknown_provider_and_extension_name_is_staged_invalid(tmp_path):
+    # An older CDP batch line: its provider is not in this deployment's list and its extension
+    # is named after a loyalty programme. A steward can fix both: staged, not refused.
+    line = {
+        "ref": "6f1c1d3e-8f4e-4a8e-9d3e-2b1c0a9f8e7d",
+        "schema": "guest",
+        "mode": "upsert",
+        "value": {
+            "firstName": "Ann",
+            "identifiers": [{"provider": "LOYALTY_NO", "id": "L-77"}],
+            "extensions": [{"name": "loyalty", "key": "default", "tier": "gold"}],
+        },
+    }
+    run = run_file(tmp_path, orjson.dumps(line) + b"\n", name="batch.ndjson")
+    assert run.status == "succeeded", run.message
+    guest = Guest.objects.get()
+    assert (guest.review_status, guest.identity_key) == ("invalid", None)
+    assert str(guest.ref) == line["ref"]
+    assert list(guest.extensions.values_list("name", "attributes")) == [
+        ("loyalty", {"tier": "gold"})
+    ]
+    lines = {(r["column"], r["code"]): r for r in report_rows(run)}
+    assert set(lines) == {
+        ("identifiers.0.provider", "unknown_provider"),
+        ("identifiers", "missing_identifier"),
+        ("extensions.0.name", "invalid_choice"),
+    }
+    assert lines["extensions.0.name", "invalid_choice"]["reason"].startswith(
+        "Extension name must be one of: ext, ext1"
+    )
+    assert {r["severity"] for r in lines.values()} == {"invalid"}
+
+
+def test_import_idn_email_spellings_are_one_guest(tmp_path):
+    data = (
+        "identifiers.0.provider,identifiers.0.id,email\n"
+        "email,Anna@XN--BCHER-KVA.de,Anna@XN--BCHER-KVA.de\n"
+        "email,anna@bücher.de,anna@bücher.de\n"
+    )
+    run = run_file(tmp_path, data.encode())
+    assert (run.rows_created, run.rows_updated) == (1, 1)
+    guest = Guest.objects.get()
+    assert (guest.identity_key, guest.email) == ("email:anna@bücher.de", "anna@bücher.de")
+    assert [r["code"] for r in report_rows(run)] == ["repeated_guest"]

@@ -202,6 +202,8 @@ CDP_RETRY_INTERVALS = [int(s) for s in env_list("CDP_RETRY_INTERVALS", "5,15,60,
 # Imports.
 IMPORT_BATCH_ROWS = env_int("CDP_IMPORT_BATCH_ROWS", 5000)
 IMPORT_MAX_CELL_CHARS = env_int("CDP_IMPORT_MAX_CELL_CHARS", 10_000)
+# An import's error report lists this many lines, then counts the rest per code.
+IMPORT_REPORT_MAX_LINES = env_int("CDP_IMPORT_REPORT_MAX_LINES", 10_000)
 IMPORT_EXPORT_SKIP_ADMIN_LOG = True
 
 LOGGING = {

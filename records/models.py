@@ -88,29 +88,35 @@ class StagedRecord(TimeStampedModel):
 
 
 class Guest(StagedRecord):
-    """A guest profile to upsert into CDP, with its identifiers, subscriptions and extensions."""
+    """A guest profile to upsert into CDP, with its identifiers, subscriptions and extensions.
+
+    The CDP text columns of staged records (here, in the child tables and in TrackingEvent)
+    have no length limit: how long a value may be is a CDP rule (records.rules), reported as a
+    validation problem the steward fixes, and a row breaking it is staged as invalid, never
+    refused by the database ("varchar" without a length costs nothing over varchar(n)).
+    """
 
     # "<provider>:<id>" of the highest-priority identifier (IdentityProvider.priority):
     # re-imports match on it and a batch file never holds two guests with the same key.
     # NULL, not "": a guest without identity must not collide with another in the unique index.
-    identity_key = models.CharField(max_length=300, null=True, blank=True)  # noqa: DJ001
-    email = models.CharField(max_length=254, blank=True)
-    title = models.CharField(max_length=20, blank=True)
-    first_name = models.CharField(max_length=255, blank=True)
-    last_name = models.CharField(max_length=255, blank=True)
-    gender = models.CharField(max_length=10, blank=True)
+    identity_key = models.CharField(null=True, blank=True)  # noqa: DJ001
+    email = models.CharField(blank=True)
+    title = models.CharField(blank=True)
+    first_name = models.CharField(blank=True)
+    last_name = models.CharField(blank=True)
+    gender = models.CharField(blank=True)
     date_of_birth = models.DateField(null=True, blank=True)
-    phone_numbers = ArrayField(models.CharField(max_length=50), default=list, blank=True)
-    street = ArrayField(models.CharField(max_length=255), default=list, blank=True)
-    city = models.CharField(max_length=255, blank=True)
-    state = models.CharField(max_length=255, blank=True)
-    country = models.CharField(max_length=2, blank=True)
-    post_code = models.CharField(max_length=20, blank=True)
-    nationality = models.CharField(max_length=100, blank=True)
-    language = models.CharField(max_length=2, blank=True)
-    passport_number = models.CharField(max_length=50, blank=True)
+    phone_numbers = ArrayField(models.CharField(), default=list, blank=True)
+    street = ArrayField(models.CharField(), default=list, blank=True)
+    city = models.CharField(blank=True)
+    state = models.CharField(blank=True)
+    country = models.CharField(blank=True)
+    post_code = models.CharField(blank=True)
+    nationality = models.CharField(blank=True)
+    language = models.CharField(blank=True)
+    passport_number = models.CharField(blank=True)
     passport_expiry = models.DateField(null=True, blank=True)
-    guest_type = models.CharField(max_length=20, default="customer")
+    guest_type = models.CharField(default="customer")
     first_seen = models.DateTimeField(null=True, blank=True)
     last_seen = models.DateTimeField(null=True, blank=True)
 
@@ -144,8 +150,8 @@ class Guest(StagedRecord):
 class Identifier(models.Model):
     guest = models.ForeignKey(Guest, on_delete=models.CASCADE, related_name="identifiers")
     position = models.PositiveSmallIntegerField(default=0)
-    provider = models.CharField(max_length=100)
-    identifier = models.CharField(max_length=255)
+    provider = models.CharField()
+    identifier = models.CharField()
     expiry_date = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -166,10 +172,10 @@ class Identifier(models.Model):
 class Subscription(models.Model):
     guest = models.ForeignKey(Guest, on_delete=models.CASCADE, related_name="subscriptions")
     position = models.PositiveSmallIntegerField(default=0)
-    name = models.CharField(max_length=100)
-    point_of_sale = models.CharField(max_length=255)
-    channel = models.CharField(max_length=30)
-    status = models.CharField(max_length=20)
+    name = models.CharField()
+    point_of_sale = models.CharField()
+    channel = models.CharField()
+    status = models.CharField()
     effective_date = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -181,8 +187,8 @@ class Subscription(models.Model):
 
 class Extension(models.Model):
     guest = models.ForeignKey(Guest, on_delete=models.CASCADE, related_name="extensions")
-    name = models.CharField(max_length=4, default="ext")  # ext, ext1 ... ext5
-    key = models.CharField(max_length=20, default="default")
+    name = models.CharField(default="ext")  # ext, ext1 ... ext5
+    key = models.CharField(default="default")
     attributes = models.JSONField(default=dict, blank=True)
 
     class Meta:
@@ -198,16 +204,16 @@ class Extension(models.Model):
 class TrackingEvent(StagedRecord):
     """A tracking event (schema `tracking`); the field set follows cdp-batch-api.md section 3.3."""
 
-    service_identifier = models.CharField(max_length=255)
+    service_identifier = models.CharField()
     occurred_at = models.DateTimeField(null=True, blank=True)
-    channel = models.CharField(max_length=50, blank=True)
-    type = models.CharField(max_length=50, blank=True)
-    uotr = models.CharField(max_length=255, blank=True)
+    channel = models.CharField(blank=True)
+    type = models.CharField(blank=True)
+    uotr = models.CharField(blank=True)
     utms = models.JSONField(default=dict, blank=True)
     feedback = models.JSONField(default=dict, blank=True)
     # The guest it belongs to, as "<provider>:<id>" (not a foreign key: the guest may live only
     # in CDP, not in staging).
-    guest_identity_key = models.CharField(max_length=300, blank=True)
+    guest_identity_key = models.CharField(blank=True)
     identifiers = models.JSONField(default=list, blank=True)
 
     class Meta:
@@ -268,7 +274,7 @@ class ImportRun(TimeStampedModel, LeasedWork):
         PENDING = "pending", "Pending"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
-        PARTIAL = "partial", "Succeeded, bad rows skipped"
+        PARTIAL = "partial", "Succeeded, refused rows skipped"
         FAILED = "failed", "Failed"
 
     class Format(models.TextChoices):
@@ -278,8 +284,8 @@ class ImportRun(TimeStampedModel, LeasedWork):
         NDJSON = "ndjson", "NDJSON (one JSON object per line)"
 
     class OnError(models.TextChoices):
-        ABORT = "abort", "All or nothing: import nothing if any row is bad"
-        SKIP = "skip", "Skip bad rows and import the rest"
+        ABORT = "abort", "All or nothing: import nothing if any row is refused"
+        SKIP = "skip", "Skip refused rows and stage the rest"
 
     TRANSITIONS = {
         Status.MAPPING: frozenset({Status.PENDING, Status.FAILED}),

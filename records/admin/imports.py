@@ -8,18 +8,21 @@ chosen); every write goes through records.services.imports.
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import content_disposition_header
 
 from cdpstage.admin.paginator import CappedCountPaginator
 from cdpstage.errors import ApplicationError
+from records import masking
 from records.admin.mapping import MappingStep
 from records.admin.review import ImportFileLink
 from records.importing import ENCODINGS, FileProblem
 from records.importing.preview import source_preview
+from records.importing.report import report_for_viewer
 from records.mapping import MappingError, compile_header
 from records.models import Extension, ImportRun, Schema, Subscription
 from records.selectors import mapping_for_header
@@ -62,7 +65,9 @@ class ImportFileForm(forms.Form):
         help_text="XLSX: the row holding the column names (empty: found after any notes rows).",
     )
     on_error = forms.ChoiceField(
-        label="If some rows are bad",
+        label="If some rows are refused",
+        help_text="Refused: rows that cannot be staged at all (e.g. a cell too many). Rows that "
+        "break a CDP rule are always staged, as invalid, for a steward to fix.",
         choices=ImportRun.OnError.choices,
         initial=ImportRun.OnError.ABORT,
         widget=forms.RadioSelect,
@@ -326,16 +331,20 @@ class ImportRunAdmin(admin.ModelAdmin):
         return JsonResponse(_progress_payload(self._visible_run(request, pk)))
 
     def error_report_view(self, request, pk: int):
-        """Download the error report (row, column, code, reason; no personal data)."""
+        """Download the error report (row, column, severity, code, reason, and the row's
+        identity for viewers with view_pii; never a cell value)."""
         run = self._visible_run(request, pk)
         if not run.error_report:
             raise Http404("This import run has no error report.")
-        return FileResponse(
-            run.error_report.open("rb"),
-            as_attachment=True,
-            filename=f"import-{run.pk}-errors.csv",
+        view_pii = masking.can_view_pii(request.user)
+        response = StreamingHttpResponse(
+            report_for_viewer(run.error_report.open("rb"), view_pii=view_pii),
             content_type="text/csv",
         )
+        response["Content-Disposition"] = content_disposition_header(
+            as_attachment=True, filename=f"import-{run.pk}-errors.csv"
+        )
+        return response
 
     # ---- "Import a file" --------------------------------------------------------------------
 

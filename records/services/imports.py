@@ -31,6 +31,7 @@ from cdpstage.errors import ApplicationError
 from cdpstage.queueing import enqueue_after_commit
 from records.importing import (
     DELIMITERS,
+    REFUSED,
     Counts,
     ErrorReport,
     FileProblem,
@@ -360,7 +361,7 @@ def import_run_execute(
         return None
     run = ImportRun.objects.get(pk=import_run_id)
     logger.info("Import run %s attempt %s: started", run.pk, attempt)
-    report = ErrorReport()
+    report = ErrorReport(max_lines=settings.IMPORT_REPORT_MAX_LINES)
     progress = _ProgressWriter(run, attempt, on_progress)
     counts = Counts()  # filled as rows are read, so a failure reports how far it got
     try:
@@ -370,7 +371,7 @@ def import_run_execute(
             progress.write(rows_total=run.rows_total)
             _stage(run, attempt, report, progress, counts)
         except FileProblem as problem:
-            report.add(None, "", problem.code, problem.message)
+            report.add(None, "", problem.code, problem.message, severity=REFUSED)
             _end_failed(run, attempt, report, counts, problem.message)
         except _RollBack as rollback:
             counts = rollback.counts
@@ -505,12 +506,12 @@ def _end_failed(
 
 
 def _abort_message(counts: Counts, report: ErrorReport) -> str:
-    first = report.first[0].as_sentence() if report.first else ""
-    rows = "row" if counts.bad == 1 else "rows"
+    first = report.first_refused.as_sentence() if report.first_refused else ""
+    rows = "row" if counts.read == 1 else "rows"
     return (
         f"Nothing was imported: {counts.bad:,} of {counts.read:,} {rows} could not be staged "
-        f"(first: {first}). Fix them, or import again choosing to skip bad rows; the error "
-        "report lists every one."
+        f"(first: {first}). Fix them, or import again choosing to skip refused rows; the "
+        "error report lists them."
     )
 
 
@@ -524,7 +525,7 @@ def _success_message(counts: Counts) -> str:
     if counts.invalid:
         text += f" {counts.invalid:,} staged as invalid (see the error report)."
     if counts.bad:
-        text += f" {counts.bad:,} bad rows skipped (see the error report)."
+        text += f" {counts.bad:,} refused rows skipped (see the error report)."
     return text
 
 

@@ -9,9 +9,8 @@ from typing import Any
 
 import orjson
 
-from records.importing.staging.base import Stager, locked_message
+from records.importing.staging.base import Stager, live_batch_of, locked_message
 from records.mapping import MappedRow
-from records.models import Guest
 from records.rules import (
     Problem,
     clean_extension,
@@ -19,7 +18,6 @@ from records.rules import (
     identity_key,
     normalize_email,
 )
-from records.selectors import live_batch_id_sql
 from records.serializing import UnstorableValue, dump_value, guest_children_from_value
 
 
@@ -98,8 +96,7 @@ class ChildStager(Stager):
         if by_ident:
             providers, ids = zip(*by_ident, strict=True)
             self.cursor.execute(
-                f"""SELECT i.provider, i.identifier, g.id,
-                          {live_batch_id_sql(model=Guest, record="g.id")}
+                f"""SELECT i.provider, i.identifier, g.id, {live_batch_of("g")}
                      FROM records_identifier i
                      JOIN unnest(%s::text[], %s::text[]) AS v(provider, identifier)
                        ON i.provider = v.provider AND i.identifier = v.identifier
@@ -110,9 +107,8 @@ class ChildStager(Stager):
                 found[(provider, ident)].add((gid, locked))
         if by_email:
             self.cursor.execute(
-                "SELECT email, id, "
-                + live_batch_id_sql(model=Guest, record="records_guest.id")
-                + " FROM records_guest WHERE email = ANY(%s)",
+                f"SELECT g.email, g.id, {live_batch_of('g')} FROM records_guest g"
+                " WHERE g.email = ANY(%s)",
                 [list(by_email)],
             )
             for email, gid, locked in self.cursor.fetchall():

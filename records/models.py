@@ -74,6 +74,10 @@ class StagedRecord(TimeStampedModel):
         default=DeliveryStatus.NOT_SENT,
     )
     delivered_hash = models.CharField(max_length=32, blank=True)
+    # When CDP confirmed the delivered value (the retention period counts from here).
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    # Set when retention cleared the personal data (records.services.retention); read-only after.
+    purged_at = models.DateTimeField(null=True, blank=True)
     # The live batch holding this record (set by the batches app; records never import it).
     # While set, the record's content is frozen.
     locked_by_batch_id = models.BigIntegerField(null=True, blank=True, db_index=True)
@@ -84,6 +88,10 @@ class StagedRecord(TimeStampedModel):
     @property
     def is_locked(self) -> bool:
         return self.locked_by_batch_id is not None
+
+    @property
+    def is_purged(self) -> bool:
+        return self.purged_at is not None
 
 
 class Guest(StagedRecord):
@@ -304,6 +312,8 @@ class ImportRun(TimeStampedModel, LeasedWork):
     # A sentence for the whole file ("The file is empty.") when it was refused.
     message = models.TextField(blank=True)
     error_report = models.FileField(upload_to="import-errors/%Y/%m/", blank=True)
+    # Set when retention deleted the source file and error report from storage.
+    files_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("-id",)

@@ -550,7 +550,9 @@ def _apply_record_outcomes(batch_file: BatchFile) -> None:
             f"UPDATE {spec.table} t SET delivery_status = CASE WHEN i.outcome = %(delivered)s"
             " THEN %(status_delivered)s ELSE %(status_rejected)s END,"
             " delivered_hash = CASE WHEN i.outcome = %(delivered)s THEN i.value_hash"
-            " ELSE t.delivered_hash END"
+            " ELSE t.delivered_hash END,"
+            " delivered_at = CASE WHEN i.outcome = %(delivered)s THEN %(now)s"
+            " ELSE t.delivered_at END"
             " FROM batches_batchitem i"
             " WHERE i.file_id = %(file)s AND i.outcome IN (%(delivered)s, %(rejected)s)"
             " AND t.id = i.record_id AND t.locked_by_batch_id = %(batch)s",
@@ -561,6 +563,7 @@ def _apply_record_outcomes(batch_file: BatchFile) -> None:
                 "status_rejected": DeliveryStatus.REJECTED,
                 "file": batch_file.pk,
                 "batch": batch_file.batch_id,
+                "now": timezone.now(),
             },
         )
 

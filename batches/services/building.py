@@ -40,7 +40,16 @@ from batches.services.scheduling import (
 )
 from batches.services.transitions import batch_event_create, batch_transition
 from cdpstage.errors import ApplicationError
-from records.models import DeliveryStatus, Guest, ReviewStatus, StagedRecord, TrackingEvent
+from records.models import (
+    DeliveryStatus,
+    Guest,
+    GuestDeletion,
+    ReviewStatus,
+    StagedRecord,
+    SuppressedIdentity,
+    TrackingEvent,
+)
+from records.services.erasure import SUPPRESSED_GUEST_SQL, SUPPRESSED_TRACKING_SQL
 
 logger = logging.getLogger(__name__)
 
@@ -66,18 +75,29 @@ class SchemaSpec:
 
     model: type[StagedRecord]
     default_mode: str
+    # The `schema` written in each line, when it is not the batch schema's own name.
+    cdp_schema: str = ""
+    # "This record carries an erased person's identity" (alias t): never selected.
+    suppressed_sql: str = ""
 
     @property
     def table(self) -> str:
         return self.model._meta.db_table
+
+    def line_schema(self, batch_schema: str) -> str:
+        return self.cdp_schema or batch_schema
 
 
 SCHEMAS: dict[str, SchemaSpec] = {
     # Two guests with one identity never share a file (cdp-batch-api.md section 2: duplicate
     # guests make duplicate profiles) because records_guest.identity_key is UNIQUE: no batch,
     # let alone a file, can hold two (tests/batches/test_building.py keeps it so).
-    BatchSchema.GUEST: SchemaSpec(Guest, "upsert"),
-    BatchSchema.TRACKING: SchemaSpec(TrackingEvent, "insert"),
+    BatchSchema.GUEST: SchemaSpec(Guest, "upsert", suppressed_sql=SUPPRESSED_GUEST_SQL),
+    BatchSchema.TRACKING: SchemaSpec(
+        TrackingEvent, "insert", suppressed_sql=SUPPRESSED_TRACKING_SQL
+    ),
+    # Erasure requests: guest records in mode delete / gdpr_delete (cdp-batch-api.md 3.1.5).
+    BatchSchema.GUEST_DELETION: SchemaSpec(GuestDeletion, "delete", cdp_schema="guest"),
 }
 
 # A record may go into a batch when it is ready, valid, holds a value, is in no live batch,
@@ -100,7 +120,13 @@ RESEND_CANDIDATE = (
 
 
 def _eligible_sql(spec: SchemaSpec, resend_of: int | None) -> str:
-    return ELIGIBLE + (RESEND_CANDIDATE if resend_of else "")
+    sql = ELIGIBLE + (RESEND_CANDIDATE if resend_of else "")
+    # Checked again here although such records are invalid: a record staged before the
+    # request (or in a race with it) must not go out. Only when the list has entries, so an
+    # empty list costs the build nothing.
+    if spec.suppressed_sql and SuppressedIdentity.objects.exists():
+        sql += f" AND NOT {spec.suppressed_sql}"
+    return sql
 
 
 def _has_eligible(spec: SchemaSpec, resend_of: int | None) -> bool:
@@ -403,7 +429,11 @@ def _export(batch: Batch, attempt: int) -> list[tuple[ExportedPart, str]]:
             stream.cursor() as cur,
             cur.copy(
                 f"COPY ({select}) TO STDOUT {COPY_OPTIONS}",
-                {"schema": batch.schema, "mode": spec.default_mode, "batch": batch.pk},
+                {
+                    "schema": spec.line_schema(batch.schema),
+                    "mode": spec.default_mode,
+                    "batch": batch.pk,
+                },
             ) as copy,
         ):
             parts = export_gzip_parts(

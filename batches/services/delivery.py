@@ -43,6 +43,7 @@ from batches.models import (
     BatchEvent,
     BatchFile,
     BatchItem,
+    BatchSchema,
 )
 from batches.services.building import SCHEMAS, records_release
 from batches.services.scheduling import (
@@ -54,6 +55,7 @@ from batches.services.scheduling import (
 )
 from batches.services.transitions import batch_event_create, batch_transition, batchfile_transition
 from records.models import DeliveryStatus
+from records.services.erasure import deletions_apply_outcomes
 
 logger = logging.getLogger(__name__)
 
@@ -544,7 +546,8 @@ def _apply_error_log(batch_file: BatchFile, log_name: str) -> dict[str, Any]:
 
 def _apply_record_outcomes(batch_file: BatchFile) -> None:
     """Write delivered / rejected onto the records (they stay locked until the batch ends)."""
-    spec = SCHEMAS[batch_file.batch.schema]
+    schema = batch_file.batch.schema
+    spec = SCHEMAS[schema]
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {spec.table} t SET delivery_status = CASE WHEN i.outcome = %(delivered)s"
@@ -565,6 +568,14 @@ def _apply_record_outcomes(batch_file: BatchFile) -> None:
                 "batch": batch_file.batch_id,
                 "now": timezone.now(),
             },
+        )
+    if schema == BatchSchema.GUEST_DELETION:
+        # An erasure is done only when CDP has no matching guest left (records decides).
+        deletions_apply_outcomes(
+            outcomes=BatchItem.objects.filter(
+                file=batch_file,
+                outcome__in=(BatchItem.Outcome.DELIVERED, BatchItem.Outcome.REJECTED),
+            ).values_list("record_id", "outcome", "code", "message")
         )
 
 

@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "PURGED_COLUMNS",
     "PurgeResult",
+    "purge_records",
     "records_purge",
     "retention_cutoff",
 ]
@@ -138,6 +139,15 @@ def _purge_records(model, cutoff: datetime, dry_run: bool) -> int:
     selection = purgeable(model, cutoff)
     if dry_run:
         return selection.count()
+    return purge_records(model, selection)
+
+
+def purge_records(model, selection) -> int:
+    """Clear the personal data of the records of `selection`, in short chunked transactions.
+
+    Also used by erasure for the guests of a person who asked to be deleted. Rows another
+    transaction holds at that moment (a build taking them) are skipped and left for next time.
+    """
     purged = 0
     last_id = 0
     while True:
@@ -149,8 +159,8 @@ def _purge_records(model, cutoff: datetime, dry_run: bool) -> int:
         last_id = ids[-1]
         with transaction.atomic():
             # Re-checked inside the transaction: a build may have taken a record meanwhile.
-            changed = selection.filter(pk__in=ids).select_for_update(skip_locked=True)
-            locked_ids = list(changed.values_list("pk", flat=True))
+            rows = selection.filter(pk__in=ids).select_for_update(skip_locked=True)
+            locked_ids = list(rows.values_list("pk", flat=True))
             if model is Guest:
                 for child in GUEST_CHILDREN:
                     child.objects.filter(guest_id__in=locked_ids).delete()

@@ -6,9 +6,12 @@ into a batch of its own kind, is approved by a second person and sent like any b
 outcome decides what happens next (deletions_apply_outcomes, called by the batches app):
 
 - CDP deleted a guest and says several matched ("2 matches found for this guest, 1st match
-  deleted"): the request is sent again (it becomes eligible for the next deletion batch),
-  because CDP deletes one match per record;
-- CDP deleted the only match, or found none (404 guest not found): done. The request's
+  deleted"), or accepted the record without a message (a file that succeeded has no log, so
+  CDP did not say how many matched): the request is sent again (it becomes eligible for the
+  next deletion batch), because CDP deletes one match per record — "repeat the delete until
+  the log says no guest was found";
+- CDP says it deleted the only match ("Guest and associated entities deleted"), or found none
+  (404 guest not found): done. The request's
   identifiers are cleared and every staged guest with one of them is purged like retention
   does (refs and hashes kept);
 - anything else (not enough identifying info, an active session): the request stays open with
@@ -72,7 +75,7 @@ SUPPRESSED_PROBLEM = {
 }
 MODES = ("delete", "gdpr_delete")
 # CDP's per-record messages (cdp-batch-api.md section 3.1.5 / S-GDEL).
-SEVERAL_MATCHES = "matches found for this guest"
+ONLY_MATCH_DELETED = "Guest and associated entities deleted"
 GUEST_NOT_FOUND_CODE = "404"
 
 
@@ -209,7 +212,10 @@ def deletions_apply_outcomes(*, outcomes: Iterable[tuple[int, str, str, str]]) -
     for deletion_id, outcome, code, message in outcomes:
         deletion = GuestDeletion.objects.select_for_update().get(pk=deletion_id)
         fields: dict[str, Any] = {"rounds": deletion.rounds + 1, "erasure_message": message[:300]}
-        if outcome == "delivered" and SEVERAL_MATCHES in message:
+        finished = (outcome == "delivered" and message == ONLY_MATCH_DELETED) or (
+            outcome == "rejected" and code == GUEST_NOT_FOUND_CODE
+        )
+        if outcome == "delivered" and not finished:
             # Not done: send the same value again (eligible again once its delivered hash is
             # cleared), until CDP reports the last match or none.
             fields.update(
@@ -218,7 +224,7 @@ def deletions_apply_outcomes(*, outcomes: Iterable[tuple[int, str, str, str]]) -
                 delivery_status=DeliveryStatus.NOT_SENT,
             )
             result.again += 1
-        elif outcome == "delivered" or (outcome == "rejected" and code == GUEST_NOT_FOUND_CODE):
+        elif finished:
             result.guests_purged += _purge_guests_of(deletion)
             fields.update(
                 erasure_status=ErasureStatus.DONE,

@@ -187,6 +187,14 @@ def test_outcomes_repeat_until_cdp_finds_no_more_then_purge(stager):
     assert SuppressedIdentity.objects.filter(deletion=deletion).count() == 1
 
 
+def test_an_accepted_delete_without_a_message_is_sent_again(stager):
+    # A file CDP processed without error has no log: how many guests matched is unknown.
+    deletion = guest_deletion_request(identifiers=[("email", ANNA)], gdpr=False, user=stager)
+    assert deletions_apply_outcomes(outcomes=[(deletion.pk, "delivered", "", "")]).again == 1
+    deletion.refresh_from_db()
+    assert deletion.erasure_status == ErasureStatus.AGAIN
+
+
 def test_not_found_completes_and_other_rejections_stay_open(stager):
     found_none = guest_deletion_request(identifiers=[("email", ANNA)], gdpr=False, user=stager)
     refused = guest_deletion_request(identifiers=[("CRM_ID", "C-2")], gdpr=False, user=stager)

@@ -8,6 +8,7 @@ from django.contrib.auth.models import Permission
 
 from batches import services
 from batches.models import Batch, BatchFile
+from batches.selectors import batch_sample_lines
 from records.models import ErasureStatus, Guest, GuestDeletion, ReviewStatus
 from records.services.erasure import guest_deletion_request
 from tests.batches.conftest import wait_for
@@ -84,6 +85,13 @@ def test_erasure_repeats_until_cdp_has_no_match_then_purges_and_suppresses(
             {"provider": "CRM_ID", "id": "C-1"},
         ]
     }
+    # The approver's sample of the file as sent, masked for whoever may not see personal data
+    # (a deletion batch's lines are guest lines).
+    auditor = user_factory("erasure-auditor", groups=("Auditor",), is_staff=True)
+    sample = batch_sample_lines(BatchFile.objects.get(batch=first), user=auditor)
+    assert '"mode":"gdpr_delete"' in sample[0]
+    assert "anna@example.com" not in sample[0]
+    assert "C-1" not in sample[0]
     deletion.refresh_from_db()
     # Two profiles matched; CDP deleted the first only: send again.
     assert deletion.erasure_status == ErasureStatus.AGAIN

@@ -21,6 +21,8 @@ class BatchSchema(models.TextChoices):
 
     GUEST = "guest", "Guests"
     TRACKING = "tracking", "Tracking events"
+    # Sent as schema "guest" in mode delete / gdpr_delete (records.models.GuestDeletion).
+    GUEST_DELETION = "guest_deletion", "Guest deletions (erasure requests)"
 
 
 class Batch(TimeStampedModel, LeasedWork):

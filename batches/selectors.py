@@ -174,7 +174,8 @@ def batch_sample_lines(
                 break
             record: dict[str, Any] = orjson.loads(raw)
             if not show_pii and isinstance(record.get("value"), dict):
-                record["value"] = mask_value(record["value"], schema)
+                # The line's own schema: a batch of guest deletions sends "guest" lines.
+                record["value"] = mask_value(record["value"], record.get("schema") or schema)
             lines.append(orjson.dumps(record).decode())
     return lines
 

@@ -179,7 +179,17 @@ RQ_SHOW_ADMIN_LINK = True
 RQ_MAINTENANCE_INTERVAL = env_int("RQ_MAINTENANCE_INTERVAL", 10)
 # Dotted paths of idempotent functions every worker runs during maintenance: they re-enqueue
 # work stuck past its lease, so a job lost with a killed worker or a flushed Redis is redone.
-RECONCILERS = ["records.jobs.reconcile_import_runs", "batches.jobs.reconcile_batches"]
+RECONCILERS = [
+    "records.jobs.reconcile_import_runs",
+    "batches.jobs.reconcile_batches",
+    "records.jobs.purge_expired_records",
+]
+# Retention: days after delivery at which a record's personal data (and the import and batch
+# files) are cleared by the workers' scheduled purge; 0 turns the scheduled purge off
+# (`manage.py records_purge --delivered-before DAYS` works either way).
+RETENTION_DELIVERED_DAYS = env_int("RETENTION_DELIVERED_DAYS", 0)
+# Seconds between scheduled purges, whatever the number of workers (a Redis key elects one).
+RETENTION_RUN_INTERVAL = env_int("RETENTION_RUN_INTERVAL", 3600)
 
 # Sitecore CDP Batch API.
 CDP_BASE_URL = env_str("CDP_BASE_URL", "https://api-engage-eu.sitecorecloud.io")

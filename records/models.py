@@ -30,6 +30,7 @@ class BatchedKind(models.TextChoices):
 
     GUEST = Schema.GUEST.value, "Guests"
     TRACKING = Schema.TRACKING.value, "Tracking events"
+    GUEST_DELETION = "guest_deletion", "Guest deletions"
 
 
 class DeliveryStatus(models.TextChoices):
@@ -82,9 +83,17 @@ class StagedRecord(TimeStampedModel):
     delivered_hash = models.CharField(max_length=32, blank=True)
     # Which batch holds the record is not a column here: a build would rewrite every row it
     # takes (and all its indexes). It is a BatchMembership row (records.selectors reads it).
+    # When CDP confirmed the delivered value (the retention period counts from here).
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    # Set when retention cleared the personal data (records.services.retention); read-only after.
+    purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         abstract = True
+
+    @property
+    def is_purged(self) -> bool:
+        return self.purged_at is not None
 
 
 class Guest(StagedRecord):
@@ -248,7 +257,7 @@ class BatchMembership(models.Model):
     pk = models.CompositePrimaryKey("batch_id", "kind", "record_id")
     batch_id = models.BigIntegerField()
     # The record's table: records.Guest or records.TrackingEvent.
-    kind = models.CharField(max_length=10, choices=BatchedKind.choices)
+    kind = models.CharField(max_length=20, choices=BatchedKind.choices)
     record_id = models.BigIntegerField()
     live = models.BooleanField(default=True)
 
@@ -263,6 +272,61 @@ class BatchMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.record_id} in batch {self.batch_id}"
+
+
+class ErasureStatus(models.TextChoices):
+    OPEN = "open", "Open (waiting to be sent)"
+    AGAIN = "again", "Sent; CDP matched several guests, send again"
+    DONE = "done", "Done: erased at CDP and suppressed here"
+
+
+class GuestDeletion(StagedRecord):
+    """A person's request to be erased: a `delete` or `gdpr_delete` guest record for CDP.
+
+    It travels like any staged record (batch, approval by a second person, outcome per ref).
+    CDP deletes only the first of several matching guests (cdp-batch-api.md section 3.1.5), so
+    a request is sent again until CDP finds none. When it is done its identifiers are cleared
+    (the hashes stay in SuppressedIdentity) and the matching staged guests are purged.
+    """
+
+    # [{"provider": "email", "id": "..."}]: personal data, cleared once the request is done.
+    identifiers = models.JSONField(default=list, blank=True)
+    # The hashes of the identifiers (records.services.erasure.identity_hash), kept for good.
+    identity_hashes = ArrayField(models.CharField(max_length=64), default=list)
+    erasure_status = models.CharField(
+        max_length=10, choices=ErasureStatus.choices, default=ErasureStatus.OPEN
+    )
+    # How many times it went to CDP, and what CDP said last (CDP's message, no personal data).
+    rounds = models.PositiveSmallIntegerField(default=0)
+    erasure_message = models.CharField(max_length=300, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-id",)
+        indexes = [models.Index(fields=["review_status", "id"], name="deletion_review_id")]
+
+    def __str__(self) -> str:
+        return f"Deletion request {self.pk}"
+
+
+class SuppressedIdentity(models.Model):
+    """An identity erased at the person's request: never staged as ready or sent again.
+
+    Only a hash of "provider:id" (records.services.erasure.identity_hash): no personal data.
+    """
+
+    identity_hash = models.CharField(max_length=64, unique=True)
+    deletion = models.ForeignKey(GuestDeletion, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "suppressed identities"
+
+    def __str__(self) -> str:
+        return f"Suppressed identity {self.identity_hash[:12]}…"
 
 
 class ImportRun(TimeStampedModel, LeasedWork):
@@ -340,6 +404,8 @@ class ImportRun(TimeStampedModel, LeasedWork):
     # A sentence for the whole file ("The file is empty.") when it was refused.
     message = models.TextField(blank=True)
     error_report = models.FileField(upload_to="import-errors/%Y/%m/", blank=True)
+    # Set when retention deleted the source file and error report from storage.
+    files_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("-id",)

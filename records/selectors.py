@@ -11,6 +11,7 @@ from records.models import (
     BatchMembership,
     Extension,
     Guest,
+    GuestDeletion,
     Identifier,
     IdentityProvider,
     ImportRun,
@@ -41,12 +42,19 @@ __all__ = [
     "table_row_estimate",
 ]
 
-StagedModel = type[Guest] | type[TrackingEvent]
+StagedModel = type[Guest] | type[TrackingEvent] | type[GuestDeletion]
+
+
+RECORD_KINDS: dict[type, str] = {
+    Guest: BatchedKind.GUEST,
+    TrackingEvent: BatchedKind.TRACKING,
+    GuestDeletion: BatchedKind.GUEST_DELETION,
+}
 
 
 def record_kind(model: StagedModel) -> str:
     """The BatchMembership kind of a records table."""
-    return BatchedKind.GUEST if model is Guest else BatchedKind.TRACKING
+    return RECORD_KINDS[model]
 
 
 def _live_memberships(model: StagedModel) -> QuerySet[BatchMembership]:
@@ -91,10 +99,14 @@ def live_batches(*, model: StagedModel, record_ids: Iterable[int]) -> dict[int, 
     )
 
 
-# PostgreSQL advisory lock keys, one per kind ("CDSG", "CDST"): a build's selection
+# PostgreSQL advisory lock keys, one per kind ("CDSG", "CDST", "CDSD"): a build's selection
 # (records.services.lifecycle.records_lock) takes its kind's key exclusively, and
 # live_batches_settle takes it shared.
-SELECTION_LOCKS = {BatchedKind.GUEST: 0x43445347, BatchedKind.TRACKING: 0x43445354}
+SELECTION_LOCKS = {
+    BatchedKind.GUEST: 0x43445347,
+    BatchedKind.TRACKING: 0x43445354,
+    BatchedKind.GUEST_DELETION: 0x43445344,  # "CDSD"
+}
 
 
 def live_batches_settle(*, model: StagedModel) -> None:

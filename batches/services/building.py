@@ -40,7 +40,7 @@ from batches.services.scheduling import (
 )
 from batches.services.transitions import batch_event_create, batch_transition
 from cdpstage.errors import ApplicationError
-from records.models import Guest, ReviewStatus, StagedRecord, TrackingEvent
+from records.models import Guest, GuestDeletion, ReviewStatus, StagedRecord, TrackingEvent
 from records.selectors import record_kind
 from records.services import lifecycle
 
@@ -68,10 +68,15 @@ class SchemaSpec:
 
     model: type[StagedRecord]
     default_mode: str
+    # The `schema` written in each line, when it is not the batch schema's own name.
+    cdp_schema: str = ""
 
     @property
     def table(self) -> str:
         return self.model._meta.db_table
+
+    def line_schema(self, batch_schema: str) -> str:
+        return self.cdp_schema or batch_schema
 
 
 SCHEMAS: dict[str, SchemaSpec] = {
@@ -80,6 +85,8 @@ SCHEMAS: dict[str, SchemaSpec] = {
     # let alone a file, can hold two (tests/batches/test_building.py keeps it so).
     BatchSchema.GUEST: SchemaSpec(Guest, "upsert"),
     BatchSchema.TRACKING: SchemaSpec(TrackingEvent, "insert"),
+    # Erasure requests: guest records in mode delete / gdpr_delete (cdp-batch-api.md 3.1.5).
+    BatchSchema.GUEST_DELETION: SchemaSpec(GuestDeletion, "delete", cdp_schema="guest"),
 }
 
 # For a re-send: the records that were in the old batch's live files and did not get through.
@@ -416,7 +423,7 @@ def _export(batch: Batch, attempt: int, folder: str) -> list[tuple[ExportedPart,
         with cur.copy(
             f"COPY ({select}) TO STDOUT {COPY_OPTIONS}",
             {
-                "schema": batch.schema,
+                "schema": spec.line_schema(batch.schema),
                 "mode": spec.default_mode,
                 "batch": batch.pk,
                 "kind": record_kind(spec.model),

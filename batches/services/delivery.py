@@ -43,6 +43,7 @@ from batches.models import (
     BatchEvent,
     BatchFile,
     BatchItem,
+    BatchSchema,
 )
 from batches.services.building import SCHEMAS, records_release
 from batches.services.scheduling import (
@@ -54,6 +55,7 @@ from batches.services.scheduling import (
 )
 from batches.services.transitions import batch_event_create, batch_transition, batchfile_transition
 from records.services import lifecycle
+from records.services.erasure import deletions_apply_outcomes
 
 logger = logging.getLogger(__name__)
 
@@ -564,6 +566,14 @@ def _apply_record_outcomes(batch_file: BatchFile) -> None:
             ],
         ),
     )
+    if batch_file.batch.schema == BatchSchema.GUEST_DELETION:
+        # An erasure is done only when CDP has no matching guest left (records decides).
+        deletions_apply_outcomes(
+            outcomes=BatchItem.objects.filter(
+                file=batch_file,
+                outcome__in=(BatchItem.Outcome.DELIVERED, BatchItem.Outcome.REJECTED),
+            ).values_list("record_id", "outcome", "code", "message")
+        )
 
 
 # -- failures, retries, new refs -----------------------------------------------------------

@@ -219,6 +219,14 @@ def live_batch(obj) -> int | None:
     return obj.live_batch
 
 
+class PurgedFilter(YesNoFilter):
+    title = "personal data purged"
+    parameter_name = "purged"
+
+    def apply(self, queryset, *, present: bool):
+        return queryset.filter(purged_at__isnull=not present)
+
+
 # ---------------------------------------------------------------------------------------------
 # Form fields that read and write the way people type.
 
@@ -324,6 +332,8 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
         "delivery_status",
         "delivered_hash",
         "value_hash",
+        "delivered_at",
+        "purged_display",
         "locked_display",
         "import_run_display",
         "source_row",
@@ -351,8 +361,9 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
         return with_live_batch(super().get_queryset(request))
 
     def has_change_permission(self, request, obj=None):
-        # A record in a live batch is frozen: its page becomes read-only (with a banner).
-        if obj is not None and live_batch(obj) is not None:
+        # A record in a live batch is frozen: its page becomes read-only (with a banner). A
+        # purged one has nothing left to edit (its value is what CDP holds).
+        if obj is not None and (live_batch(obj) is not None or obj.is_purged):
             return False
         # A record's page is read-only for whoever cannot see all of it: editing half a record
         # (the non-personal fields around masked ones) is not a review. The list's actions
@@ -435,6 +446,15 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
             return obj.get_delivery_status_display()
         return f"{obj.get_delivery_status_display()} ({obj.live_batch})"
 
+    @admin.display(description="personal data")
+    def purged_display(self, obj):
+        if obj.purged_at is None:
+            return "Kept"
+        return (
+            f"Purged on {obj.purged_at:%Y-%m-%d} under the retention policy (ref, hashes and "
+            "delivery history kept)"
+        )
+
     @admin.display(description="live batch")
     def locked_display(self, obj):
         if live_batch(obj) is None:
@@ -444,6 +464,8 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
     @admin.display(description="CDP value (what the batch file will contain)")
     def cdp_value_display(self, obj):
         # Display methods get no request; get_object marks the instance with what to show.
+        if obj.purged_at is not None:
+            return "Purged under the retention policy."
         if not obj.cdp_value:
             return "Not computed yet."
         value = json.loads(obj.cdp_value)
@@ -678,6 +700,7 @@ class ParentLockMixin:
         parent = obj._meta
         return (
             live_batch(obj) is not None
+            or obj.is_purged
             or not can_view_pii(request.user)
             or not request.user.has_perm(f"{parent.app_label}.change_{parent.model_name}")
         )
@@ -807,6 +830,7 @@ class GuestAdmin(StagedRecordAdmin):
         CountryFilter,
         HasIdentifierFilter,
         LockedFilter,
+        PurgedFilter,
     )
     search_help_text = (
         f"Starts with (at least {PREFIX_MIN_LENGTH} characters): email, identifier id, last name, "
@@ -861,6 +885,8 @@ class GuestAdmin(StagedRecordAdmin):
                         "review_status",
                         "validation_errors_display",
                         "delivery_status",
+                        "delivered_at",
+                        "purged_display",
                         "locked_display",
                     )
                 },
@@ -999,6 +1025,7 @@ class TrackingEventAdmin(StagedRecordAdmin):
         ErrorCodeFilter,
         TrackingImportRunFilter,
         LockedFilter,
+        PurgedFilter,
     )
     search_help_text = "Exact guest identity (provider:id or id), ref or database id."
     search_fields = ("guest_identity_key",)
@@ -1019,6 +1046,8 @@ class TrackingEventAdmin(StagedRecordAdmin):
                         "review_status",
                         "validation_errors_display",
                         "delivery_status",
+                        "delivered_at",
+                        "purged_display",
                         "locked_display",
                     )
                 },

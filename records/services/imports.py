@@ -47,7 +47,8 @@ from records.mapping.documents import (
     parse_document,
     to_json,
 )
-from records.models import ImportRun, Mapping, Schema
+from records.models import Guest, ImportRun, Mapping, Schema, TrackingEvent
+from records.services.erasure import suppression_mark_invalid
 from records.services.values import guests_refresh_values, tracking_refresh_values
 
 logger = logging.getLogger(__name__)
@@ -451,6 +452,8 @@ def _stage(
                 )
                 if counts.bad and run.on_error == ImportRun.OnError.ABORT:
                     raise _RollBack(counts)
+                suppressed = _mark_suppressed(run)
+                counts.invalid += suppressed
                 status = Status.PARTIAL if counts.bad else Status.SUCCEEDED
                 fields = _count_fields(counts)
                 fields["bytes_read"] = run.bytes_total
@@ -459,10 +462,24 @@ def _stage(
                 if report.lines:
                     fields["error_report"] = _save_report(run, report)
                 fields["message"] = _success_message(counts)
+                if suppressed:
+                    fields["message"] += (
+                        f" {suppressed:,} of them carry the identity of a person who asked to be "
+                        "erased (suppressed)."
+                    )
                 if not _finish(run.pk, attempt, status, **fields):
                     raise LeaseLost
         finally:
             source.close()
+
+
+def _mark_suppressed(run: ImportRun) -> int:
+    """Records of this run that carry an erased person's identity become invalid."""
+    model = {Schema.GUEST: Guest, Schema.TRACKING: TrackingEvent}.get(run.schema)
+    if model is None:
+        # Subscription and extension files change guests through the refresh, which checks.
+        return 0
+    return suppression_mark_invalid(model, import_run_id=run.pk)
 
 
 def _run_mapping(run: ImportRun) -> MappingDocument | None:

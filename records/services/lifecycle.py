@@ -1,7 +1,8 @@
 """A record's life in batches: taken by a batch, released, delivered or rejected.
 
 The only writes of batch memberships and of the records' lifecycle columns
-(`delivery_status`, `delivered_hash`); the batches app calls these and never writes them itself.
+(`delivery_status`, `delivered_hash`, `delivered_at`); the batches app calls these and never
+writes them itself.
 
 Every statement here is written so that PostgreSQL's plan stays linear in the rows it touches
 whatever its statistics say (they are often stale right after a bulk change, and autovacuum
@@ -16,9 +17,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection, transaction
+from django.utils import timezone
 
-from records.models import DeliveryStatus, ReviewStatus
+from records.models import DeliveryStatus, ReviewStatus, SuppressedIdentity
 from records.selectors import SELECTION_LOCKS, StagedModel, live_batch_sql, record_kind
+from records.services.erasure import SUPPRESSED_SQL
 
 __all__ = [
     "records_lock",
@@ -33,11 +36,18 @@ Query = tuple[str, Sequence[Any]]
 def eligible_sql(*, model: StagedModel) -> str:
     """A record may go into a batch when it is ready, valid, holds a value, is in no live
     batch, and was not already delivered with exactly this content (alias `t`)."""
-    return (
+    sql = (
         f"t.review_status = '{ReviewStatus.READY}' AND t.validation_errors = '[]'::jsonb"
         " AND t.cdp_value <> '' AND t.value_hash <> t.delivered_hash"
         f" AND NOT {live_batch_sql(model=model)}"
     )
+    # Checked again although such records are invalid: one staged before an erasure request
+    # (or in a race with it) must not go out. Only while the list has entries, so an empty
+    # list costs the build nothing.
+    suppressed = SUPPRESSED_SQL.get(model)
+    if suppressed and SuppressedIdentity.objects.exists():
+        sql += f" AND NOT {suppressed}"
+    return sql
 
 
 def _ids_table(cursor: Any, name: str, columns: str, query: Query) -> None:
@@ -115,8 +125,13 @@ def records_record_outcomes(*, model: StagedModel, outcomes: Query) -> int:
         cursor.execute(
             f"UPDATE {table} t SET delivery_status = CASE WHEN o.delivered"
             " THEN %(delivered)s ELSE %(rejected)s END,"
-            " delivered_hash = CASE WHEN o.delivered THEN o.value_hash ELSE t.delivered_hash END"
+            " delivered_hash = CASE WHEN o.delivered THEN o.value_hash ELSE t.delivered_hash END,"
+            " delivered_at = CASE WHEN o.delivered THEN %(now)s ELSE t.delivered_at END"
             " FROM batch_outcomes o WHERE t.id = o.record_id",
-            {"delivered": DeliveryStatus.DELIVERED, "rejected": DeliveryStatus.REJECTED},
+            {
+                "delivered": DeliveryStatus.DELIVERED,
+                "rejected": DeliveryStatus.REJECTED,
+                "now": timezone.now(),
+            },
         )
         return cursor.rowcount

@@ -20,6 +20,7 @@ from records.serializing import (
     tracking_value_from_instance,
     value_hash,
 )
+from records.services.erasure import suppression_mark_invalid
 
 __all__ = ["guests_refresh_values", "tracking_refresh_values"]
 
@@ -102,6 +103,8 @@ def guests_refresh_values(*, guest_ids: Iterable[int]) -> int:
                 """,
                 [list(column) for column in zip(*rows, strict=True)],
             )
+        # The rules know nothing of erasure requests: re-apply the suppression list.
+        suppression_mark_invalid(Guest, ids=[row[0] for row in rows])
         changed += len(rows)
     return changed
 
@@ -172,5 +175,7 @@ def tracking_refresh_values(*, event_ids: Iterable[int]) -> int:
                 """,
                 [list(column) for column in zip(*rows, strict=True)],
             )
+        # The rules know nothing of erasure requests: re-apply the suppression list.
+        suppression_mark_invalid(TrackingEvent, ids=[row[0] for row in rows])
         changed += len(rows)
     return changed

@@ -224,6 +224,9 @@ def test_success_delivers_every_record_and_ends_the_batch(sending, enqueued, cdp
         assert guest.delivery_status == DeliveryStatus.DELIVERED
         assert guest.delivered_hash == guest.value_hash
         assert live_batch_of(model=Guest, record_id=guest.pk) is None
+        # The retention period counts from CDP's confirmation.
+        assert guest.delivered_at is not None
+        assert guest.delivered_at >= sending.approved_at
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
     assert sorted(message.to) == ["approver@example.com", "stager@example.com"]
@@ -275,6 +278,9 @@ def test_error_log_gives_each_record_its_outcome(sending, enqueued, cdp):
     assert statuses[items[0].record_id] == DeliveryStatus.REJECTED
     assert statuses[items[1].record_id] == DeliveryStatus.DELIVERED
     assert statuses[items[2].record_id] == DeliveryStatus.NOT_SENT
+    delivered_at = dict(Guest.objects.values_list("pk", "delivered_at"))
+    assert delivered_at[items[0].record_id] is None  # rejected: never delivered
+    assert delivered_at[items[1].record_id] is not None
 
 
 def test_error_without_log_fails_every_record(sending, enqueued, cdp):

@@ -76,7 +76,7 @@ def test_records_mark_ready_tracking(operator):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--schema", "guest", "--all-valid", "--user", "nobody"], "There is no user named"),
+        (["--schema", "guest", "--all-valid", "--user", "nobody"], "No active user named"),
         (["--schema", "guest", "--import-run", "999999", "--user", "cmd-operator"], "no import"),
         (["--schema", "guest", "--user", "cmd-operator"], "--all-valid --import-run"),
         (["--schema", "order", "--all-valid", "--user", "cmd-operator"], "invalid choice"),
@@ -122,7 +122,7 @@ def test_records_mark_ready_exit_code_from_command_line():
         check=False,
     )
     assert result.returncode == 1
-    assert "There is no user named 'no-such-user-anywhere'." in result.stderr
+    assert "No active user named 'no-such-user-anywhere'." in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -137,11 +137,15 @@ def live_batch_sql(*, model: StagedModel, record: str = "t.id") -> str:
     """SQL that is true when a live batch holds the record whose id is the expression `record`.
 
     For statements written in SQL (the stager's upserts, the build's selection); the kind is
-    a fixed word, not input, so it is written inline.
+    a fixed word, not input, so it is written inline. A scalar subquery, not EXISTS: PostgreSQL
+    turns EXISTS into a join whose shape follows the statistics, and with stale ones (the
+    outer side estimated at one row) it re-scanned every live membership per record; a
+    correlated scalar subquery stays one probe of the unique partial index per record.
     """
     return (
-        "EXISTS (SELECT 1 FROM records_batchmembership m"
+        "(SELECT true FROM records_batchmembership m"
         f" WHERE m.kind = '{record_kind(model)}' AND m.record_id = {record} AND m.live)"
+        " IS NOT NULL"
     )
 
 

@@ -90,14 +90,13 @@ SCHEMAS: dict[str, SchemaSpec] = {
 }
 
 # For a re-send: the records that were in the old batch's live files and did not get through.
-# A rejected record qualifies once it changed (was fixed) or CDP blamed itself (5xx). Files
-# by batch, items by file, records by primary key: every step an index probe or a hash join.
+# A rejected record qualifies once it changed (was fixed) or CDP blamed itself (5xx). The
+# files are looked up first (a handful of ids), so the items are found through their
+# (file, line) index and the records by primary key: no step can re-scan a table per row.
 RESEND_CANDIDATES = (
-    "SELECT i.record_id FROM batches_batchfile f"
-    " JOIN batches_batchitem i ON i.file_id = f.id"
+    "SELECT i.record_id FROM batches_batchitem i"
     " JOIN {table} r ON r.id = i.record_id"
-    " WHERE f.batch_id = %s"
-    " AND NOT EXISTS (SELECT 1 FROM batches_batchfile n WHERE n.previous_id = f.id)"
+    " WHERE i.file_id = ANY(%s)"
     " AND (i.outcome IN ('failed', 'unknown', 'pending')"
     " OR (i.outcome = 'rejected' AND (i.code LIKE '5%%' OR r.value_hash <> i.value_hash)))"
 )
@@ -106,7 +105,11 @@ RESEND_CANDIDATES = (
 def _resend_candidates(spec: SchemaSpec, resend_of: int | None) -> lifecycle.Query | None:
     if resend_of is None:
         return None
-    return RESEND_CANDIDATES.format(table=spec.table), [resend_of]
+    # The files whose bytes were last sent (a file re-sent under a new ref was replaced).
+    files = list(
+        BatchFile.objects.filter(batch_id=resend_of, next__isnull=True).values_list("pk", flat=True)
+    )
+    return RESEND_CANDIDATES.format(table=spec.table), [files]
 
 
 def _has_eligible(spec: SchemaSpec, resend_of: int | None) -> bool:

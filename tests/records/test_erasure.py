@@ -38,7 +38,18 @@ ANNA = "anna@example.com"
 
 @pytest.fixture
 def stager(user_factory):
-    return user_factory("erasure-stager", groups=("Stager",), is_staff=True)
+    # Permissions rather than the Stager group: groups do not survive a transactional test's
+    # flush, and the build test below is one.
+    return user_factory(
+        "erasure-stager",
+        perms=(
+            "records.add_guestdeletion",
+            "records.view_guestdeletion",
+            "batches.add_batch",
+            "batches.view_batch",
+        ),
+        is_staff=True,
+    )
 
 
 def _codes(record) -> set[str]:

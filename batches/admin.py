@@ -169,6 +169,7 @@ class BatchAdmin(ReadOnlyAdmin):
                     schema=request.POST.get("schema", ""),
                     user=request.user,
                     note=request.POST.get("note", ""),
+                    include_unchanged=request.POST.get("include_unchanged") == "on",
                 )
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.ERROR)

@@ -112,8 +112,8 @@ def _resend_candidates(spec: SchemaSpec, resend_of: int | None) -> lifecycle.Que
     return RESEND_CANDIDATES.format(table=spec.table), [files]
 
 
-def _has_eligible(spec: SchemaSpec, resend_of: int | None) -> bool:
-    eligible = lifecycle.eligible_sql(model=spec.model)
+def _has_eligible(spec: SchemaSpec, resend_of: int | None, include_unchanged: bool) -> bool:
+    eligible = lifecycle.eligible_sql(model=spec.model, include_unchanged=include_unchanged)
     candidates = _resend_candidates(spec, resend_of)
     with connection.cursor() as cursor:
         if candidates is None:
@@ -136,8 +136,13 @@ def batch_create(
     note: str = "",
     resend_of: Batch | None = None,
     actor_label: str = "",
+    include_unchanged: bool = False,
 ) -> Batch:
-    """Create a batch of the ready records of `schema` and enqueue its build."""
+    """Create a batch of the ready records of `schema` and enqueue its build.
+
+    By default a delta send: records CDP already has with exactly their current value are
+    left out (and counted for the approver); `include_unchanged` sends them again too.
+    """
     if not user.has_perm("batches.add_batch"):
         raise ApplicationError("You do not have permission to create batches.")
     if schema not in SCHEMAS:
@@ -145,7 +150,7 @@ def batch_create(
             f"A batch can hold {' or '.join(SCHEMAS)} records, not {schema!r}."[:200]
         )
     spec = SCHEMAS[schema]
-    if not _has_eligible(spec, resend_of.pk if resend_of else None):
+    if not _has_eligible(spec, resend_of.pk if resend_of else None, include_unchanged):
         if resend_of is not None:
             raise ApplicationError(
                 f"None of the records batch {resend_of.pk} failed to deliver is ready to send "
@@ -156,7 +161,11 @@ def batch_create(
             "delivered unchanged."
         )
     batch = Batch.objects.create(
-        schema=schema, created_by=user, note=note[:200], resend_of=resend_of
+        schema=schema,
+        created_by=user,
+        note=note[:200],
+        resend_of=resend_of,
+        include_unchanged=include_unchanged,
     )
     batch_event_create(
         batch_id=batch.pk,
@@ -164,7 +173,13 @@ def batch_create(
         actor=user,
         actor_label=actor_label,
         to_status=batch.status,
-        message=(f"Created as a re-send of batch {resend_of.pk}." if resend_of else "Created."),
+        message=(
+            f"Created as a re-send of batch {resend_of.pk}."
+            if resend_of
+            else "Created (full send: unchanged records included)."
+            if include_unchanged
+            else "Created."
+        ),
     )
     schedule_build(batch_id=batch.pk)
     return batch
@@ -222,7 +237,9 @@ def records_release(*, batch_id: int, schema: str) -> int:
     return lifecycle.records_release(model=SCHEMAS[schema].model, batch_id=batch_id)
 
 
-def _validation_summary(spec: SchemaSpec, batch_id: int, selected: int) -> dict[str, Any]:
+def _validation_summary(
+    spec: SchemaSpec, batch_id: int, selected: int, *, include_unchanged: bool
+) -> dict[str, Any]:
     """Counts for the approver: how the schema's records stand and why some were left out."""
     table = spec.table
     by_status: dict[str, int] = {}
@@ -254,6 +271,11 @@ def _validation_summary(spec: SchemaSpec, batch_id: int, selected: int) -> dict[
         other, other_unchanged = cursor.fetchone()
         not_selected["in_other_batches"] = other
         not_selected["unchanged_since_delivery"] -= other_unchanged
+        # A full send took them: say how many of the selected CDP already had unchanged.
+        unchanged_included = 0
+        if include_unchanged:
+            unchanged_included = not_selected["unchanged_since_delivery"]
+            not_selected["unchanged_since_delivery"] = 0
         # The most frequent validation problems of the records left out (codes, no values).
         cursor.execute(
             f"SELECT e->>'code', count(*) FROM {table} t"
@@ -266,6 +288,7 @@ def _validation_summary(spec: SchemaSpec, batch_id: int, selected: int) -> dict[
         "selected": selected,
         "by_review_status": by_status,
         "ready_not_selected": not_selected,
+        "unchanged_included": unchanged_included,
         "top_problems": problems,
     }
 
@@ -286,8 +309,11 @@ def _select_records(batch: Batch, attempt: int) -> int:
             model=spec.model,
             batch_id=batch.pk,
             among=_resend_candidates(spec, batch.resend_of_id),
+            include_unchanged=batch.include_unchanged,
         )
-        summary = _validation_summary(spec, batch.pk, selected)
+        summary = _validation_summary(
+            spec, batch.pk, selected, include_unchanged=batch.include_unchanged
+        )
         Batch.objects.filter(pk=batch.pk).update(records_total=selected, validation_summary=summary)
         batch_event_create(
             batch_id=batch.pk,

@@ -33,14 +33,16 @@ __all__ = [
 Query = tuple[str, Sequence[Any]]
 
 
-def eligible_sql(*, model: StagedModel) -> str:
+def eligible_sql(*, model: StagedModel, include_unchanged: bool = False) -> str:
     """A record may go into a batch when it is ready, valid, holds a value, is in no live
-    batch, and was not already delivered with exactly this content (alias `t`)."""
+    batch, and was not already delivered with exactly this content (alias `t`) — a delta
+    send; `include_unchanged` takes delivered, unchanged records too (a full send)."""
     sql = (
         f"t.review_status = '{ReviewStatus.READY}' AND t.validation_errors = '[]'::jsonb"
-        " AND t.cdp_value <> '' AND t.value_hash <> t.delivered_hash"
-        f" AND NOT {live_batch_sql(model=model)}"
+        f" AND t.cdp_value <> '' AND NOT {live_batch_sql(model=model)}"
     )
+    if not include_unchanged:
+        sql += " AND t.value_hash <> t.delivered_hash"
     # Checked again although such records are invalid: one staged before an erasure request
     # (or in a race with it) must not go out. Only while the list has entries, so an empty
     # list costs the build nothing.
@@ -61,7 +63,13 @@ def _ids_table(cursor: Any, name: str, columns: str, query: Query) -> None:
 
 
 @transaction.atomic
-def records_lock(*, model: StagedModel, batch_id: int, among: Query | None = None) -> int:
+def records_lock(
+    *,
+    model: StagedModel,
+    batch_id: int,
+    among: Query | None = None,
+    include_unchanged: bool = False,
+) -> int:
     """Make `batch_id` the live batch of every eligible record; returns how many it took.
 
     One INSERT ... SELECT of narrow rows: the records themselves are not written. `among`
@@ -84,7 +92,7 @@ def records_lock(*, model: StagedModel, batch_id: int, among: Query | None = Non
         cursor.execute(
             "INSERT INTO records_batchmembership (batch_id, kind, record_id, live)"
             f" SELECT %s, %s, t.id, true FROM {table} t{join}"
-            f" WHERE {eligible_sql(model=model)}",
+            f" WHERE {eligible_sql(model=model, include_unchanged=include_unchanged)}",
             [batch_id, kind],
         )
         taken = cursor.rowcount

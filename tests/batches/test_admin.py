@@ -42,6 +42,8 @@ def test_admin_create_batch_through_the_service(client, stager):
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:batches_batch_change", args=[batch.pk])
     assert batch.created_by == stager
+    assert not batch.include_unchanged  # a delta send unless asked
+    assert b'name="include_unchanged"' in client.get(reverse("admin:batches_batch_add")).content
     # Nothing ready any more: a readable error, no batch.
     response = client.post(reverse("admin:batches_batch_add"), {"schema": "tracking"}, follow=True)
     assert b"no ready tracking records" in response.content

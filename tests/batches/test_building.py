@@ -6,6 +6,7 @@ The build streams through its own database connection, so these tests commit
 
 import gzip
 import hashlib
+import json
 import threading
 import tracemalloc
 
@@ -18,6 +19,8 @@ from batches.models import Batch, BatchEvent, BatchFile, BatchItem
 from cdpstage.errors import ApplicationError
 from records.models import BatchMembership, DeliveryStatus, Guest, ReviewStatus
 from records.selectors import in_live_batch, live_batch_of
+from records.serializing import dump_value, value_hash
+from records.services import lifecycle
 from tests.batches.conftest import make_ready_guests, make_ready_tracking
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -274,3 +277,42 @@ def test_batch_build_memory_is_flat_whatever_the_batch_size(stager, settings):
     small = peak(1_500, "s")
     large = peak(6_000, "l")
     assert large < small * 1.3 + 256 * 1024
+
+
+def _deliver(batch: Batch) -> None:
+    """What a successful send does to the batch's records: delivered, then released."""
+    lifecycle.records_record_outcomes(
+        model=Guest,
+        outcomes=(
+            "SELECT record_id, true, value_hash FROM batches_batchitem i"
+            " JOIN batches_batchfile f ON f.id = i.file_id WHERE f.batch_id = %s",
+            [batch.pk],
+        ),
+    )
+    lifecycle.records_release(model=Guest, batch_id=batch.pk)
+    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.SUCCEEDED)
+
+
+def test_a_delta_batch_takes_exactly_the_changed_records_and_a_full_send_all(stager):
+    guests = make_ready_guests(1000)
+    _deliver(build(services.batch_create(schema="guest", user=stager)))
+    changed = guests[::100]  # 10 of them edited since
+    for guest in changed:
+        value = {**json.loads(guest.cdp_value), "city": "Cork"}
+        text = dump_value(value)
+        Guest.objects.filter(pk=guest.pk).update(cdp_value=text, value_hash=value_hash(text))
+
+    delta = build(services.batch_create(schema="guest", user=stager))
+    taken = set(BatchItem.objects.filter(file__batch=delta).values_list("record_id", flat=True))
+    assert taken == {g.pk for g in changed}
+    assert delta.validation_summary["ready_not_selected"]["unchanged_since_delivery"] == 990
+    assert delta.validation_summary["unchanged_included"] == 0
+    _deliver(delta)
+
+    with pytest.raises(ApplicationError, match="delivered unchanged"):
+        services.batch_create(schema="guest", user=stager)
+    full = build(services.batch_create(schema="guest", user=stager, include_unchanged=True))
+    assert full.include_unchanged
+    assert full.records_total == 1000
+    assert full.validation_summary["unchanged_included"] == 1000
+    assert full.validation_summary["ready_not_selected"]["unchanged_since_delivery"] == 0

@@ -24,6 +24,7 @@ from django.utils.html import format_html
 from batches import selectors, services
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem, BatchSchema
 from cdpstage.admin.paginator import CappedCountPaginator
+from cdpstage.admin.readonly import ReadOnlyAdmin
 from cdpstage.errors import ApplicationError
 from cdpstage.templatetags.humanize_units import duration_text, size_text
 from records.admin.review import register_delivery_history
@@ -55,19 +56,6 @@ def file_status_label(batch: Batch, batch_file: BatchFile) -> str:
     if batch.status == Batch.Status.CANCELLED and not batch_file.dispatched_at:
         return "Not sent (batch cancelled)"
     return batch_file.get_status_display()
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """View-only: the audit trail is never edited or deleted through the admin."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Batch)

@@ -6,6 +6,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from cdpstage.admin.readonly import ReadOnlyAdmin
 from cdpstage.errors import ApplicationError
 from records.masking import can_view_pii, mask_identity_key
 from records.models import GuestDeletion, SuppressedIdentity
@@ -121,18 +122,9 @@ class GuestDeletionAdmin(admin.ModelAdmin):
 
 
 @admin.register(SuppressedIdentity)
-class SuppressedIdentityAdmin(admin.ModelAdmin):
+class SuppressedIdentityAdmin(ReadOnlyAdmin):
     list_display = ("identity_hash", "deletion", "created_at")
     fields = list_display
     readonly_fields = list_display
     search_fields = ("=identity_hash",)
     search_help_text = "The sha256 of provider:id (see docs/erasure.md)."
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from django.utils.http import content_disposition_header
 
 from cdpstage.admin.paginator import CappedCountPaginator
+from cdpstage.admin.readonly import ReadOnlyAdmin
 from cdpstage.errors import ApplicationError
 from records import masking
 from records.admin.mapping import MappingStep
@@ -407,7 +408,7 @@ class ImportRunAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-class ChildRecordAdmin(ImportFileLink, admin.ModelAdmin):
+class ChildRecordAdmin(ImportFileLink, ReadOnlyAdmin):
     """Children of staged guests: listed here (imported through "Import a file"), edited on
     the guest's page (an edit must recompute the guest's stored value, which the guest admin
     does)."""
@@ -418,15 +419,6 @@ class ChildRecordAdmin(ImportFileLink, admin.ModelAdmin):
     list_select_related = ("guest",)
     ordering = ("-id",)
     raw_id_fields = ("guest",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Subscription)

@@ -843,3 +843,36 @@ def test_import_idn_email_spellings_are_one_guest(tmp_path):
     guest = Guest.objects.get()
     assert (guest.identity_key, guest.email) == ("email:anna@bücher.de", "anna@bücher.de")
     assert [r["code"] for r in report_rows(run)] == ["repeated_guest"]
+
+
+def test_import_typed_columns_and_children_agree_with_the_stored_value(tmp_path, monkeypatch):
+    # Valid rows take a fast path to COPY text; the columns must be what the serializer says.
+    import gc
+
+    from bench.import_memory import write_csv
+    from records.serializing import guest_children_from_value, guest_fields_from_value
+
+    def refuse():  # the service, which a web request may call, leaves process settings alone
+        raise AssertionError("gc.freeze() called outside a worker or the command")
+
+    monkeypatch.setattr(gc, "freeze", refuse)
+    path = tmp_path / "rich.csv"
+    write_csv(path, 3)
+    run = run_file(tmp_path, path.read_bytes(), name="rich.csv")
+    assert run.rows_created == 3 and run.rows_invalid == 0
+    for guest in Guest.objects.prefetch_related("identifiers", "subscriptions", "extensions"):
+        value = orjson.loads(guest.cdp_value)
+        for column, expected in guest_fields_from_value(value).items():
+            assert getattr(guest, column) == expected, column
+        children = guest_children_from_value(value)
+        assert [
+            (i.position, i.provider, i.identifier, i.expiry_date) for i in guest.identifiers.all()
+        ] == children.identifiers
+        assert [
+            (s.position, s.name, s.point_of_sale, s.channel, s.status, s.effective_date)
+            for s in guest.subscriptions.all()
+        ] == children.subscriptions
+        assert [(e.name, e.key, e.attributes) for e in guest.extensions.all()] == (
+            children.extensions
+        )
+        assert guest.ref is not None

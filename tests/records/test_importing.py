@@ -859,7 +859,7 @@ def test_import_typed_columns_and_children_agree_with_the_stored_value(tmp_path,
     path = tmp_path / "rich.csv"
     write_csv(path, 3)
     run = run_file(tmp_path, path.read_bytes(), name="rich.csv")
-    assert run.rows_created == 3 and run.rows_invalid == 0
+    assert (run.rows_created, run.rows_invalid) == (3, 0)
     for guest in Guest.objects.prefetch_related("identifiers", "subscriptions", "extensions"):
         value = orjson.loads(guest.cdp_value)
         for column, expected in guest_fields_from_value(value).items():

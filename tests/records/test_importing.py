@@ -876,3 +876,41 @@ def test_import_typed_columns_and_children_agree_with_the_stored_value(tmp_path,
             children.extensions
         )
         assert guest.ref is not None
+
+
+def test_import_identifier_of_another_staged_guest_is_invalid_naming_its_ref(tmp_path):
+    # Bert lists his e-mail and, as a second identifier, Anna's: CDP would make the two one
+    # profile.
+    anna = GuestFactory(email="anna@example.com", identifiers=[("email", "anna@example.com")])
+    data = (
+        "identifiers.0.provider,identifiers.0.id,identifiers.1.provider,identifiers.1.id\n"
+        "email,bert@example.com,email,anna@example.com\n"
+    )
+    run = run_file(tmp_path, data.encode())
+    assert run.status == "succeeded"
+    bert = Guest.objects.get(identity_key="email:bert@example.com")
+    assert bert.review_status == "invalid"
+    (problem,) = bert.validation_errors
+    assert (problem["field"], problem["code"]) == ("identifiers.1.id", "identifier_in_use")
+    assert str(anna.ref) in problem["message"]
+    assert "anna@" not in problem["message"]
+    anna.refresh_from_db()
+    assert anna.review_status == "new"  # untouched
+
+
+def test_import_identifier_shared_by_two_rows_of_one_file_is_invalid(tmp_path, settings):
+    data = (
+        "identifiers.0.provider,identifiers.0.id,identifiers.1.provider,identifiers.1.id\n"
+        "email,anna@example.com,,\n"
+        "email,other@example.com,,\n"
+        "email,bert@example.com,CRM_ID,C-1\n"
+        "email,cara@example.com,email,anna@example.com\n"
+    )
+    for batch_rows in (5000, 1):  # in one batch, and across batches
+        settings.IMPORT_BATCH_ROWS = batch_rows
+        Guest.objects.all().delete()
+        run = run_file(tmp_path, data.encode())
+        cara = Guest.objects.get(identity_key="email:cara@example.com")
+        assert [e["code"] for e in cara.validation_errors] == ["identifier_in_use"], batch_rows
+        assert run.rows_invalid == 1
+        assert Guest.objects.filter(review_status="new").count() == 3

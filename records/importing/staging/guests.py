@@ -20,7 +20,7 @@ from records.importing.staging.base import (
 )
 from records.mapping import ChildScope, MappedRow
 from records.models import Guest
-from records.rules import Problem, clean_guest, identity_key
+from records.rules import Problem, clean_guest, identifier_in_use, identity_key
 from records.serializing import (
     GUEST_COLUMNS,
     GuestChildren,
@@ -50,6 +50,19 @@ class _Guest:
     line: str = ""  # the _LINE_COLUMNS as COPY text
     # Earlier rows of this file with the same identity, which this (later) row replaced.
     repeats: list[int] = field(default_factory=list)
+    # Its identifiers of known providers: (position, provider, id).
+    idents: list[tuple[int, str, str]] = field(default_factory=list)
+    # Problems the writer's checks found (also in `problems`; a merge keeps them).
+    found: list[Problem] = field(default_factory=list)
+
+    def add_problems(self, problems: list[Problem]) -> None:
+        """Problems found by the writer's checks: the row is staged invalid (the value, and
+        so the rest of its line, is unchanged)."""
+        self.found.extend(problems)
+        self.problems.extend(problems)
+        self.errors = problems_as_json(self.problems)
+        rest = self.line.split("\t", 2)[2]  # after review_status and validation_errors
+        self.line = copy_row(("invalid", dump_value(self.errors))) + "\t" + rest
 
     def serialize(self) -> None:
         text = dump_value(self.value)  # kept only inside `line` (memory: two batches live)
@@ -169,6 +182,9 @@ class GuestStager(Stager):
         # identity key / ref -> index in self.batch
         self.batch_keys: dict[str, int] = {}
         self.batch_refs: dict[str, int] = {}
+        # (provider, id) of the batch's known-provider identifiers -> (identity key, row)
+        self.batch_idents: dict[tuple[str, str], tuple[str, int]] = {}
+        self.known_providers = frozenset(self.providers)
 
     def _prepare(self) -> None:
         if self._prepared:
@@ -203,6 +219,7 @@ class GuestStager(Stager):
                 earlier = self.batch[other].row
                 self.bad(row, "ref", "duplicate_ref", f"Row {earlier} has the same ref.", key)
                 return
+        idents = self._known_identifiers(row, key, value, problems) if key is not None else []
         if problems:
             fields = guest_fields_from_value(value)
             typed = copy_row([fields[c] for c in GUEST_TYPED])
@@ -211,6 +228,7 @@ class GuestStager(Stager):
             typed = _valid_typed_text(value)
             children = _valid_child_lines(value)
         guest = _Guest(row, key, value, problems, typed, children, mapped.scope, ref)
+        guest.idents = idents
         guest.serialize()
         if not _needs_merge(guest.scope):
             guest.value = {}  # only a merge with the staged guest reads it again
@@ -234,10 +252,30 @@ class GuestStager(Stager):
         if len(self.batch) >= self.batch_rows:
             self.flush()
 
+    def _known_identifiers(
+        self, row: int, key: str, value: dict[str, Any], problems: list[Problem]
+    ) -> list[tuple[int, str, str]]:
+        """The row's identifiers of known providers; one that another guest of this batch
+        has is a problem (CDP would resolve the two guests to one profile). The writer checks
+        them against the staged guests (_check_shared_identifiers)."""
+        idents = []
+        known = self.known_providers
+        for position, item in enumerate(value.get("identifiers", ())):
+            provider, ident = item.get("provider"), item.get("id")
+            if provider not in known or not ident:
+                continue
+            idents.append((position, provider, ident))
+            other = self.batch_idents.setdefault((provider, ident), (key, row))
+            if other[0] != key:
+                where = f"the guest of row {other[1]} of this file"
+                problems.append(identifier_in_use(f"identifiers.{position}.id", where))
+        return idents
+
     def _flush(self) -> None:
         batch, self.batch = self.batch, []
         self.batch_keys = {}
         self.batch_refs = {}
+        self.batch_idents = {}
         if not batch:
             return
         self._prepare()
@@ -259,6 +297,7 @@ class GuestStager(Stager):
                 self._adopt_identityless(cursor, [k for k in keys if k not in existing])
             )
         batch = self._check_refs(cursor, batch, result)
+        self._check_shared_identifiers(cursor, batch)
         writes: list[tuple[_Guest, str, str, list[dict[str, str]]]] = []
         refs: list[tuple[int, str]] = []
         for guest in batch:
@@ -395,6 +434,41 @@ class GuestStager(Stager):
         )
         return {key: _Existing(*rest) for key, *rest in cursor.fetchall()}
 
+    def _check_shared_identifiers(self, cursor: Any, batch: list[_Guest]) -> None:
+        """A row whose known-provider identifier belongs to another staged guest is invalid,
+        named by that guest's ref: CDP would resolve both to one profile and the later one
+        would overwrite the other's data (no silent identity merges)."""
+        rows, positions, providers, ids, keys = [], [], [], [], []
+        for guest in batch:
+            for position, provider, ident in guest.idents:
+                rows.append(guest.row)
+                positions.append(position)
+                providers.append(provider)
+                ids.append(ident)
+                keys.append(guest.key)
+        if not rows:
+            return
+        cursor.execute(
+            """SELECT w.row, w.position, g.ref::text
+                 FROM unnest(%s::integer[], %s::integer[], %s::text[], %s::text[], %s::text[])
+                      AS w(row, position, provider, identifier, key)
+                 JOIN records_identifier i
+                   ON i.provider = w.provider AND i.identifier = w.identifier
+                 JOIN records_guest g ON g.id = i.guest_id
+                WHERE g.identity_key IS DISTINCT FROM w.key""",
+            [rows, positions, providers, ids, keys],
+        )
+        found: dict[int, list[Problem]] = {}
+        for row, position, ref in cursor.fetchall():
+            problem = identifier_in_use(f"identifiers.{position}.id", f"staged guest {ref}")
+            found.setdefault(row, []).append(problem)
+        if not found:
+            return
+        for guest in batch:
+            problems = found.get(guest.row)
+            if problems is not None:
+                guest.add_problems(problems)
+
     def _check_refs(self, cursor: Any, batch: list[_Guest], result: WriteResult) -> list[_Guest]:
         refs = [g.ref for g in batch if g.ref is not None]
         if not refs:
@@ -432,7 +506,7 @@ class GuestStager(Stager):
             return
         value, problems = clean_guest(merged, identity_providers=self.providers)
         guest.children = _child_lines(guest_children_from_value(value))
-        guest.value, guest.problems = value, problems
+        guest.value, guest.problems = value, problems + guest.found
         guest.serialize()
 
     def _write(

@@ -6,6 +6,7 @@ import logging
 import django_rq
 from django.conf import settings
 
+from records.importing.pipeline import import_process_tuning
 from records.services.imports import import_run_execute as execute_run
 from records.services.imports import import_runs_reconcile
 from records.services.retention import records_purge, retention_cutoff
@@ -15,7 +16,8 @@ logger = logging.getLogger(__name__)
 
 def import_run_execute(import_run_id: int, attempt: int) -> str:
     """Carry out one attempt at an import run (safe to run twice: the claim guards it)."""
-    run = execute_run(import_run_id=import_run_id, attempt=attempt)
+    with import_process_tuning():  # a worker's work horse: the process is the job's
+        run = execute_run(import_run_id=import_run_id, attempt=attempt)
     return run.status if run is not None else "skipped"
 
 

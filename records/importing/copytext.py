@@ -23,7 +23,8 @@ def _array_item(item: str) -> str:
     return '"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
+    """Text in COPY text format."""
     # Four memchr scans beat str.translate by 10x on text that needs no escaping (nearly all).
     if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
         return text.translate(_ESCAPES)
@@ -36,7 +37,7 @@ def copy_field(value: Any) -> str:
         return NULL
     kind = type(value)
     if kind is str:
-        return _escape(value)
+        return escape(value)
     if kind is int:
         return str(value)
     if kind is bool:
@@ -46,15 +47,15 @@ def copy_field(value: Any) -> str:
     if kind is list or kind is tuple:
         if any(item is None for item in value):
             raise TypeError("NULL array items are not supported here.")
-        return _escape("{" + ",".join(_array_item(str(item)) for item in value) + "}")
+        return escape("{" + ",".join(_array_item(str(item)) for item in value) + "}")
     if isinstance(value, datetime | date):
         return value.isoformat()
-    return _escape(str(value))
+    return escape(str(value))
 
 
 def copy_row(row: Sequence[Any]) -> str:
     """One row (or a run of its columns) in COPY text format, without the newline."""
-    return "\t".join([_escape(v) if type(v) is str else copy_field(v) for v in row])
+    return "\t".join([escape(v) if type(v) is str else copy_field(v) for v in row])
 
 
 def copy_lines(rows: Iterable[Sequence[Any]]) -> Iterable[str]:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('records', '0008_unbounded_text_columns'),
+        ('records', '0008_import_staging_columns'),
     ]
 
     operations = [

@@ -36,7 +36,7 @@ from .fields import (
     clean_language,
 )
 from .guest import GUEST_FIELDS, clean_guest
-from .identifiers import clean_identifier, identity_key
+from .identifiers import clean_identifier, identifier_in_use, identity_key
 from .normalizers import normalize_email, normalize_lower, normalize_spaces, normalize_upper
 from .problems import PROBLEM_LABELS, Problem, problem_label
 from .subscriptions import clean_subscription
@@ -77,6 +77,7 @@ __all__ = [
     "clean_tracking",
     "format_cdp_date",
     "format_cdp_datetime",
+    "identifier_in_use",
     "identity_key",
     "normalize_email",
     "problem_label",

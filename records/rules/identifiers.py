@@ -91,6 +91,19 @@ def _unknown_provider(field: str, provider: Any, identity_providers: Sequence[st
     )
 
 
+def identifier_in_use(field: str, other: str) -> Problem:
+    """An identifier of a known provider that another staged guest has (S-IDRULES: CDP
+    resolves guests by it, so both would become one profile). `other` names that guest by
+    its ref or its row in a file, never by its personal data."""
+    return Problem(
+        field,
+        "identifier_in_use",
+        f"This identifier already belongs to {other}: CDP would resolve both guests to one "
+        "profile, the later overwriting the other. Correct the identifier on one of them, or "
+        "merge the two guests, first.",
+    )
+
+
 def check_identity(
     identifiers: Sequence[Mapping[str, Any]],
     identity_providers: Sequence[str],

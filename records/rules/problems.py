@@ -37,6 +37,7 @@ PROBLEM_LABELS: dict[str, str] = {
     "invalid_guest_type": "Guest type not accepted",
     "missing_identifier": "No identity (identifier or e-mail)",
     "unknown_provider": "Unknown identity provider",
+    "identifier_in_use": "Identifier of another guest",
     "duplicate_extension": "Extension given twice",
     "too_many_extensions": "Too many extensions",
     "duplicate_attribute": "Extension attribute given twice",

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 
 from cdpstage.errors import ApplicationError
 from records.models import Guest, ReviewStatus, TrackingEvent
-from records.rules import clean_guest, clean_tracking, identity_key
+from records.rules import Problem, clean_guest, clean_tracking, identifier_in_use, identity_key
 from records.selectors import identity_provider_names, live_batches, live_batches_settle
 from records.serializing import (
     dump_value,
@@ -62,11 +62,14 @@ def guests_refresh_values(*, guest_ids: Iterable[int]) -> int:
         guests = Guest.objects.filter(pk__in=chunk).prefetch_related(
             "identifiers", "subscriptions", "extensions"
         )
+        cleaned = [
+            (guest, *clean_guest(guest_value_from_instance(guest), identity_providers=providers))
+            for guest in guests
+        ]
+        shared = _identifiers_of_other_guests(cleaned, providers)
         rows: list[tuple[Any, ...]] = []
-        for guest in guests:
-            value, problems = clean_guest(
-                guest_value_from_instance(guest), identity_providers=providers
-            )
+        for guest, value, problems in cleaned:
+            problems.extend(shared.get(guest.pk, ()))
             text = dump_value(value)
             digest = value_hash(text)
             errors = problems_as_json(problems)
@@ -107,6 +110,40 @@ def guests_refresh_values(*, guest_ids: Iterable[int]) -> int:
         suppression_mark_invalid(Guest, ids=[row[0] for row in rows])
         changed += len(rows)
     return changed
+
+
+def _identifiers_of_other_guests(
+    cleaned: list[tuple[Guest, dict[str, Any], list[Problem]]], providers: Sequence[str]
+) -> dict[int, list[Problem]]:
+    """Guest id -> a problem for each of its known-provider identifiers that another staged
+    guest has (the import checks its rows by the same rule: identifier_in_use)."""
+    known = set(providers)
+    ids, positions, names, values = [], [], [], []
+    for guest, value, _problems in cleaned:
+        for position, item in enumerate(value.get("identifiers", ())):
+            if item.get("provider") in known and item.get("id"):
+                ids.append(guest.pk)
+                positions.append(position)
+                names.append(item["provider"])
+                values.append(item["id"])
+    if not ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT w.guest_id, w.position, g.ref::text
+                 FROM unnest(%s::bigint[], %s::integer[], %s::text[], %s::text[])
+                      AS w(guest_id, position, provider, identifier)
+                 JOIN records_identifier i
+                   ON i.provider = w.provider AND i.identifier = w.identifier
+                  AND i.guest_id <> w.guest_id
+                 JOIN records_guest g ON g.id = i.guest_id""",
+            [ids, positions, names, values],
+        )
+        found: dict[int, list[Problem]] = {}
+        for guest_id, position, ref in cursor.fetchall():
+            problem = identifier_in_use(f"identifiers.{position}.id", f"staged guest {ref}")
+            found.setdefault(guest_id, []).append(problem)
+    return found
 
 
 def _check_identity_free(rows: list[tuple[Any, ...]]) -> None:

@@ -66,6 +66,13 @@ def test_bench_run_reports_every_step(bench_config):
     assert imported["common"]["django-import-export"]["rows"] == 50
     assert imported["common"]["bulk_create"]["rows"] == 120
     assert all(common["rate"] > 0 for common in imported["common"].values())
+    assert (imported["mapped"]["rows"], imported["mapped"]["created"]) == (200, 200)
+    assert imported["mapped"]["invalid"] == 0  # the mapping reads every guest as it should
+    assert imported["floor"]["guests"] == 200
+    assert imported["floor"]["rate"] > 0
+    assert "as is" in imported["floor"]["variants"]
+    assert "without child foreign keys" in imported["floor"]["variants"]
+    assert imported["ours"]["python_us_per_row"] > 0
 
     built = steps["build"]
     assert built["ours"]["records"] == 200
@@ -90,7 +97,14 @@ def test_bench_run_reports_every_step(bench_config):
                 assert admin["states"][state][f"{page}_{approach}"]["median_ms"] > 0
 
     table = out.getvalue()
-    for label in ("import CSV", "build gzip NDJSON", "10M-guest initial load", "admin change list"):
+    for label in (
+        "import CSV",
+        "floor: re-COPY",
+        "mapped import",
+        "build gzip NDJSON",
+        "10M-guest initial load",
+        "admin change list",
+    ):
         assert label in table
     assert "command: python -m bench (smoke test)" in table
     saved = json.loads(bench_config.results_path.read_text(encoding="utf-8"))

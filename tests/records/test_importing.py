@@ -843,3 +843,74 @@ def test_import_idn_email_spellings_are_one_guest(tmp_path):
     guest = Guest.objects.get()
     assert (guest.identity_key, guest.email) == ("email:anna@bücher.de", "anna@bücher.de")
     assert [r["code"] for r in report_rows(run)] == ["repeated_guest"]
+
+
+def test_import_typed_columns_and_children_agree_with_the_stored_value(tmp_path, monkeypatch):
+    # Valid rows take a fast path to COPY text; the columns must be what the serializer says.
+    import gc
+
+    from bench.import_memory import write_csv
+    from records.serializing import guest_children_from_value, guest_fields_from_value
+
+    def refuse():  # the service, which a web request may call, leaves process settings alone
+        raise AssertionError("gc.freeze() called outside a worker or the command")
+
+    monkeypatch.setattr(gc, "freeze", refuse)
+    path = tmp_path / "rich.csv"
+    write_csv(path, 3)
+    run = run_file(tmp_path, path.read_bytes(), name="rich.csv")
+    assert (run.rows_created, run.rows_invalid) == (3, 0)
+    for guest in Guest.objects.prefetch_related("identifiers", "subscriptions", "extensions"):
+        value = orjson.loads(guest.cdp_value)
+        for column, expected in guest_fields_from_value(value).items():
+            assert getattr(guest, column) == expected, column
+        children = guest_children_from_value(value)
+        assert [
+            (i.position, i.provider, i.identifier, i.expiry_date) for i in guest.identifiers.all()
+        ] == children.identifiers
+        assert [
+            (s.position, s.name, s.point_of_sale, s.channel, s.status, s.effective_date)
+            for s in guest.subscriptions.all()
+        ] == children.subscriptions
+        assert [(e.name, e.key, e.attributes) for e in guest.extensions.all()] == (
+            children.extensions
+        )
+        assert guest.ref is not None
+
+
+def test_import_identifier_of_another_staged_guest_is_invalid_naming_its_ref(tmp_path):
+    # Bert lists his e-mail and, as a second identifier, Anna's: CDP would make the two one
+    # profile.
+    anna = GuestFactory(email="anna@example.com", identifiers=[("email", "anna@example.com")])
+    data = (
+        "identifiers.0.provider,identifiers.0.id,identifiers.1.provider,identifiers.1.id\n"
+        "email,bert@example.com,email,anna@example.com\n"
+    )
+    run = run_file(tmp_path, data.encode())
+    assert run.status == "succeeded"
+    bert = Guest.objects.get(identity_key="email:bert@example.com")
+    assert bert.review_status == "invalid"
+    (problem,) = bert.validation_errors
+    assert (problem["field"], problem["code"]) == ("identifiers.1.id", "identifier_in_use")
+    assert str(anna.ref) in problem["message"]
+    assert "anna@" not in problem["message"]
+    anna.refresh_from_db()
+    assert anna.review_status == "new"  # untouched
+
+
+def test_import_identifier_shared_by_two_rows_of_one_file_is_invalid(tmp_path, settings):
+    data = (
+        "identifiers.0.provider,identifiers.0.id,identifiers.1.provider,identifiers.1.id\n"
+        "email,anna@example.com,,\n"
+        "email,other@example.com,,\n"
+        "email,bert@example.com,CRM_ID,C-1\n"
+        "email,cara@example.com,email,anna@example.com\n"
+    )
+    for batch_rows in (5000, 1):  # in one batch, and across batches
+        settings.IMPORT_BATCH_ROWS = batch_rows
+        Guest.objects.all().delete()
+        run = run_file(tmp_path, data.encode())
+        cara = Guest.objects.get(identity_key="email:cara@example.com")
+        assert [e["code"] for e in cara.validation_errors] == ["identifier_in_use"], batch_rows
+        assert run.rows_invalid == 1
+        assert Guest.objects.filter(review_status="new").count() == 3

@@ -6,14 +6,14 @@ import sys
 from records.importing import pipeline
 
 
-def test_few_collections_restores_threshold_and_unfreezes():
+def test_import_process_tuning_restores_threshold_and_unfreezes():
     before = gc.get_threshold()
     switch = sys.getswitchinterval()
-    with pipeline._few_collections():
+    with pipeline.import_process_tuning():
         assert gc.get_threshold() == pipeline.IMPORT_GC_THRESHOLD
         assert sys.getswitchinterval() == pipeline.IMPORT_SWITCH_INTERVAL
         assert gc.get_freeze_count() > 0
-        with pipeline._few_collections():  # a second staging in the same process
+        with pipeline.import_process_tuning():  # a second staging in the same process
             assert gc.get_threshold() == pipeline.IMPORT_GC_THRESHOLD
         assert gc.get_threshold() == pipeline.IMPORT_GC_THRESHOLD
     assert gc.get_threshold() == before
@@ -21,10 +21,10 @@ def test_few_collections_restores_threshold_and_unfreezes():
     assert gc.get_freeze_count() == 0
 
 
-def test_few_collections_restores_on_error():
+def test_import_process_tuning_restores_on_error():
     before = gc.get_threshold()
     try:
-        with pipeline._few_collections():
+        with pipeline.import_process_tuning():
             raise RuntimeError("stop")
     except RuntimeError:
         pass

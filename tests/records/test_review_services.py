@@ -208,3 +208,21 @@ def test_review_result_message_and_sum():
     )
     with pytest.raises(ValueError, match="same action"):
         first + ReviewResult(ReviewStatus.HELD, 0, 0, 0, 0, 0)
+
+
+@pytest.mark.django_db
+def test_refresh_makes_a_guest_holding_another_guests_identifier_invalid():
+    # The admin edit path applies the import's rule (identifier_in_use).
+    from records.services.values import guests_refresh_values
+
+    anna = GuestFactory(email="anna@example.com", identifiers=[("email", "anna@example.com")])
+    bert = GuestFactory(
+        email="bert@example.com",
+        identifiers=[("email", "bert@example.com"), ("email", "anna@example.com")],
+    )
+    guests_refresh_values(guest_ids=[bert.pk])
+    bert.refresh_from_db()
+    assert bert.review_status == "invalid"
+    problem = next(e for e in bert.validation_errors if e["code"] == "identifier_in_use")
+    assert problem["field"] == "identifiers.1.id"
+    assert str(anna.ref) in problem["message"]

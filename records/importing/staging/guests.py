@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +9,7 @@ import orjson
 import psycopg
 from django.utils import timezone
 
-from records.importing.copytext import copy_row
+from records.importing.copytext import NULL, copy_field, copy_row, escape
 from records.importing.staging.base import (
     GUEST_TYPED,
     Stager,
@@ -21,9 +20,10 @@ from records.importing.staging.base import (
 )
 from records.mapping import ChildScope, MappedRow
 from records.models import Guest
-from records.rules import Problem, clean_guest, identity_key
+from records.rules import Problem, clean_guest, identifier_in_use, identity_key
 from records.selectors import live_batches_settle
 from records.serializing import (
+    GUEST_COLUMNS,
     GuestChildren,
     dump_value,
     guest_children_from_value,
@@ -51,6 +51,19 @@ class _Guest:
     line: str = ""  # the _LINE_COLUMNS as COPY text
     # Earlier rows of this file with the same identity, which this (later) row replaced.
     repeats: list[int] = field(default_factory=list)
+    # Its identifiers of known providers: (position, provider, id).
+    idents: list[tuple[int, str, str]] = field(default_factory=list)
+    # Problems the writer's checks found (also in `problems`; a merge keeps them).
+    found: list[Problem] = field(default_factory=list)
+
+    def add_problems(self, problems: list[Problem]) -> None:
+        """Problems found by the writer's checks: the row is staged invalid (the value, and
+        so the rest of its line, is unchanged)."""
+        self.found.extend(problems)
+        self.problems.extend(problems)
+        self.errors = problems_as_json(self.problems)
+        rest = self.line.split("\t", 2)[2]  # after review_status and validation_errors
+        self.line = copy_row(("invalid", dump_value(self.errors))) + "\t" + rest
 
     def serialize(self) -> None:
         text = dump_value(self.value)  # kept only inside `line` (memory: two batches live)
@@ -83,6 +96,59 @@ def _child_lines(children: GuestChildren) -> _ChildLines:
         ["\t" + copy_row(item) for item in children.subscriptions],
         ["\t" + copy_row((n, k, dump_value(a))) for n, k, a in children.extensions],
     )
+
+
+# The typed columns of a valid guest as COPY text, straight from its canonical value: the
+# rules wrote every text, date and date-time in a form PostgreSQL reads as it is (a CDP date,
+# "1985-12-24T00:00Z", is that day; a CDP date-time is ISO 8601), so the per-field converters
+# of records.serializing (which also take the values of invalid rows) are not needed. The
+# stored columns are the same either way (tests/records/test_importing.py checks it).
+_TEXT_KINDS = {"text": 0, "list": 1, "date": 2, "datetime": 3}
+_TYPED_SPECS: tuple[tuple[str, int, str], ...] = tuple(
+    (
+        key,
+        _TEXT_KINDS[kind],
+        "customer" if key == "guestType" else {"text": "", "list": "{}"}.get(kind, NULL),
+    )
+    for key, (_column, kind) in GUEST_COLUMNS.items()
+)
+
+
+def _valid_typed_text(value: dict[str, Any]) -> str:
+    get = value.get
+    out = []
+    for key, kind, absent in _TYPED_SPECS:
+        item = get(key)
+        if item is None:
+            out.append(absent)
+        elif kind == 0:
+            out.append(escape(item))
+        elif kind == 1:
+            out.append(copy_field(item))
+        elif kind == 2:
+            out.append(item[:10])  # the day of a CDP date
+        else:
+            out.append(item)
+    return "\t".join(out)
+
+
+def _valid_child_lines(value: dict[str, Any]) -> _ChildLines:
+    """_child_lines for a valid guest (its children have every required field)."""
+    identifiers = [
+        f"\t{i}\t{escape(item['provider'])}\t{escape(item['id'])}\t{item.get('expiryDate') or NULL}"
+        for i, item in enumerate(value.get("identifiers", ()))
+    ]
+    subscriptions = [
+        f"\t{i}\t{escape(item['name'])}\t{escape(item['pointOfSale'])}\t{item['channel']}\t"
+        f"{item['status']}\t{item.get('effectiveDate') or NULL}"
+        for i, item in enumerate(value.get("subscriptions", ()))
+    ]
+    extensions = [
+        f"\t{escape(group['name'])}\t{escape(group['key'])}\t"
+        + escape(dump_value({k: v for k, v in group.items() if k != "name" and k != "key"}))
+        for group in value.get("extensions", ())
+    ]
+    return identifiers, subscriptions, extensions
 
 
 @dataclass(slots=True)
@@ -120,6 +186,9 @@ class GuestStager(Stager):
         # identity key / ref -> index in self.batch
         self.batch_keys: dict[str, int] = {}
         self.batch_refs: dict[str, int] = {}
+        # (provider, id) of the batch's known-provider identifiers -> (identity key, row)
+        self.batch_idents: dict[tuple[str, str], tuple[str, int]] = {}
+        self.known_providers = frozenset(self.providers)
 
     def _prepare(self) -> None:
         if self._prepared:
@@ -154,10 +223,16 @@ class GuestStager(Stager):
                 earlier = self.batch[other].row
                 self.bad(row, "ref", "duplicate_ref", f"Row {earlier} has the same ref.", key)
                 return
-        fields = guest_fields_from_value(value)
-        children = _child_lines(guest_children_from_value(value))
-        typed = copy_row([fields[c] for c in GUEST_TYPED])
+        idents = self._known_identifiers(row, key, value, problems) if key is not None else []
+        if problems:
+            fields = guest_fields_from_value(value)
+            typed = copy_row([fields[c] for c in GUEST_TYPED])
+            children = _child_lines(guest_children_from_value(value))
+        else:  # nearly every row: the value's text is already what the columns take
+            typed = _valid_typed_text(value)
+            children = _valid_child_lines(value)
         guest = _Guest(row, key, value, problems, typed, children, mapped.scope, ref)
+        guest.idents = idents
         guest.serialize()
         if not _needs_merge(guest.scope):
             guest.value = {}  # only a merge with the staged guest reads it again
@@ -181,10 +256,30 @@ class GuestStager(Stager):
         if len(self.batch) >= self.batch_rows:
             self.flush()
 
+    def _known_identifiers(
+        self, row: int, key: str, value: dict[str, Any], problems: list[Problem]
+    ) -> list[tuple[int, str, str]]:
+        """The row's identifiers of known providers; one that another guest of this batch
+        has is a problem (CDP would resolve the two guests to one profile). The writer checks
+        them against the staged guests (_check_shared_identifiers)."""
+        idents = []
+        known = self.known_providers
+        for position, item in enumerate(value.get("identifiers", ())):
+            provider, ident = item.get("provider"), item.get("id")
+            if provider not in known or not ident:
+                continue
+            idents.append((position, provider, ident))
+            other = self.batch_idents.setdefault((provider, ident), (key, row))
+            if other[0] != key:
+                where = f"the guest of row {other[1]} of this file"
+                problems.append(identifier_in_use(f"identifiers.{position}.id", where))
+        return idents
+
     def _flush(self) -> None:
         batch, self.batch = self.batch, []
         self.batch_keys = {}
         self.batch_refs = {}
+        self.batch_idents = {}
         if not batch:
             return
         self._prepare()
@@ -206,6 +301,7 @@ class GuestStager(Stager):
                 self._adopt_identityless(cursor, [k for k in keys if k not in existing])
             )
         batch = self._check_refs(cursor, batch, result)
+        self._check_shared_identifiers(cursor, batch)
         writes: list[tuple[_Guest, str, str, list[dict[str, str]]]] = []
         refs: list[tuple[int, str]] = []
         for guest in batch:
@@ -342,6 +438,41 @@ class GuestStager(Stager):
         )
         return {key: _Existing(*rest) for key, *rest in cursor.fetchall()}
 
+    def _check_shared_identifiers(self, cursor: Any, batch: list[_Guest]) -> None:
+        """A row whose known-provider identifier belongs to another staged guest is invalid,
+        named by that guest's ref: CDP would resolve both to one profile and the later one
+        would overwrite the other's data (no silent identity merges)."""
+        rows, positions, providers, ids, keys = [], [], [], [], []
+        for guest in batch:
+            for position, provider, ident in guest.idents:
+                rows.append(guest.row)
+                positions.append(position)
+                providers.append(provider)
+                ids.append(ident)
+                keys.append(guest.key)
+        if not rows:
+            return
+        cursor.execute(
+            """SELECT w.row, w.position, g.ref::text
+                 FROM unnest(%s::integer[], %s::integer[], %s::text[], %s::text[], %s::text[])
+                      AS w(row, position, provider, identifier, key)
+                 JOIN records_identifier i
+                   ON i.provider = w.provider AND i.identifier = w.identifier
+                 JOIN records_guest g ON g.id = i.guest_id
+                WHERE g.identity_key IS DISTINCT FROM w.key""",
+            [rows, positions, providers, ids, keys],
+        )
+        found: dict[int, list[Problem]] = {}
+        for row, position, ref in cursor.fetchall():
+            problem = identifier_in_use(f"identifiers.{position}.id", f"staged guest {ref}")
+            found.setdefault(row, []).append(problem)
+        if not found:
+            return
+        for guest in batch:
+            problems = found.get(guest.row)
+            if problems is not None:
+                guest.add_problems(problems)
+
     def _check_refs(self, cursor: Any, batch: list[_Guest], result: WriteResult) -> list[_Guest]:
         refs = [g.ref for g in batch if g.ref is not None]
         if not refs:
@@ -379,7 +510,7 @@ class GuestStager(Stager):
             return
         value, problems = clean_guest(merged, identity_providers=self.providers)
         guest.children = _child_lines(guest_children_from_value(value))
-        guest.value, guest.problems = value, problems
+        guest.value, guest.problems = value, problems + guest.found
         guest.serialize()
 
     def _write(
@@ -473,19 +604,24 @@ class GuestStager(Stager):
         )
         ids = [r[0] for r in cursor.fetchall()]
         now = copy_row((timezone.now(),))
-        columns = (
-            "id", "ref", "mode", "import_run_id", "delivery_status", "delivered_hash",
-            *_LINE_COLUMNS, "created_at", "updated_at",
-        )  # fmt: skip
-        middle = f"\tupsert\t{copy_row((self.import_run_id,))}\tnot_sent\t\t"
+        middle = f"upsert\t{copy_row((self.import_run_id,))}\tnot_sent\t\t"
         tail = f"\t{now}\t{now}"
-        lines = (
-            f"{gid}\t{copy_row((g.ref or str(uuid.uuid4()),))}{middle}{g.line}{tail}"
-            for gid, (g, _t, _d, _e) in zip(ids, new, strict=True)
-        )
+        columns = (
+            "mode", "import_run_id", "delivery_status", "delivered_hash", *_LINE_COLUMNS,
+            "created_at", "updated_at",
+        )  # fmt: skip
+        # A guest without a ref from its file gets one from the column's default
+        # (gen_random_uuid(), in C, as the rows arrive), so those rows leave the column out.
+        with_ref = [(gid, g) for gid, (g, _t, _d, _e) in zip(ids, new, strict=True) if g.ref]
+        without = [(gid, g) for gid, (g, _t, _d, _e) in zip(ids, new, strict=True) if not g.ref]
         cursor.execute("SAVEPOINT import_new_guests")
         try:
-            self._copy_text("records_guest", columns, lines, cursor)
+            if without:
+                lines = (f"{gid}\t{middle}{g.line}{tail}" for gid, g in without)
+                self._copy_text("records_guest", ("id", *columns), lines, cursor)
+            if with_ref:
+                lines = (f"{gid}\t{g.ref}\t{middle}{g.line}{tail}" for gid, g in with_ref)
+                self._copy_text("records_guest", ("id", "ref", *columns), lines, cursor)
         except psycopg.errors.UniqueViolation:
             cursor.execute("ROLLBACK TO SAVEPOINT import_new_guests")
             return None

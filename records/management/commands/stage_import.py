@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from cdpstage.errors import ApplicationError
 from records.importing import DELIMITERS, ENCODINGS, FileProblem
+from records.importing.pipeline import import_process_tuning
 from records.importing.preview import source_preview
 from records.mapping.documents import MappingDocument, to_json
 from records.mapping.suggestion import suggest_mapping
@@ -125,9 +126,10 @@ class Command(BaseCommand):
         self.stdout.write(f"Import run {run.pk}: {run.original_name} ({run.format}, {run.schema})")
         self.started = time.monotonic()
         try:
-            finished = import_run_execute(
-                import_run_id=run.pk, attempt=run.attempt, on_progress=self.progress
-            )
+            with import_process_tuning():  # this process does nothing else meanwhile
+                finished = import_run_execute(
+                    import_run_id=run.pk, attempt=run.attempt, on_progress=self.progress
+                )
         except KeyboardInterrupt:
             import_run_fail(
                 import_run_id=run.pk,

@@ -156,7 +156,14 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE else Non
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# DEBUG's error page (and error mails) mask the passwords of DATABASE_URL, REDIS_URL and any
+# other URL, wherever on the page they appear.
+DEFAULT_EXCEPTION_REPORTER = "cdpstage.dsn.DsnMaskingExceptionReporter"
+
 # Redis + RQ. JSON serializer everywhere (never pickle): job arguments are ids only.
+# A password goes in the URL (`redis://:password@host:6379/0`, or `redis://user:password@…`
+# with Redis ACLs); `rediss://` connects over TLS and verifies the server's certificate
+# against the system's CAs, or `?ssl_ca_certs=/path/ca.pem` (redis-py reads it from the URL).
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_JSON_SERIALIZER = "rq.serializers.JSONSerializer"
 # One queue per worker process (see shared/rq-crash-semantics.md §7.1: a multi-queue worker
@@ -173,7 +180,10 @@ RQ_QUEUES = {
     }
     for name in RQ_QUEUE_NAMES
 }
-RQ = {"WORKER_CLASS": "cdpstage.worker.CdpStageWorker"}
+RQ = {"WORKER_CLASS": "cdpstage.worker.CdpStageWorker", "JOB_CLASS": "cdpstage.worker.CdpStageJob"}
+# The only modules whose public functions a worker runs (cdpstage.worker.job_function).
+RQ_JOB_MODULES = ("records.jobs", "batches.jobs")
+# The job dashboard's admin entry (cdpstage.admin): Operators only.
 RQ_SHOW_ADMIN_LINK = True
 # Seconds between a worker's maintenance passes (RQ registry cleanup + our reconcilers).
 RQ_MAINTENANCE_INTERVAL = env_int("RQ_MAINTENANCE_INTERVAL", 10)
@@ -207,7 +217,13 @@ IMPORT_EXPORT_SKIP_ADMIN_LOG = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {
+            # Masks URL passwords (a DSN in an exception message) in every line.
+            "()": "cdpstage.dsn.DsnMaskingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
+    },
     "filters": {"rq_maintenance": {"()": "cdpstage.worker.MaintenanceNoiseFilter"}},
     "handlers": {
         "console": {

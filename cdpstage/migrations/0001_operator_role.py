@@ -1,0 +1,19 @@
+"""Re-sync the role groups: the Operator role, the only one that reaches the job dashboard."""
+
+from django.db import migrations
+
+
+def sync(apps, schema_editor):
+    from cdpstage.roles import sync_roles
+
+    sync_roles(apps)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("batches", "0005_sync_roles_mappings"),
+        ("records", "0006_search_prefix_indexes"),
+        ("django_rq", "0003_alter_dashboard_permission_names"),
+    ]
+
+    operations = [migrations.RunPython(sync, migrations.RunPython.noop)]

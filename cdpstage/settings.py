@@ -195,6 +195,15 @@ RECONCILERS = ["records.jobs.reconcile_import_runs", "batches.jobs.reconcile_bat
 CDP_BASE_URL = env_str("CDP_BASE_URL", "https://api-engage-eu.sitecorecloud.io")
 CDP_CLIENT_KEY = env_str("CDP_CLIENT_KEY")
 CDP_API_TOKEN = env_str("CDP_API_TOKEN")
+# Hosts (`host` or `host:port`, https only) that CDP's pre-signed upload and error-log URLs may
+# point at, besides CDP_BASE_URL's own (which also covers the sandbox in development). The
+# defaults are the S3 hosts of shared/cdp-batch-api.md section 1.3; a tenant in another region
+# adds its bucket's host (a refused file's reason names it).
+CDP_ALLOWED_HOSTS = env_list(
+    "CDP_ALLOWED_HOSTS",
+    "sitecore-batch-service-production-eu-west-1.s3.eu-west-1.amazonaws.com,"
+    "sitecore-batch-service-production-eu-west-1.s3.amazonaws.com",
+)
 CDP_IDENTITY_PROVIDERS = env_list("CDP_IDENTITY_PROVIDERS", "email,CRM_ID")
 CDP_MAX_FILE_BYTES = env_int("CDP_MAX_FILE_BYTES", 50_000_000)
 CDP_MAX_IN_FLIGHT = env_int("CDP_MAX_IN_FLIGHT", 1)

@@ -1,4 +1,5 @@
-"""Re-sync the role groups: the Operator role, the only one that reaches the job dashboard."""
+"""Re-sync the role groups: the Operator role (the only one that reaches the job dashboard) and
+the Reviewer's own permission to mark records ready."""
 
 from django.db import migrations
 
@@ -6,13 +7,13 @@ from django.db import migrations
 def sync(apps, schema_editor):
     from cdpstage.roles import sync_roles
 
-    sync_roles(apps)
+    sync_roles(apps, complete=True)
 
 
 class Migration(migrations.Migration):
     dependencies = [
         ("batches", "0005_sync_roles_mappings"),
-        ("records", "0006_search_prefix_indexes"),
+        ("records", "0007_review_permissions"),
         ("django_rq", "0003_alter_dashboard_permission_names"),
     ]
 

@@ -12,6 +12,8 @@ role; superusers have it), not merely staff status: the dashboard can empty a qu
 from collections.abc import Callable
 from functools import wraps
 
+from csp.constants import SELF, UNSAFE_INLINE
+from csp.decorators import csp_replace
 from django.contrib import messages
 from django.contrib.admin import AdminSite
 from django.core.exceptions import PermissionDenied
@@ -116,7 +118,10 @@ def operator_only(admin_site: AdminSite, view: View) -> View:
             raise PermissionDenied
         return view(request, *args, **kwargs)
 
-    return never_cache(admin_site.admin_view(operator_view))
+    # django-rq's templates carry inline scripts (select all, confirm) without our nonce.
+    return never_cache(
+        csp_replace({"script-src": [SELF, UNSAFE_INLINE]})(admin_site.admin_view(operator_view))
+    )
 
 
 def dashboard_urlpatterns(admin_site: AdminSite) -> list[URLPattern]:

@@ -1,9 +1,11 @@
 """The only settings module: everything comes from the environment (see .env.example)."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -61,6 +63,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "django_rq",
+    "axes",
+    "csp",
     "cdpstage",
     "records",
     "batches",
@@ -72,8 +76,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Before anything reads the body (CSRF reads POST in process_view, after every __call__).
+    "cdpstage.middleware.RequestLimitsMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "cdpstage.urls"
@@ -117,6 +126,42 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Login throttling (django-axes): after DJANGO_LOGIN_FAILURE_LIMIT failed logins for one username
+# from one address, that pair is locked out for DJANGO_LOGIN_COOLOFF_MINUTES. The database
+# holds the attempts, so every web process sees them; `manage.py axes_reset` lifts a lockout.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("DJANGO_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("DJANGO_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/login_locked_out.html"
+
+# Sessions end after DJANGO_SESSION_IDLE_MINUTES without a request (each request renews the
+# cookie) and when the browser closes, instead of Django's two weeks.
+SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_IDLE_MINUTES", 30) * 60
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+
+# Content-Security-Policy (django-csp): only our own scripts, plus inline ones that carry the
+# request's nonce (templates/admin/records/importrun/change_form.html). Styles allow inline:
+# the admin's and our templates use style attributes, which a nonce cannot cover.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -132,8 +177,16 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-# Big files go to disk, not memory, while they are uploaded.
+# Big files go to disk, not memory, while they are uploaded; none over DJANGO_UPLOAD_MAX_MB
+# (cdpstage.middleware refuses it from its Content-Length, before a byte is read; the web
+# server in front should have the same limit, e.g. nginx client_max_body_size).
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+UPLOAD_MAX_BYTES = env_int("DJANGO_UPLOAD_MAX_MB", 1024) * 1_000_000
+# Forms without files (and everything before login): Django's 2.5 MB default, explicitly.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# Uploaded files and built batch files: owner read/write only (plus the group for folders).
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 
 # Where people reach the admin: links in emails are built on it.

@@ -7,6 +7,7 @@ records/admin/review.py.
 """
 
 import os
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -28,7 +29,7 @@ from cdpstage.admin.readonly import ReadOnlyAdmin
 from cdpstage.errors import ApplicationError
 from cdpstage.templatetags.humanize_units import duration_text, size_text
 from records.admin.review import register_delivery_history
-from records.masking import can_view_pii
+from records.masking import can_view_pii, mask_message
 from records.models import Guest, ReviewStatus, TrackingEvent
 from records.rules import problem_label
 
@@ -345,9 +346,12 @@ class BatchAdmin(ReadOnlyAdmin):
         return self._file_response(batch_file.file.name)
 
     def log_view(self, request, pk):
-        """CDP's error log as it was downloaded (refs, codes, messages)."""
+        """CDP's error log as it was downloaded (refs, codes, messages that may quote records'
+        values): for users who may see personal data."""
         batch_file = get_object_or_404(BatchFile, pk=pk)
-        if not self.has_view_permission(request) or not batch_file.error_log:
+        if not (self.has_view_permission(request) and can_view_pii(request.user)):
+            raise PermissionDenied
+        if not batch_file.error_log:
             raise PermissionDenied
         return self._file_response(batch_file.error_log.name)
 
@@ -429,7 +433,18 @@ class BatchEventAdmin(ReadOnlyAdmin):
 class BatchItemAdmin(ReadOnlyAdmin):
     """Search by record ref: which file, which line, what CDP said."""
 
-    list_display = ("record_ref", "file", "line", "outcome", "code", "message")
+    list_display = ("record_ref", "file", "line", "outcome", "code", "message_display")
+    fields = (
+        "file",
+        "line",
+        "record_ref",
+        "record_id",
+        "value_hash",
+        "outcome",
+        "code",
+        "message_display",
+    )
+    readonly_fields = fields
     list_filter = ("outcome",)
     list_select_related = ("file",)
     search_help_text = "A record ref (UUID)."
@@ -446,12 +461,27 @@ class BatchItemAdmin(ReadOnlyAdmin):
         except (ValueError, ValidationError):
             return queryset.none(), False
 
+    def changelist_view(self, request, extra_context=None):
+        self._show_pii = can_view_pii(request.user)
+        return super().changelist_view(request, extra_context)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        self._show_pii = can_view_pii(request.user)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="message")
+    def message_display(self, obj):
+        # CDP's reason may quote the record's values (an email, a phone number).
+        return obj.message if self._show_pii else mask_message(obj.message)
+
 
 def render_delivery_history(record) -> str:
-    """The record page's "Delivery history": batch, file, ref, line, outcome (no PII)."""
-    return render_to_string(
-        "admin/batches/delivery_history.html", {"rows": selectors.delivery_history(record.ref)}
-    )
+    """The record page's "Delivery history": batch, file, ref, line, outcome; CDP's messages
+    masked unless the record page shows personal data (`_show_pii`, set by its admin)."""
+    rows = selectors.delivery_history(record.ref)
+    if not getattr(record, "_show_pii", False):
+        rows = [replace(row, message=mask_message(row.message)) for row in rows]
+    return render_to_string("admin/batches/delivery_history.html", {"rows": rows})
 
 
 register_delivery_history(Guest, render_delivery_history)

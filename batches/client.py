@@ -4,9 +4,11 @@ Facts and sources: shared/cdp-batch-api.md sections 1 (protocol) and 7 (open que
 Every request has a timeout; every failure becomes one of our exceptions, raised `from` the
 original: CdpTransientError (retry later: timeouts, resets, 5xx, 429 with Retry-After),
 CdpPermanentError (other 4xx, malformed replies), CdpAuthError (401/403 from the API),
-CdpConflictError (409), CdpUploadExpiredError (the pre-signed upload URL ran out).
-A hook records each call (method, path without query string, HTTP status, duration) for the
-audit trail; pre-signed URLs carry signatures, so their query strings never leave this module.
+CdpConflictError (409), CdpUploadExpiredError (the pre-signed upload URL ran out),
+CdpUrlRefusedError (an upload or log URL from CDP that is not https on an allowed host).
+A hook records each call (method, origin and path without query string, HTTP status, duration)
+for the audit trail; pre-signed URLs carry signatures, so their query strings never leave this
+module.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import base64
 import gzip
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -68,6 +70,14 @@ class CdpUploadExpiredError(CdpPermanentError):
     """The pre-signed upload URL expired; the file must go under a new batch ref (BX15)."""
 
 
+class CdpUrlRefusedError(CdpPermanentError):
+    """CDP handed out an upload or error-log URL that is not https on an allowed host.
+
+    Why: the pre-signed URLs come from CDP's reply, so a compromised or spoofed reply could
+    send the batch file (personal data) anywhere, or make the worker GET an internal address.
+    """
+
+
 class CdpConfigurationError(CdpPermanentError):
     """The client's settings are unusable (http:// base URL, missing credentials)."""
 
@@ -78,6 +88,7 @@ class CdpCall:
 
     target: str  # "api", "upload" or "log"
     method: str
+    origin: str  # scheme://host[:port] of the request: where the data went
     path: str
     http_status: int | None
     duration_ms: int
@@ -131,6 +142,20 @@ def strip_query(url: str) -> str:
     """The URL without query string and fragment (pre-signed URLs carry their signature there)."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host[:port]` of a URL, lower-case, without the scheme's default port."""
+    parts = urlsplit(url)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default_port = {"https": 443, "http": 80}.get(scheme)
+    return f"{scheme}://{host}" if port in (None, default_port) else f"{scheme}://{host}:{port}"
 
 
 def _scrub(value: Any) -> Any:
@@ -212,6 +237,7 @@ class CdpClient:
         api_token: str,
         timeout: float = 30,
         upload_content_type: str = "application/gzip",
+        allowed_hosts: Iterable[str] = (),
         on_call: Callable[[CdpCall], None] | None = None,
         session: requests.Session | None = None,
     ) -> None:
@@ -227,6 +253,11 @@ class CdpClient:
                 "CDP_CLIENT_KEY and CDP_API_TOKEN must be set in the environment."
             )
         self.base_url = base_url.rstrip("/")
+        # Where pre-signed URLs may point: the API's own host and port (the sandbox serves
+        # both), and the S3 hosts named in settings (`host` or `host:port`).
+        self.allowed_origins = frozenset(
+            {origin_of(self.base_url)} | {origin_of(f"https://{host}") for host in allowed_hosts}
+        )
         self._auth = (client_key, api_token)
         # (connect, read) timeouts: a dead host fails fast, a slow reply gets the full time.
         self.timeout = (min(10.0, float(timeout)), float(timeout))
@@ -249,6 +280,7 @@ class CdpClient:
             api_token=settings.CDP_API_TOKEN,
             timeout=settings.CDP_HTTP_TIMEOUT,
             upload_content_type=settings.CDP_UPLOAD_CONTENT_TYPE,
+            allowed_hosts=settings.CDP_ALLOWED_HOSTS,
             on_call=on_call,
         )
 
@@ -266,8 +298,9 @@ class CdpClient:
         location = data.get("location") if isinstance(data.get("location"), dict) else {}
         status = data.get("status") if isinstance(data.get("status"), dict) else {}
         url = location.get("href")
-        if not isinstance(url, str) or not url.startswith("https://"):
-            raise CdpPermanentError("CDP's allocation reply has no https upload location.")
+        # Its scheme and host are checked where it is used (`_presigned`), for every URL alike.
+        if not isinstance(url, str) or not url:
+            raise CdpPermanentError("CDP's allocation reply has no upload location.")
         return AllocateResult(
             ref=str(data.get("ref") or batch_ref),
             status_code=str(status.get("code") or "uploading"),
@@ -284,8 +317,6 @@ class CdpClient:
         request carrying both). Content-MD5 is the base64 of the binary digest, not of the
         hex text. The Content-Type is configurable (Q3): empty sends none.
         """
-        if not location_url.startswith("https://"):
-            raise CdpConfigurationError("The upload location is not an https:// address.")
         headers = {
             "x-amz-server-side-encryption": "AES256",
             "Content-MD5": base64.b64encode(bytes.fromhex(md5_hex)).decode(),
@@ -326,8 +357,6 @@ class CdpClient:
     # https://doc.sitecore.com/cdp/en/developers/api/retrieve-batch-upload-error-log.html
     def download_log(self, log_url: str, destination: IO[bytes]) -> int:
         """GET the (pre-signed, gzip) error log into `destination`, streamed; returns bytes."""
-        if not log_url.startswith("https://"):
-            raise CdpPermanentError("The error log location is not an https:// address.")
         response = self._presigned("GET", log_url, target="log", stream=True)
         try:
             self._raise_for_status(response, target="log")
@@ -370,7 +399,18 @@ class CdpClient:
     def _presigned(
         self, method: str, url: str, *, target: str, stream: bool = False, **kwargs: Any
     ) -> requests.Response:
-        """A request to a pre-signed S3 URL, guaranteed to carry no Authorization header."""
+        """A request to a pre-signed S3 URL: https on an allowed host, no Authorization header."""
+        origin = origin_of(url)
+        if not url.lower().startswith("https://") or origin not in self.allowed_origins:
+            # Recorded, so the audit trail names where CDP's reply tried to send us.
+            self._record(
+                target, method, origin, urlsplit(url).path, None, time.monotonic(), "refused host"
+            )
+            what = "upload" if target == "upload" else "error log"
+            raise CdpUrlRefusedError(
+                f"CDP gave an {what} location on {origin}, which is not an allowed host "
+                "(https on the CDP host or CDP_ALLOWED_HOSTS); nothing was sent to it."
+            )
         request = self.session.prepare_request(requests.Request(method, url, **kwargs))
         # requests would add credentials from ~/.netrc for a host without auth: never here.
         request.headers.pop("Authorization", None)
@@ -385,37 +425,45 @@ class CdpClient:
     def _send(
         self, target: str, method: str, url: str, call: Callable[[], requests.Response]
     ) -> requests.Response:
-        path = urlsplit(url).path
+        origin, path = origin_of(url), urlsplit(url).path
         started = time.monotonic()
         try:
             response = call()
         except requests.exceptions.SSLError as exc:
-            self._record(target, method, path, None, started, type(exc).__name__)
+            self._record(target, method, origin, path, None, started, type(exc).__name__)
             if "CERTIFICATE_VERIFY_FAILED" in str(exc):
                 raise CdpPermanentError(
                     "CDP's TLS certificate could not be verified; check REQUESTS_CA_BUNDLE."
                 ) from exc
             raise CdpTransientError("The TLS connection to CDP failed or was reset.") from exc
         except requests.Timeout as exc:
-            self._record(target, method, path, None, started, type(exc).__name__)
+            self._record(target, method, origin, path, None, started, type(exc).__name__)
             raise CdpTransientError("CDP did not answer in time.") from exc
         except requests.ConnectionError as exc:
-            self._record(target, method, path, None, started, type(exc).__name__)
+            self._record(target, method, origin, path, None, started, type(exc).__name__)
             raise CdpTransientError("The connection to CDP failed or was reset.") from exc
         except requests.RequestException as exc:
-            self._record(target, method, path, None, started, type(exc).__name__)
+            self._record(target, method, origin, path, None, started, type(exc).__name__)
             raise CdpTransientError("The request to CDP failed.") from exc
-        self._record(target, method, path, response.status_code, started, "")
+        self._record(target, method, origin, path, response.status_code, started, "")
         return response
 
     def _record(
-        self, target: str, method: str, path: str, status: int | None, started: float, error: str
+        self,
+        target: str,
+        method: str,
+        origin: str,
+        path: str,
+        status: int | None,
+        started: float,
+        error: str,
     ) -> None:
         if self.on_call is not None:
             self.on_call(
                 CdpCall(
                     target=target,
                     method=method,
+                    origin=origin[:200],
                     path=path[:300],
                     http_status=status,
                     duration_ms=int((time.monotonic() - started) * 1000),

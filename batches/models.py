@@ -100,6 +100,14 @@ class Batch(TimeStampedModel, LeasedWork):
             ("approve_batch", "Can approve a batch built by someone else"),
             ("send_batch", "Can send an approved batch to CDP"),
         ]
+        constraints = [
+            # Four eyes in the database too: the service refuses it, and so does a raw UPDATE.
+            models.CheckConstraint(
+                condition=models.Q(approved_by__isnull=True)
+                | ~models.Q(approved_by=models.F("created_by")),
+                name="batch_approver_is_not_creator",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Batch {self.pk}"

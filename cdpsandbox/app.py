@@ -43,7 +43,7 @@ class Sandbox:
         self.requests.clear()
 
     def signed_url(self, method: str, path: str) -> tuple[str, int]:
-        """Absolute pre-signed URL for `path` and its expiry, using the current URL lifetime."""
+        """Absolute pre-signed URL for `path` and its expiry, with the current lifetime and base."""
         lifetime = self.faults.url_lifetime(self.config.url_lifetime)
         path_and_query, expires = self.signer.presign(method, path, lifetime)
-        return self.base_url + path_and_query, expires
+        return self.faults.url_base(self.base_url) + path_and_query, expires

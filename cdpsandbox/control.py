@@ -11,7 +11,9 @@ from cdpsandbox.handler import MAX_SMALL_BODY, BodyError, SandboxHandler
 from cdpsandbox.store import FILE_UPLOADED, PROCESSING, TERMINAL
 
 FAULT_KEYS = frozenset({"target", "kind", "count", "retry_after", "seconds"})
-OTHER_KEYS = frozenset({"faults", "corrupt_next", "corrupt_ref", "url_lifetime", "fail_records"})
+OTHER_KEYS = frozenset(
+    {"faults", "corrupt_next", "corrupt_ref", "url_lifetime", "url_base", "fail_records"}
+)
 
 
 def write_control_error(
@@ -144,6 +146,11 @@ def _apply(handler: SandboxHandler, data: dict[str, Any]) -> None:
         lifetime = _integer(lifetime, "url_lifetime")
         if lifetime < 0:
             raise ValueError("url_lifetime must be >= 0")
+    url_base = data.get("url_base", ...)
+    if url_base not in (..., None) and (
+        not isinstance(url_base, str) or not re.fullmatch(r"https?://[^/?#\s]+", url_base)
+    ):
+        raise ValueError("url_base must be an origin such as https://elsewhere.example:8443")
     failures = _record_failures(data["fail_records"]) if "fail_records" in data else {}
 
     sandbox = handler.sandbox
@@ -153,6 +160,8 @@ def _apply(handler: SandboxHandler, data: dict[str, Any]) -> None:
         sandbox.faults.corrupt_next(corrupt_next)
     if lifetime is not ...:
         sandbox.faults.set_url_lifetime(lifetime)
+    if url_base is not ...:
+        sandbox.faults.set_url_base(url_base)
     if failures:
         sandbox.faults.fail_records(failures)
     if corrupt_ref is not None:

@@ -20,6 +20,7 @@ class FaultBoard:
         self._corrupt_refs: set[str] = set()
         self._fail_records: dict[str, dict[str, str]] = {}
         self._url_lifetime: int | None = None
+        self._url_base: str | None = None
         self.clear()
         for spec in initial:
             self.add(spec)
@@ -32,6 +33,7 @@ class FaultBoard:
             self._corrupt_refs = set()
             self._fail_records = {}
             self._url_lifetime = None
+            self._url_base = None
 
     def add(self, spec: FaultSpec) -> None:
         """Queue `spec`; faults on one target fire in the order they were added."""
@@ -92,6 +94,17 @@ class FaultBoard:
         with self._lock:
             return default if self._url_lifetime is None else self._url_lifetime
 
+    def set_url_base(self, base: str | None) -> None:
+        """Sign the URLs handed out from now on under another origin (a foreign host, another
+        port, http://), as a compromised reply would; None restores the sandbox's own."""
+        with self._lock:
+            self._url_base = base
+
+    def url_base(self, default: str) -> str:
+        """The origin of the next signed URL."""
+        with self._lock:
+            return default if self._url_base is None else self._url_base
+
     def snapshot(self) -> dict[str, Any]:
         """JSON-ready view of everything pending."""
         with self._lock:
@@ -104,4 +117,5 @@ class FaultBoard:
                 "corrupt_refs": sorted(self._corrupt_refs),
                 "fail_records": dict(self._fail_records),
                 "url_lifetime": self._url_lifetime,
+                "url_base": self._url_base,
             }

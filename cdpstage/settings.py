@@ -1,9 +1,11 @@
 """The only settings module: everything comes from the environment (see .env.example)."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -61,6 +63,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "django_rq",
+    "axes",
+    "csp",
     "cdpstage",
     "records",
     "batches",
@@ -72,8 +76,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Before anything reads the body (CSRF reads POST in process_view, after every __call__).
+    "cdpstage.middleware.RequestLimitsMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "cdpstage.urls"
@@ -117,6 +126,42 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Login throttling (django-axes): after DJANGO_LOGIN_FAILURE_LIMIT failed logins for one username
+# from one address, that pair is locked out for DJANGO_LOGIN_COOLOFF_MINUTES. The database
+# holds the attempts, so every web process sees them; `manage.py axes_reset` lifts a lockout.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("DJANGO_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("DJANGO_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/login_locked_out.html"
+
+# Sessions end after DJANGO_SESSION_IDLE_MINUTES without a request (each request renews the
+# cookie) and when the browser closes, instead of Django's two weeks.
+SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_IDLE_MINUTES", 30) * 60
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+
+# Content-Security-Policy (django-csp): only our own scripts, plus inline ones that carry the
+# request's nonce (templates/admin/records/importrun/change_form.html). Styles allow inline:
+# the admin's and our templates use style attributes, which a nonce cannot cover.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -132,8 +177,16 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-# Big files go to disk, not memory, while they are uploaded.
+# Big files go to disk, not memory, while they are uploaded; none over DJANGO_UPLOAD_MAX_MB
+# (cdpstage.middleware refuses it from its Content-Length, before a byte is read; the web
+# server in front should have the same limit, e.g. nginx client_max_body_size).
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+UPLOAD_MAX_BYTES = env_int("DJANGO_UPLOAD_MAX_MB", 1024) * 1_000_000
+# Forms without files (and everything before login): Django's 2.5 MB default, explicitly.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# Uploaded files and built batch files: owner read/write only (plus the group for folders).
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 
 # Where people reach the admin: links in emails are built on it.
@@ -156,7 +209,14 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE else Non
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# DEBUG's error page (and error mails) mask the passwords of DATABASE_URL, REDIS_URL and any
+# other URL, wherever on the page they appear.
+DEFAULT_EXCEPTION_REPORTER = "cdpstage.dsn.DsnMaskingExceptionReporter"
+
 # Redis + RQ. JSON serializer everywhere (never pickle): job arguments are ids only.
+# A password goes in the URL (`redis://:password@host:6379/0`, or `redis://user:password@…`
+# with Redis ACLs); `rediss://` connects over TLS and verifies the server's certificate
+# against the system's CAs, or `?ssl_ca_certs=/path/ca.pem` (redis-py reads it from the URL).
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_JSON_SERIALIZER = "rq.serializers.JSONSerializer"
 # One queue per worker process (see shared/rq-crash-semantics.md §7.1: a multi-queue worker
@@ -173,7 +233,10 @@ RQ_QUEUES = {
     }
     for name in RQ_QUEUE_NAMES
 }
-RQ = {"WORKER_CLASS": "cdpstage.worker.CdpStageWorker"}
+RQ = {"WORKER_CLASS": "cdpstage.worker.CdpStageWorker", "JOB_CLASS": "cdpstage.worker.CdpStageJob"}
+# The only modules whose public functions a worker runs (cdpstage.worker.job_function).
+RQ_JOB_MODULES = ("records.jobs", "batches.jobs")
+# The job dashboard's admin entry (cdpstage.admin): Operators only.
 RQ_SHOW_ADMIN_LINK = True
 # Seconds between a worker's maintenance passes (RQ registry cleanup + our reconcilers).
 RQ_MAINTENANCE_INTERVAL = env_int("RQ_MAINTENANCE_INTERVAL", 10)
@@ -195,6 +258,15 @@ RETENTION_RUN_INTERVAL = env_int("RETENTION_RUN_INTERVAL", 3600)
 CDP_BASE_URL = env_str("CDP_BASE_URL", "https://api-engage-eu.sitecorecloud.io")
 CDP_CLIENT_KEY = env_str("CDP_CLIENT_KEY")
 CDP_API_TOKEN = env_str("CDP_API_TOKEN")
+# Hosts (`host` or `host:port`, https only) that CDP's pre-signed upload and error-log URLs may
+# point at, besides CDP_BASE_URL's own (which also covers the sandbox in development). The
+# defaults are the S3 hosts of shared/cdp-batch-api.md section 1.3; a tenant in another region
+# adds its bucket's host (a refused file's reason names it).
+CDP_ALLOWED_HOSTS = env_list(
+    "CDP_ALLOWED_HOSTS",
+    "sitecore-batch-service-production-eu-west-1.s3.eu-west-1.amazonaws.com,"
+    "sitecore-batch-service-production-eu-west-1.s3.amazonaws.com",
+)
 CDP_IDENTITY_PROVIDERS = env_list("CDP_IDENTITY_PROVIDERS", "email,CRM_ID")
 CDP_MAX_FILE_BYTES = env_int("CDP_MAX_FILE_BYTES", 50_000_000)
 CDP_MAX_IN_FLIGHT = env_int("CDP_MAX_IN_FLIGHT", 1)
@@ -219,7 +291,13 @@ IMPORT_EXPORT_SKIP_ADMIN_LOG = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {
+            # Masks URL passwords (a DSN in an exception message) in every line.
+            "()": "cdpstage.dsn.DsnMaskingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
+    },
     "filters": {"rq_maintenance": {"()": "cdpstage.worker.MaintenanceNoiseFilter"}},
     "handlers": {
         "console": {

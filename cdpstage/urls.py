@@ -1,8 +1,8 @@
-"""URL routes: the admin is the whole UI; django-rq's dashboard hangs below it."""
+"""URL routes: the admin is the whole UI (the job dashboard is an admin page: cdpstage.admin)."""
 
 from django.contrib import admin
 from django.templatetags.static import static
-from django.urls import include, path
+from django.urls import path
 from django.utils.functional import lazy
 from django.views.generic import RedirectView
 
@@ -13,6 +13,5 @@ urlpatterns = [
         "favicon.ico",
         RedirectView.as_view(url=lazy(static, str)("cdpstage/favicon.svg"), permanent=True),
     ),
-    path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,12 +1,18 @@
-"""The RQ worker class every CDP Stage worker runs: short maintenance cadence + our reconcilers."""
+"""The RQ worker and job classes every CDP Stage worker runs: only the project's job functions,
+a short maintenance cadence and our reconcilers."""
 
+import inspect
 import logging
+from importlib import import_module
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connections
 from django.utils.module_loading import import_string
 from rq import Worker
 from rq.exceptions import StopRequested
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +34,64 @@ class MaintenanceNoiseFilter(logging.Filter):
         return logging.getLogger().getEffectiveLevel() <= logging.DEBUG
 
 
+class JobRefusedError(Exception):
+    """A job names a function that is not one of CDP Stage's jobs; it is never imported."""
+
+
+def job_function(dotted_name: str | None, *, job_id: str) -> Any:
+    """The function `dotted_name` names, if it is a public function of one of RQ_JOB_MODULES.
+
+    Redis is a trust boundary: anyone who can write to it can enqueue `os.system`. The name is
+    checked before anything is imported (importing a module runs its code), and the function
+    must be defined in that module, not imported into it (`records.jobs.import_module`).
+    """
+    module_name, _, name = (dotted_name or "").rpartition(".")
+    if module_name in settings.RQ_JOB_MODULES and name.isidentifier() and not name.startswith("_"):
+        func = getattr(import_module(module_name), name, None)
+        if inspect.isfunction(func) and func.__module__ == module_name:
+            return func
+    logger.error("Job %s refused: %r is not a CDP Stage job function", job_id, dotted_name)
+    raise JobRefusedError(
+        f"Job {job_id} refused: {dotted_name!r} is not a CDP Stage job function "
+        f"(allowed: the public functions of {', '.join(settings.RQ_JOB_MODULES)})."
+    )
+
+
+class CdpStageJob(Job):
+    """An RQ job that resolves its function and callbacks through the allow-list, and sends no
+    webhooks (a job hash may name any URL; CDP Stage never registers one).
+
+    The check sits where RQ imports the function, so a refused job fails like any other: its
+    reason in the failed registry and the worker log, the worker going on with the next job.
+    """
+
+    @property
+    def func(self) -> Any:
+        if self.instance is not None:
+            # A bound method of a pickled/decoded object: never one of ours.
+            raise JobRefusedError(f"Job {self.id} refused: it names a method of an object.")
+        return job_function(self.func_name, job_id=self.id)
+
+    @property
+    def success_callback(self) -> Any:
+        return self._allowed_callback(self._success_callback_name)
+
+    @property
+    def failure_callback(self) -> Any:
+        return self._allowed_callback(self._failure_callback_name)
+
+    @property
+    def stopped_callback(self) -> Any:
+        return self._allowed_callback(self._stopped_callback_name)
+
+    def _allowed_callback(self, dotted_name: str | None) -> Any:
+        return job_function(dotted_name, job_id=self.id) if dotted_name else None
+
+    def send_webhooks(self, status: Any, *, exc_string: str | None = None) -> None:
+        if self.webhooks:
+            logger.warning("Job %s: its webhooks are ignored", self.id)
+
+
 class CdpStageWorker(Worker):
     """An RQ worker that also runs the app's reconcilers during its maintenance passes.
 
@@ -35,10 +99,15 @@ class CdpStageWorker(Worker):
     leader election; maintenance already runs on every worker of every host, and each
     reconciler is idempotent and takes its own database lock, so running it on every worker is
     safe. django-rq's `rqworker` has no `--maintenance-interval` option, hence the override.
+    Its jobs are CdpStageJob: only the project's job functions run.
     """
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("maintenance_interval", settings.RQ_MAINTENANCE_INTERVAL)
+        # Whatever `--job-class` or `--serializer` say (rqworker defaults to pickle): the
+        # allow-list and JSON are not options a command line can drop.
+        kwargs["job_class"] = CdpStageJob
+        kwargs["serializer"] = JSONSerializer
         super().__init__(*args, **kwargs)
 
     def run_maintenance_tasks(self) -> None:

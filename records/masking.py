@@ -5,6 +5,7 @@ the value itself. Codes and enums (country, language, gender, guestType, identif
 subscription fields) are not personal and stay readable so reviewers can still do their job.
 """
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,6 +75,19 @@ def mask_text(value: object) -> str:
     if len(text) < 4:
         return STARS
     return _guard(text, text[0] + STARS)
+
+
+# What a free-text message (CDP's error-log reasons) may quote of a record: an email address,
+# a quoted value, a run of digits (phone, date, id).
+QUOTED_OR_PERSONAL = re.compile(r"[^\s@'\"]+@[^\s@'\"]+|'[^']*'|\"[^\"]*\"|\d[\d\s./:+-]{2,}\d")
+
+
+def mask_message(value: object) -> str:
+    """A message with every email, quoted value and digit run in it masked, the words kept:
+    "Invalid email 'ada@example.com'" reads "Invalid email ***"."""
+    if value is None:
+        return ""
+    return QUOTED_OR_PERSONAL.sub(STARS, str(value))
 
 
 def mask_email(value: object) -> str:

@@ -134,7 +134,11 @@ class Guest(StagedRecord):
 
     class Meta:
         ordering = ("-id",)
-        permissions = [("view_pii", "Can see personal data unmasked")]
+        permissions = [
+            ("view_pii", "Can see personal data unmasked"),
+            # The Reviewer's own: changing a record does not imply passing it (four eyes).
+            ("review_guest", "Can mark ready, hold back or send back to new"),
+        ]
         indexes = [
             models.Index(fields=["review_status", "id"], name="guest_review_id"),
             models.Index(fields=["import_run", "source_row"], name="guest_import_row"),
@@ -230,6 +234,9 @@ class TrackingEvent(StagedRecord):
 
     class Meta:
         ordering = ("-id",)
+        permissions = [
+            ("review_trackingevent", "Can mark ready, hold back or send back to new"),
+        ]
         indexes = [
             models.Index(fields=["review_status", "id"], name="tracking_review_id"),
             GinIndex(fields=["validation_errors"], name="tracking_errors_gin"),

@@ -55,10 +55,27 @@ def clean_queues():
         queue.connection.delete(queue.intermediate_queue_key)
 
 
+def role_group(name: str):
+    """The role group `name` as cdpstage.roles defines it, made again if a transactional test's
+    flush removed it (data migrations do not survive a flush; permissions do, via post_migrate).
+    """
+    from django.contrib.auth.models import Group, Permission
+
+    from cdpstage.roles import ROLES
+
+    group, _ = Group.objects.get_or_create(name=name)
+    wanted = []
+    for perm in ROLES[name]:
+        app_label, codename = perm.split(".")
+        wanted.append(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    group.permissions.set(wanted)
+    return group
+
+
 @pytest.fixture
 def user_factory(db, django_user_model):
     def make(username: str, *, perms: tuple[str, ...] = (), groups: tuple[str, ...] = (), **kw):
-        from django.contrib.auth.models import Group, Permission
+        from django.contrib.auth.models import Permission
 
         user = django_user_model.objects.create_user(
             username=username, password="pw-" + username, **kw
@@ -69,7 +86,7 @@ def user_factory(db, django_user_model):
                 Permission.objects.get(content_type__app_label=app_label, codename=codename)
             )
         for name in groups:
-            user.groups.add(Group.objects.get(name=name))
+            user.groups.add(role_group(name))
         return user
 
     return make

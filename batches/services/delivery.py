@@ -35,6 +35,7 @@ from batches.client import (
     CdpPermanentError,
     CdpTransientError,
     CdpUploadExpiredError,
+    CdpUrlRefusedError,
     parse_error_log,
 )
 from batches.models import (
@@ -110,7 +111,8 @@ def _recorder(batch_id: int, file_id: int) -> Callable[[CdpCall], None]:
             http_status=call.http_status,
             duration_ms=call.duration_ms,
             message=call.error,
-            data={"target": call.target},
+            # Scheme and host too: where the bytes went (the path alone would not say).
+            data={"target": call.target, "origin": call.origin},
         )
 
     return record
@@ -422,6 +424,8 @@ def _finish_error(
     # 403 from S3: permanent for that URL, not for the log).
     try:
         log_name = _download_log(batch_file, client, status.log_url) if status.log_url else ""
+    except CdpUrlRefusedError:
+        raise  # a new link would point at the same host: the poll step fails the file
     except CdpPermanentError as exc:
         raise CdpTransientError(
             f"The error log could not be fetched ({exc.message}); asking CDP for a new link."

@@ -372,6 +372,15 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
             return False
         return super().has_change_permission(request, obj)
 
+    def has_review_permission(self, request) -> bool:
+        """Mark ready, hold, back to new: the Reviewer's `review_<model>` permission."""
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.review_{opts.model_name}")
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        context["can_review"] = self.has_review_permission(request)
+        return super().render_change_form(request, context, *args, **kwargs)
+
     def has_delete_permission(self, request, obj=None):
         if obj is not None and (
             live_batch(obj) is not None
@@ -511,15 +520,15 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
         message = result.message(singular=str(self.model._meta.verbose_name), plural=noun)
         self.message_user(request, message, level)
 
-    @admin.action(description="Mark ready", permissions=["change"])
+    @admin.action(description="Mark ready", permissions=["review"])
     def mark_ready(self, request, queryset):
         self._review(request, records_mark_ready, queryset)
 
-    @admin.action(description="Hold", permissions=["change"])
+    @admin.action(description="Hold", permissions=["review"])
     def hold(self, request, queryset):
         self._review(request, records_hold, queryset)
 
-    @admin.action(description="Back to new", permissions=["change"])
+    @admin.action(description="Back to new", permissions=["review"])
     def mark_new(self, request, queryset):
         self._review(request, records_mark_new, queryset)
 
@@ -591,9 +600,15 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
         if getattr(request, "_review_save_error", None) is not None:
             return HttpResponseRedirect(request.path)
         if SAVE_AND_MARK_READY in request.POST:
-            result = records_mark_ready(
-                model=self.model, queryset=self.model.objects.filter(pk=obj.pk), user=request.user
-            )
+            try:
+                result = records_mark_ready(
+                    model=self.model,
+                    queryset=self.model.objects.filter(pk=obj.pk),
+                    user=request.user,
+                )
+            except ApplicationError as exc:  # saved, but marking ready is the Reviewer's
+                self.message_user(request, exc.message, messages.ERROR)
+                return HttpResponseRedirect(request.path)
             singular = str(self.model._meta.verbose_name)
             noun = str(self.model._meta.verbose_name_plural)
             level = messages.SUCCESS if result.changed else messages.WARNING

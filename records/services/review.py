@@ -179,7 +179,8 @@ def _review_transition(
     queryset: QuerySet | None,
     user: Any,
 ) -> ReviewResult:
-    _require(user, model, "change")
+    # Its own permission, not "change": a Stager who edits records must not pass them too.
+    _require(user, model, "review")
     sources = review_sources(target)
     live_batches_settle(model=model)
     selection = _selection(model, ids, queryset)

@@ -220,3 +220,39 @@ def test_admin_retry_reason_shown_at_the_top_while_cdp_is_retried(client, built,
     assert page.index('id="batch-progress"') < note < page.index('id="batch-files"')
     assert f"File 1: {reason}" in page
     assert "try 3 of 8" in page
+
+
+def test_admin_cdp_messages_masked_and_error_log_only_with_view_pii(client, built, user_factory):
+    """CDP's reasons quote the record ("Invalid email 'ada@…'"): not for eyes without view_pii."""
+    from django.contrib.auth.models import Permission
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    item = BatchItem.objects.order_by("line").first()
+    BatchItem.objects.filter(pk=item.pk).update(
+        outcome="rejected", code="400", message="Invalid email 'zed.quoted@example.org'"
+    )
+    log_name = default_storage.save("error-logs/x.gz", ContentFile(b"log"))
+    BatchFile.objects.filter(pk=item.file_id).update(error_log=log_name)
+    auditor = user_factory("auditor", groups=("Auditor",))
+    _login(client, auditor)
+    pages = [
+        client.get(reverse("admin:batches_batchitem_changelist")).text,
+        client.get(reverse("admin:batches_batchitem_change", args=[item.pk])).text,
+        client.get(reverse("admin:records_guest_change", args=[item.record_id])).text,
+        client.get(reverse("admin:batches_batch_change", args=[built.pk])).text,
+    ]
+    log_url = reverse("admin:batches_batchfile_log", args=[item.file_id])
+
+    for page in pages[:3]:
+        assert "Invalid email ***" in page
+    for page in pages:
+        assert "zed.quoted" not in page
+    assert log_url not in pages[3]
+    assert client.get(log_url).status_code == 403
+
+    auditor.user_permissions.add(Permission.objects.get(codename="view_pii"))
+    assert (
+        "zed.quoted@example.org" in client.get(reverse("admin:batches_batchitem_changelist")).text
+    )
+    assert client.get(log_url).status_code == 200

@@ -2,6 +2,7 @@
 the service; approval pins the checksums; sending needs an approved batch."""
 
 import pytest
+from django.db import IntegrityError, connection
 
 from batches import services
 from batches.models import Batch, BatchEvent, BatchFile
@@ -102,3 +103,17 @@ def test_batch_send_refuses_users_without_permission(built, approver, stager, se
     services.batch_approve(batch=built, user=approver)
     with pytest.raises(ApplicationError, match="permission to send"):
         services.batch_send(batch=built, user=stager)
+
+
+def test_database_refuses_an_approval_by_the_creator_even_by_raw_sql(built):
+    """Four eyes does not rest on the service alone: a direct UPDATE is refused too."""
+    with (
+        pytest.raises(IntegrityError, match="batch_approver_is_not_creator"),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(
+            "UPDATE batches_batch SET approved_by_id = created_by_id, approved_at = now() "
+            "WHERE id = %s",
+            [built.pk],
+        )
+    assert Batch.objects.get(pk=built.pk).approved_by_id is None

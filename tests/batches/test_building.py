@@ -7,6 +7,8 @@ The build streams through its own database connection, so these tests commit
 import gzip
 import hashlib
 import json
+import os
+import stat
 import threading
 import tracemalloc
 
@@ -89,6 +91,8 @@ def test_batch_build_writes_envelopes_items_and_checksums(stager):
     lines = file_lines(batch_file)
     with default_storage.open(batch_file.file.name, "rb") as stored:
         blob = stored.read()
+    # Personal data at rest: readable by the app's own user only.
+    assert stat.S_IMODE(os.stat(default_storage.path(batch_file.file.name)).st_mode) == 0o600
     assert hashlib.md5(blob).hexdigest() == batch_file.md5
     assert len(blob) == batch_file.size
     assert batch_file.record_count == 25

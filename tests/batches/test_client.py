@@ -20,6 +20,8 @@ from batches.client import (
     CdpPermanentError,
     CdpTransientError,
     CdpUploadExpiredError,
+    CdpUrlRefusedError,
+    origin_of,
     parse_error_log,
     parse_retry_after,
     strip_query,
@@ -242,3 +244,68 @@ def test_parse_retry_after_seconds_and_dates():
 def test_strip_query_removes_signatures():
     url = "https://s3.example/bucket/ref/import.gz?AWSAccessKeyId=A&Expires=1&Signature=xyz"
     assert strip_query(url) == "https://s3.example/bucket/ref/import.gz"
+
+
+def test_cdp_client_allowed_origins_are_the_cdp_host_and_the_listed_hosts():
+    client = CdpClient(
+        base_url="https://API-engage-eu.sitecorecloud.io/",
+        client_key="k",
+        api_token="t",
+        allowed_hosts=["bucket.s3.amazonaws.com", "sandbox.example:8443", "other.example:443"],
+    )
+
+    assert client.allowed_origins == {
+        "https://api-engage-eu.sitecorecloud.io",
+        "https://bucket.s3.amazonaws.com",
+        "https://sandbox.example:8443",
+        "https://other.example",
+    }
+    assert origin_of("https://[::1]:8443/x?Signature=s") == "https://[::1]:8443"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "foreign",
+    [
+        "https://attacker.example",  # another host
+        "https://127.0.0.1:6379",  # the CDP host, another port (Redis)
+        "http://127.0.0.1:{port}",  # the CDP host and port, without TLS
+    ],
+)
+def test_cdp_client_refuses_an_upload_location_off_the_allowed_hosts(sandbox, foreign):
+    foreign = foreign.format(port=sandbox.base_url.rsplit(":", 1)[1])
+    calls: list = []
+    client = _client(sandbox, calls)
+    body = _file(str(uuid.uuid4()))
+    md5 = hashlib.md5(body).hexdigest()
+    sandbox.control.fault(url_base=foreign)
+    allocated = client.allocate(str(uuid.uuid4()), checksum=md5, size=len(body))
+
+    with pytest.raises(CdpUrlRefusedError, match="not an allowed host") as refused:
+        client.upload(allocated.location_url, io.BytesIO(body), md5_hex=md5, size=len(body))
+
+    assert foreign.removesuffix(":443") in refused.value.message
+    upload = calls[-1]
+    assert (upload.target, upload.origin, upload.http_status) == ("upload", foreign, None)
+    assert upload.path.startswith("/")
+    assert "?" not in upload.path
+    assert calls[0].origin == sandbox.base_url  # the API call: its host recorded too
+    seen = [r for r in sandbox.control.requests() if r["method"] == "PUT"]
+    assert len(seen) == 1  # the allocation only: no byte went anywhere
+
+
+@pytest.mark.integration
+def test_cdp_client_refuses_an_error_log_location_off_the_allowed_hosts(sandbox):
+    calls: list = []
+    client = _client(sandbox, calls)
+    bad_ref = str(uuid.uuid4())
+    sandbox.control.fault(fail_records={bad_ref: {"code": "400", "message": "Validation error"}})
+    ref = _send(client, _file(bad_ref))
+    _wait(client, ref)
+    sandbox.control.fault(url_base="https://127.0.0.1:6379")
+    status = client.status(ref)
+
+    with pytest.raises(CdpUrlRefusedError, match="error log location on https://127.0.0.1:6379"):
+        client.download_log(status.log_url, io.BytesIO())
+
+    assert (calls[-1].target, calls[-1].origin) == ("log", "https://127.0.0.1:6379")

@@ -271,3 +271,28 @@ def test_flow_worker_killed_mid_upload_loses_nothing_and_sends_nothing_twice(
     assert set(processed.values()) == {1}
     assert len(processed) == batch.file_count
     assert BatchEvent.objects.filter(actor_label="reconciler", file__sequence=1).exists()
+
+
+def test_flow_upload_location_on_a_foreign_host_fails_the_file_and_names_the_host(
+    sandbox, batches_worker, stager, approver
+):
+    make_ready_guests(3)
+    batches_worker()
+    batch = build_and_approve(stager, approver)
+    sandbox.control.fault(url_base="https://attacker.example")
+    batch = send_and_wait(batch, approver)
+
+    batch_file = BatchFile.objects.get(batch=batch)
+    assert batch.status == Batch.Status.FAILED
+    assert batch_file.status == BatchFile.Status.FAILED
+    assert "https://attacker.example, which is not an allowed host" in batch_file.last_error
+    refused = BatchEvent.objects.get(kind="cdp_call", file=batch_file, data__target="upload")
+    assert refused.data["origin"] == "https://attacker.example"
+    assert refused.http_status is None
+    assert "?" not in refused.path
+    calls = BatchEvent.objects.filter(kind="cdp_call")
+    assert not calls.exclude(data__has_key="origin").exists()
+    assert set(calls.values_list("data__origin", flat=True)) == {
+        sandbox.base_url,
+        "https://attacker.example",
+    }

@@ -16,6 +16,7 @@ from django.conf import settings
 from psycopg import sql
 
 from cdpstage.devrun import port_taken, read_procfile
+from records.management.commands.demo_setup import DEMO_USERS
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BANNER = "Ctrl-C stops everything."
@@ -131,7 +132,7 @@ def test_make_run_piped_prints_users_last_stays_quiet_and_ctrl_c_stops_every_chi
         # The users, then the banner, and nothing after it: no worker line scrolls them away.
         assert after_users[-1].startswith("Open http://127.0.0.1:"), text
         assert f":{web_port}/admin/" in after_users[-1]
-        assert len(after_users) == 1 + 6 + 1, text
+        assert len(after_users) == 1 + len(DEMO_USERS) + 1, text
         assert "stager@example.com" in text
         assert "cleaning registries" not in text
         assert port_taken(web_port)

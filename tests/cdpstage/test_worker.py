@@ -1,11 +1,16 @@
-"""The worker's maintenance hook: reconcilers run, one failing does not stop the others."""
+"""The worker: reconcilers run in maintenance (one failing does not stop the others), and only
+the project's job functions run at all."""
 
 import logging
 
+import django_rq
 import pytest
+from rq import Callback
 from rq.exceptions import StopRequested
 
-from cdpstage.worker import MaintenanceNoiseFilter, run_reconcilers
+from batches.jobs import batch_build, on_job_failure
+from cdpstage.worker import JobRefusedError, MaintenanceNoiseFilter, job_function, run_reconcilers
+from tests.processes import run_worker_burst
 
 # run_reconcilers closes the process's database connections (a worker must not hand its
 # socket to a forked work horse): allowed only outside a test transaction.
@@ -70,3 +75,54 @@ def test_maintenance_lines_hidden_at_info_shown_at_debug():
         assert noise.levelname == "DEBUG"
     finally:
         root.setLevel(level)
+
+
+@pytest.mark.parametrize(
+    "dotted_name",
+    [
+        "os.system",
+        "records.jobs.execute_run",  # imported into a job module, not one of its jobs
+        "records.jobs.logging.getLogger",
+        "records.jobs._private",
+        "records.jobs",
+        "",
+    ],
+)
+def test_job_function_refuses_anything_but_a_job_module_function(dotted_name):
+    with pytest.raises(JobRefusedError, match="not a CDP Stage job function"):
+        job_function(dotted_name, job_id="j1")
+
+
+def test_job_function_resolves_the_project_jobs():
+    assert job_function("batches.jobs.batch_build", job_id="j1") is batch_build
+    assert job_function("batches.jobs.on_job_failure", job_id="j1") is on_job_failure
+
+
+def test_job_callbacks_go_through_the_allow_list(clean_queues):
+    queue = django_rq.get_queue("imports")
+    job = queue.create_job(
+        "records.jobs.reconcile_import_runs",
+        on_failure=Callback("os.system"),
+        on_success=Callback("batches.jobs.on_job_failure"),
+    )
+
+    with pytest.raises(JobRefusedError):
+        job.failure_callback  # noqa: B018 (the property resolves the function)
+    assert job.success_callback is on_job_failure
+
+
+def test_a_worker_refuses_and_reports_a_job_naming_os_system(tmp_path, clean_queues):
+    """A JSON job naming `os.system`, as anyone who can write to Redis can enqueue it."""
+    marker = tmp_path / "pwned"
+    queue = django_rq.get_queue("imports")
+    job = queue.enqueue("os.system", f"touch {marker}", job_id="planted-os-system")
+
+    result = run_worker_burst("imports")
+
+    assert not marker.exists()
+    assert "Job planted-os-system refused: 'os.system' is not a CDP Stage job function" in (
+        result.stdout + result.stderr
+    )
+    assert queue.failed_job_registry.get_job_ids() == ["planted-os-system"]
+    job.refresh()
+    assert "JobRefusedError" in job.latest_result().exc_string

@@ -1,12 +1,18 @@
 """The ImportRun admin: "Import a file", the self-refreshing progress page, the error report."""
 
 import io
+import os
+import stat
+import tempfile
+import uuid
+from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.urls import reverse
 
-from records.models import ImportRun
+from records.models import Guest, ImportRun
 from records.services.imports import import_run_create, import_run_execute
 
 pytestmark = pytest.mark.django_db
@@ -171,3 +177,24 @@ def test_progress_needs_view_permission(client, user_factory, finished_run):
     client.force_login(user_factory("nobody", is_staff=True))
     url = reverse("admin:records_importrun_progress", args=[finished_run.pk])
     assert client.get(url).status_code == 403
+
+
+def test_source_file_and_error_report_are_readable_by_their_owner_only(finished_run):
+    for field in (finished_run.source_file, finished_run.error_report):
+        assert stat.S_IMODE(os.stat(default_storage.path(field.name)).st_mode) == 0o600
+
+
+def test_no_view_reads_a_file_named_by_the_client(stager):
+    """django-import-export's confirm step once imported any file under /tmp by its name."""
+    planted = Path(tempfile.gettempdir()) / f"planted-{uuid.uuid4().hex}.csv"
+    planted.write_text("email\nvictim@example.com\n")
+    try:
+        for url in ("/admin/records/guest/process_import/", "/admin/records/guest/import/"):
+            response = stager.post(
+                url, {"import_file_name": f"../../{planted.relative_to('/')}", "format": "0"}
+            )
+            assert response.status_code in (302, 404)
+        assert planted.exists()
+        assert not Guest.objects.filter(email="victim@example.com").exists()
+    finally:
+        planted.unlink()

@@ -29,6 +29,8 @@ REVIEWER_PERMS = (
     "records.view_extension",
     "records.view_trackingevent",
     "records.change_trackingevent",
+    "records.review_guest",
+    "records.review_trackingevent",
 )
 EDITOR_PERMS = (
     *REVIEWER_PERMS,

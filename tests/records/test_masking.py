@@ -11,6 +11,7 @@ from records.masking import (
     mask_date,
     mask_email,
     mask_identity_key,
+    mask_message,
     mask_text,
     mask_value,
 )
@@ -210,3 +211,17 @@ def test_can_view_pii_needs_the_permission(user_factory):
     assert can_view_pii(superuser) is True
     assert can_view_pii(inactive) is False
     assert can_view_pii(None) is False
+
+
+@pytest.mark.parametrize(
+    ("message", "masked"),
+    [
+        ("Invalid email 'ada@example.com'", "Invalid email ***"),
+        ('Field "firstName" too long: "Ada Lovelace"', "Field *** too long: ***"),
+        ("Invalid phone +353 86 123 4567", "Invalid phone +***"),
+        ("bad@example.com is not allowed", "*** is not allowed"),
+        ("Guest is missing an identifier", "Guest is missing an identifier"),
+    ],
+)
+def test_mask_message_hides_what_a_message_quotes_and_keeps_the_words(message, masked):
+    assert mask_message(message) == masked

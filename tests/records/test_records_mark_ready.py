@@ -17,7 +17,13 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def operator(user_factory):
     return user_factory(
-        "cmd-operator", perms=("records.change_guest", "records.change_trackingevent")
+        "cmd-operator",
+        perms=(
+            "records.change_guest",
+            "records.change_trackingevent",
+            "records.review_guest",
+            "records.review_trackingevent",
+        ),
     )
 
 
@@ -96,7 +102,7 @@ def test_records_mark_ready_wrong_schema_import_run(operator):
 def test_records_mark_ready_user_without_permission(user_factory):
     user_factory("cmd-auditor", perms=("records.view_guest",))
     guest = GuestFactory()
-    with pytest.raises(CommandError, match="permission to change guests"):
+    with pytest.raises(CommandError, match="permission to review guests"):
         _run("--schema", "guest", "--all-valid", "--user", "cmd-auditor")
     guest.refresh_from_db()
     assert guest.review_status == ReviewStatus.NEW
@@ -145,5 +151,5 @@ def test_records_mark_ready_works_in_chunks(operator, monkeypatch):
 
 def test_records_mark_ready_checks_permission_with_nothing_to_do(user_factory):
     user_factory("cmd-viewer", perms=("records.view_guest",))
-    with pytest.raises(CommandError, match="permission to change guests"):
+    with pytest.raises(CommandError, match="permission to review guests"):
         _run("--schema", "guest", "--all-valid", "--user", "cmd-viewer")

@@ -22,7 +22,13 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def reviewer(user_factory):
     return user_factory(
-        "svc-reviewer", perms=("records.change_guest", "records.change_trackingevent")
+        "svc-reviewer",
+        perms=(
+            "records.change_guest",
+            "records.change_trackingevent",
+            "records.review_guest",
+            "records.review_trackingevent",
+        ),
     )
 
 
@@ -226,3 +232,41 @@ def test_refresh_makes_a_guest_holding_another_guests_identifier_invalid():
     problem = next(e for e in bert.validation_errors if e["code"] == "identifier_in_use")
     assert problem["field"] == "identifiers.1.id"
     assert str(anna.ref) in problem["message"]
+
+
+@pytest.mark.parametrize("service", [records_mark_ready, records_hold, records_mark_new])
+def test_review_needs_the_reviewers_permission_not_change(user_factory, service):
+    """A Stager edits and re-imports records; passing them on is the Reviewer's call."""
+    guest = GuestFactory()
+    stager = user_factory("svc-stager", groups=("Stager",))
+    assert stager.has_perm("records.change_guest")
+
+    with pytest.raises(ApplicationError, match="permission to review guests"):
+        service(model=Guest, ids=[guest.pk], user=stager)
+
+    guest.refresh_from_db()
+    assert guest.review_status == ReviewStatus.NEW
+
+
+def test_review_actions_and_button_only_for_reviewers(client, user_factory):
+    guest = GuestFactory()
+    change_url = f"/admin/records/guest/{guest.pk}/change/"
+    stager = user_factory("adm-stager", is_staff=True, groups=("Stager",))
+    reviewer = user_factory("adm-reviewer", is_staff=True, groups=("Reviewer",))
+    reviewer.user_permissions.add(*stager.groups.get().permissions.filter(codename="view_pii"))
+
+    client.force_login(stager)
+    page = client.get(change_url).text
+    listing = client.get("/admin/records/guest/").text
+    refused = client.post(
+        "/admin/records/guest/", {"action": "mark_ready", "_selected_action": [guest.pk]}
+    )
+    assert "save-mark-ready" not in page
+    assert 'value="mark_ready"' not in listing
+    assert refused.status_code == 302  # "No action selected": the action is not theirs
+    guest.refresh_from_db()
+    assert guest.review_status == ReviewStatus.NEW
+
+    client.force_login(reviewer)
+    assert "save-mark-ready" in client.get(change_url).text
+    assert 'value="mark_ready"' in client.get("/admin/records/guest/").text

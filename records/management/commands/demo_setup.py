@@ -27,6 +27,7 @@ DEMO_USERS: tuple[tuple[str, str | None], ...] = (
     ("reviewer", "Reviewer"),
     ("approver", "Approver"),
     ("approver2", "Approver"),
+    ("operator", "Operator"),
     ("auditor", "Auditor"),
 )
 

@@ -298,7 +298,9 @@ def build_step(
         "ours": ours,
         "common": {"json.dumps + gzip.open + MD5 re-read": common},
         "target": target["text"],
-        "met": ours["rate"] >= target["rate"] and ours["peak_rss_mb"] <= target["rss_mb"],
+        # The target is the whole job's (DESIGN.md section 6), not the export phase's.
+        "met": ours["job_rate"] >= target["rate"] and ours["peak_rss_mb"] <= target["rss_mb"],
+        "ten_million_seconds": TEN_MILLION / max(ours["job_rate"], 1e-9),
     }
 
 
@@ -545,22 +547,32 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
         )
         rows.append(
             [
-                "build gzip NDJSON + MD5 (export phase)",
+                "build gzip NDJSON + MD5 (whole job: select, export, items)",
                 common_text,
-                f"{ours['rate']:,.0f} records/s, {ours['peak_rss_mb']:,.0f} MB "
+                f"{ours['job_rate']:,.0f} records/s, {ours['peak_rss_mb']:,.0f} MB "
                 f"({ours['records']:,} records)",
-                _ratio(ours["rate"], common["rate"]),
+                _ratio(ours["job_rate"], common["rate"]),
                 step["target"],
                 _yes(step["met"]),
             ]
         )
         rows.append(
             [
-                "  whole build job (lock, export, items)",
+                "  export phase alone (stream -> gzip + MD5 -> stored file)",
                 '"',
-                f"{ours['job_rate']:,.0f} records/s, same process",
-                _ratio(ours["job_rate"], common["rate"]),
+                f"{ours['rate']:,.0f} records/s, same process",
+                _ratio(ours["rate"], common["rate"]),
                 "(informative)",
+                "",
+            ]
+        )
+        rows.append(
+            [
+                "  10M-record build, projected from the whole job",
+                '"',
+                _duration(step["ten_million_seconds"]),
+                "",
+                "(part of the 10M load)",
                 "",
             ]
         )
@@ -608,9 +620,10 @@ NOTES = (
     " columns (import_id_fields = identity_key); no children, no CDP validation.",
     "- bulk_create: csv.DictReader -> Guest, Identifier, Subscription and Extension objects held"
     " in lists -> bulk_create(batch_size=1000) in one transaction; no validation.",
-    "- ours, build: the batch build job (batches.jobs.batch_build) in-process. Export phase ="
-    " the job's own timing of stream -> gzip NDJSON + MD5 -> stored file; the whole job also"
-    " selects and locks the records and writes the batch items (the 10M load uses it).",
+    "- ours, build: the batch build job (batches.jobs.batch_build) in-process, judged by the"
+    " whole job: select the records (batch memberships), stream -> gzip NDJSON + MD5 ->"
+    " stored file, write the batch items (the 10M load uses it). Export phase = the job's own"
+    " timing of the stream part alone.",
     "- json.dumps + gzip.open + MD5 re-read: Guest objects with prefetched children (no"
     " .iterator()), value rebuilt from them, gzip.open's default level 9, MD5 of the file"
     " read back.",

@@ -8,15 +8,8 @@ from django.utils import timezone
 
 from batches.models import BATCH_FINAL_STATUSES, Batch, BatchFile
 from cdpstage.charts import bar_chart
-from records.models import (
-    BatchMembership,
-    DeliveryStatus,
-    Guest,
-    ImportRun,
-    ReviewStatus,
-    TrackingEvent,
-)
-from records.selectors import record_kind
+from records.models import DeliveryStatus, Guest, ImportRun, ReviewStatus, TrackingEvent
+from records.selectors import live_batch_count
 
 THROUGHPUT_DAYS = 14
 
@@ -31,8 +24,10 @@ def dashboard_context(user) -> dict:
         ]
         # Two tables, one per status kind: a record has one review and one delivery status.
         context["review_columns"] = ReviewStatus.labels
-        # Which batch holds a record is not a delivery status (BatchMembership): its own column.
-        context["delivery_columns"] = [*DeliveryStatus.labels, "In a live batch"]
+        # "In a batch" is not a delivery status (a held record keeps its own) but a live batch
+        # membership; it sits after "Not sent" as before.
+        labels = list(DeliveryStatus.labels)
+        context["delivery_columns"] = [labels[0], "In a batch", *labels[1:]]
     if user.has_perm("records.view_importrun"):
         context["imports_running"] = ImportRun.objects.filter(
             status__in=[ImportRun.Status.PENDING, ImportRun.Status.RUNNING]
@@ -80,12 +75,14 @@ def _status_counts(label: str, model) -> dict:
         "review": review,
         "delivery": delivery,
         "review_cells": [review.get(status, 0) for status in ReviewStatus.values],
-        "delivery_cells": [
-            *(delivery.get(status, 0) for status in DeliveryStatus.values),
-            BatchMembership.objects.filter(kind=record_kind(model), live=True).count(),
-        ],
+        "delivery_cells": _delivery_cells(delivery, live_batch_count(model=model)),
         "total": sum(review.values()),
     }
+
+
+def _delivery_cells(delivery: dict[str, int], held: int) -> list[int]:
+    cells = [delivery.get(status, 0) for status in DeliveryStatus.values]
+    return [cells[0], held, *cells[1:]]
 
 
 def _per_day(queryset, amount: F) -> list[tuple[str, int]]:

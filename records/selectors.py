@@ -25,6 +25,7 @@ __all__ = [
     "held_by_live_batch",
     "in_live_batch",
     "live_batch_sql",
+    "live_batch_count",
     "live_batch_id_sql",
     "live_batches_settle",
     "live_batch_of",
@@ -79,6 +80,12 @@ def with_live_batch(queryset: QuerySet) -> QuerySet:
     """Annotate each record with `live_batch`: the id of the live batch holding it, or None."""
     batch = Subquery(_live_memberships(queryset.model).values("batch_id")[:1])
     return queryset.annotate(live_batch=batch)
+
+
+def live_batch_count(*, model: StagedModel) -> int:
+    """How many records of `model` live batches hold (the partial unique index holds exactly
+    those, so this reads no record)."""
+    return BatchMembership.objects.filter(kind=record_kind(model), live=True).count()
 
 
 def live_batch_of(*, model: StagedModel, record_id: int) -> int | None:

@@ -13,7 +13,13 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
@@ -30,7 +36,7 @@ from records.masking import can_view_pii
 from records.models import Guest, ReviewStatus, TrackingEvent
 from records.rules import problem_label
 
-# The states in which a batch changes without anyone clicking: its page refreshes itself.
+# The states in which a batch changes without anyone clicking: its page polls its progress.
 REFRESH_STATUSES = frozenset(
     {Batch.Status.DRAFT, Batch.Status.BUILDING, Batch.Status.UPLOADING, Batch.Status.PROCESSING}
 )
@@ -54,6 +60,75 @@ def file_status_label(batch: Batch, batch_file: BatchFile) -> str:
     if batch.status == Batch.Status.CANCELLED and not batch_file.dispatched_at:
         return "Not sent (batch cancelled)"
     return batch_file.get_status_display()
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{pluralize(count)}"
+
+
+def batch_progress_box(batch: Batch) -> dict:
+    """What the batch page's progress box says, as texts and numbers: the page renders it and
+    its script polls it (no full-page reload), so the two never disagree. No personal data.
+
+    One sentence per state; a bar only where something moves (or has moved) by itself; the
+    retries CDP is going through, with their reason, at the top.
+    """
+    progress = selectors.batch_progress(batch)
+    contents = (
+        f"{_plural(batch.records_total, 'record')} in {_plural(batch.file_count, 'file')} "
+        f"({size_text(batch.bytes_total)})"
+    )
+    bar = False
+    status = batch.status
+    if status == Batch.Status.DRAFT:
+        text = "Waiting for a worker to start the build."
+    elif status == Batch.Status.BUILDING and not progress.total:
+        text = "Selecting the ready records…"
+    elif status == Batch.Status.BUILT:
+        took = (
+            f" in {duration_text(batch.built_at - batch.build_started_at)}"
+            if batch.built_at and batch.build_started_at
+            else ""
+        )
+        text = f"{contents}, built{took}; waiting for approval."
+    elif status == Batch.Status.APPROVED:
+        text = f"{contents}, approved by {batch.approved_by}; not sent yet."
+    elif status == Batch.Status.CANCELLED:
+        before = "" if batch.sent_at else " before anything was sent to CDP"
+        text = f"Cancelled{before}; its records are free for another batch."
+    else:
+        bar = True
+        noun = "file" if progress.unit == "files" else "record"
+        what = "finished at CDP" if progress.unit == "files" else "written"
+        parts = [
+            f"{progress.done:,} of {progress.total:,} {noun}{pluralize(progress.total)} {what}"
+        ]
+        if status in REFRESH_STATUSES:  # a rate or ETA means nothing once it ended
+            if progress.rate:
+                parts.append(f"{progress.rate:,.0f} {progress.unit}/s")
+            if progress.eta_seconds:
+                parts.append(f"about {duration_text(progress.eta_seconds)} left")
+        text = " · ".join(parts)
+    retries = [
+        f"File {f.sequence}: {f.last_error} (try {f.failures + 1} of "
+        f"{settings.CDP_MAX_ATTEMPTS}; the next one starts by itself)."
+        for f in selectors.batch_files(batch).filter(next__isnull=True)
+        if f.failures and not f.is_finished and f.last_error
+    ]
+    return {
+        "status": status,
+        "phase": progress.phase,
+        "text": text,
+        "bar": bar,
+        "percent": progress.percent,
+        "failed": status in FAILED_STATUSES,
+        "retries": retries,
+        "message": batch.message,
+        "live": status in REFRESH_STATUSES,
+        "records_delivered": batch.records_delivered,
+        "records_rejected": batch.records_rejected,
+        "records_failed": batch.records_failed,
+    }
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -150,6 +225,7 @@ class BatchAdmin(ReadOnlyAdmin):
             path("<int:pk>/send/", view(self.send_view), name="batches_batch_send"),
             path("<int:pk>/cancel/", view(self.cancel_view), name="batches_batch_cancel"),
             path("<int:pk>/resend/", view(self.resend_view), name="batches_batch_resend"),
+            path("<int:pk>/progress/", view(self.progress_view), name="batches_batch_progress"),
             path(
                 "file/<int:pk>/download/",
                 view(self.download_view),
@@ -201,18 +277,10 @@ class BatchAdmin(ReadOnlyAdmin):
             extra.update(
                 batch=batch,
                 files=files,
-                # Files CDP is being retried on, with the reason: shown at the top, not only
-                # in the timeline at the bottom.
-                retrying=[f for f in files if f.failures and not f.is_finished and f.last_error],
-                max_attempts=settings.CDP_MAX_ATTEMPTS,
+                box=batch_progress_box(batch),
                 samples=samples,
                 samples_masked=not can_view_pii(request.user),
                 events=selectors.batch_events(batch),
-                progress=selectors.batch_progress(batch),
-                failed=batch.status in FAILED_STATUSES,
-                build_took=duration_text(batch.built_at - batch.build_started_at)
-                if batch.built_at and batch.build_started_at
-                else "",
                 review_statuses=[
                     (ReviewStatus(status).label if status in ReviewStatus.values else status, n)
                     for status, n in summary.get("by_review_status", {}).items()
@@ -226,11 +294,15 @@ class BatchAdmin(ReadOnlyAdmin):
                 can_resend=batch.status in (Batch.Status.PARTIALLY_FAILED, Batch.Status.FAILED)
                 and request.user.has_perm("batches.add_batch"),
                 can_download=can_view_pii(request.user),
-                # Only while something happens by itself: a batch waiting for a person
-                # (built, approved) would otherwise reload under the approver every 5 s.
-                refresh=batch.status in REFRESH_STATUSES,
             )
         return super().change_view(request, object_id, form_url, extra)
+
+    def progress_view(self, request, pk):
+        """The progress box's JSON, polled by the batch page while the batch moves by itself."""
+        batch = get_object_or_404(Batch.objects.select_related("approved_by"), pk=pk)
+        if not self.has_view_permission(request, batch):
+            raise PermissionDenied
+        return JsonResponse(batch_progress_box(batch))
 
     def _post_action(self, request, pk, action, done):
         if request.method != "POST":

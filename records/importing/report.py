@@ -38,12 +38,21 @@ class ErrorReport:
         self._writer.writerow(HEADER)
         self.lines = 0
         self.first: list[ReportLine] = []
+        # The refused row with the lowest number: in all-or-nothing mode, the one that blocked
+        # the import (the first lines may be rows staged as invalid, which block nothing).
+        self.first_refused: ReportLine | None = None
 
     def add(self, row: int | None, column: str, code: str, reason: str) -> None:
         self._writer.writerow(("" if row is None else row, column, code, reason))
         self.lines += 1
         if len(self.first) < KEEP_FIRST:
             self.first.append(ReportLine(row, column, code, reason))
+
+    def note_refused(self, row: int | None, column: str, code: str, reason: str) -> None:
+        """Remember a refused row (its line reaches the report in row order, later)."""
+        current = self.first_refused
+        if current is None or (row is not None and (current.row is None or row < current.row)):
+            self.first_refused = ReportLine(row, column, code, reason)
 
     def save(self, storage: Storage, name: str) -> str:
         """Write the report to storage under (about) name; returns the stored name."""

@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ImportProgress",
     "guests_refresh_values",
+    "import_run_cancel",
     "import_run_create",
     "import_run_execute",
     "import_run_fail",
@@ -223,7 +224,8 @@ class ImportStopped(Exception):
 
 
 class LeaseLost(Exception):
-    """Another attempt owns the run now (our lease expired); stop without writing."""
+    """Another attempt owns the run now (our lease expired), or someone cancelled it; stop
+    without writing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +268,7 @@ class _ProgressWriter:
             .update(lease_until=lease, updated_at=timezone.now(), **fields)
         )
         if not updated:
+            # Cancelled (import_run_cancel) or taken over: the caller rolls the data back.
             raise LeaseLost
 
     def __call__(self, counts: Counts, bytes_read: int) -> None:
@@ -376,7 +379,9 @@ def import_run_execute(
             counts = rollback.counts
             _end_failed(run, attempt, report, counts, _abort_message(counts, report))
         except LeaseLost:
-            logger.warning("Import run %s attempt %s: lease lost, rolled back", run.pk, attempt)
+            logger.warning(
+                "Import run %s attempt %s: cancelled or lease lost, rolled back", run.pk, attempt
+            )
             return None
         except (OperationalError, InterfaceError):
             # The database went away: leave the run to its lease; the reconciler retries it.
@@ -438,7 +443,11 @@ def _stage(
         try:
             if source.rows_estimate and not run.rows_total:
                 run.rows_total = progress.rows_total = source.rows_estimate
-                progress.write(rows_total=run.rows_total)
+            progress.write(
+                rows_total=run.rows_total,
+                detected_encoding=source.encoding,
+                detected_delimiter=source.delimiter,
+            )
             with transaction.atomic():
                 stage_source(
                     source,
@@ -505,11 +514,14 @@ def _end_failed(
 
 
 def _abort_message(counts: Counts, report: ErrorReport) -> str:
-    first = report.first[0].as_sentence() if report.first else ""
+    """Why nothing was imported, the refused row that blocked it first (not a row staged as
+    invalid, which blocks nothing)."""
+    blocking = report.first_refused
+    first = f" Blocked by {blocking.as_sentence()}." if blocking is not None else ""
     rows = "row" if counts.bad == 1 else "rows"
     return (
-        f"Nothing was imported: {counts.bad:,} of {counts.read:,} {rows} could not be staged "
-        f"(first: {first}). Fix them, or import again choosing to skip bad rows; the error "
+        f"Nothing was imported: {counts.bad:,} of {counts.read:,} {rows} could not be "
+        f"staged.{first} Fix them, or import again choosing to skip bad rows; the error "
         "report lists every one."
     )
 
@@ -526,6 +538,34 @@ def _success_message(counts: Counts) -> str:
     if counts.bad:
         text += f" {counts.bad:,} bad rows skipped (see the error report)."
     return text
+
+
+CANCELLABLE = (Status.MAPPING, Status.PENDING, Status.RUNNING)
+
+
+def import_run_cancel(*, import_run_id: int, user: Any) -> ImportRun:
+    """Stop a run that has not finished; nothing of it is imported.
+
+    The run is marked failed at once. A running job notices at its next progress write (about
+    every second: _ProgressWriter's conditional UPDATE matches no row) and rolls its data
+    transaction back; a pending job finds nothing to claim. A run whose data transaction is
+    already committing holds its row, so this waits, then finds it finished and says so.
+    """
+    who = user.get_username() if getattr(user, "pk", None) else "the command line"
+    now = timezone.now()
+    reason = f"Cancelled by {who} at {timezone.localtime(now):%H:%M:%S}; nothing was imported."
+    if not ImportRun.objects.filter(pk=import_run_id, status__in=CANCELLABLE).update(
+        status=Status.FAILED, message=reason, finished_at=now, lease_until=None, updated_at=now
+    ):
+        run = ImportRun.objects.filter(pk=import_run_id).first()
+        if run is None:
+            raise ApplicationError("There is no such import run.")
+        raise ApplicationError(
+            f"Import run {run.pk} has already finished ({run.get_status_display().lower()}); "
+            "there is nothing to cancel."
+        )
+    logger.info("Import run %s cancelled by user %s", import_run_id, getattr(user, "pk", None))
+    return ImportRun.objects.get(pk=import_run_id)
 
 
 def import_run_fail(*, import_run_id: int, reason: str) -> bool:

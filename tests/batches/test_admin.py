@@ -218,3 +218,27 @@ def test_admin_retry_reason_shown_at_the_top_while_cdp_is_retried(client, built,
     assert page.index('id="batch-progress"') < note < page.index('id="batch-files"')
     assert f"File 1: {reason}" in page
     assert "try 3 of 8" in page
+
+
+def test_admin_progress_json_matches_the_page_and_carries_the_retries(client, built, approver):
+    """The page polls this instead of reloading itself: the same texts as the page."""
+    reason = "CDP answered HTTP 503: Service temporarily unavailable. It will be tried again."
+    Batch.objects.filter(pk=built.pk).update(status=Batch.Status.UPLOADING)
+    BatchFile.objects.filter(batch=built).update(
+        status=BatchFile.Status.PENDING, failures=1, last_error=reason
+    )
+    _login(client, approver)
+    page = client.get(reverse("admin:batches_batch_change", args=[built.pk])).content.decode()
+    box = client.get(reverse("admin:batches_batch_progress", args=[built.pk])).json()
+    assert box["phase"] == "Uploading"
+    assert box["text"] == "0 of 1 file finished at CDP"
+    assert box["retries"] == [f"File 1: {reason} (try 2 of 8; the next one starts by itself)."]
+    assert box["live"] is True
+    assert f'<p id="batch-progress-text">{box["text"]}</p>' in page
+    assert 'http-equiv="refresh"' not in page
+    assert 'data-live="1"' in page
+
+
+def test_admin_progress_json_needs_view_permission(client, built, user_factory):
+    client.force_login(user_factory("nobody", is_staff=True))
+    assert client.get(reverse("admin:batches_batch_progress", args=[built.pk])).status_code == 403

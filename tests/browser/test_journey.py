@@ -137,9 +137,9 @@ def test_journey_import_review_build_approve_send_and_audit(
     expect(page.locator("#importrun-status")).to_have_text("Succeeded", timeout=IMPORT_TIMEOUT_MS)
     expect(page.locator("#importrun-bar")).to_have_attribute("value", "100")
     expect(page.locator("#importrun-summary")).to_have_text(
-        ": 40 created, 0 updated, 0 unchanged, 2 invalid, 0 bad"
+        "40 created, 0 updated, 0 unchanged, 2 staged as invalid."
     )
-    expect(page.locator("#importrun-detail")).to_contain_text("40 / 40 rows")
+    expect(page.locator("#importrun-detail")).to_have_text("40 of about 40 rows read (100 %)")
     screens.take("import-succeeded")
     log_out(page, base)
 

@@ -94,6 +94,7 @@ class Stager:
     def bad(self, row: int, column: str, code: str, message: str) -> None:
         """A row that cannot be staged: reported, skipped, and in abort mode writing stops."""
         self._lines.append((row, column, code, message))
+        self.report.note_refused(row, column, code, message)
         if len(self._lines) >= 4 * self.batch_rows:
             self._emit(self._held_from())  # a file of nothing but bad rows must not fill memory
         self.counts.bad += 1

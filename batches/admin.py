@@ -6,6 +6,8 @@ states). The record pages get their delivery history through the hook in
 records/admin/review.py.
 """
 
+import csv
+import io
 import os
 from urllib.parse import urlsplit
 
@@ -19,6 +21,7 @@ from django.http import (
     HttpResponseNotAllowed,
     HttpResponseRedirect,
     JsonResponse,
+    StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import pluralize
@@ -31,7 +34,12 @@ from batches import selectors, services
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem, BatchSchema
 from cdpstage.errors import ApplicationError
 from cdpstage.templatetags.humanize_units import duration_text, size_text
-from records.admin.review import EstimatedCountPaginator, register_delivery_history
+from records.admin.review import (
+    CdpOutcomes,
+    EstimatedCountPaginator,
+    register_cdp_outcomes,
+    register_delivery_history,
+)
 from records.masking import can_view_pii
 from records.models import Guest, ReviewStatus, TrackingEvent
 from records.rules import problem_label
@@ -45,6 +53,18 @@ CANCELLABLE_STATUSES = frozenset(
 )
 # Statuses that end a batch badly: the progress box is styled as a failure.
 FAILED_STATUSES = frozenset({Batch.Status.FAILED, Batch.Status.PARTIALLY_FAILED})
+RESENDABLE_STATUSES = FAILED_STATUSES
+# The batch page lists this many rejected records; the CSV has them all.
+REJECTED_ON_PAGE = 100
+REJECTED_CSV_CHUNK = 2000
+REJECTED_CSV_HEADER = (
+    "file", "batch_ref", "line", "record_ref", "record_id", "record", "code", "meaning", "message",
+)  # fmt: skip
+# The admin page of a batch schema's records (a rejected record links to it).
+RECORD_ADMIN = {
+    "guest": "admin:records_guest_change",
+    "tracking": "admin:records_trackingevent_change",
+}
 
 
 def can_cancel(user, batch: Batch) -> bool:
@@ -129,6 +149,64 @@ def batch_progress_box(batch: Batch) -> dict:
         "records_rejected": batch.records_rejected,
         "records_failed": batch.records_failed,
     }
+
+
+def can_resend(user, batch: Batch) -> bool:
+    """Whoever may create batches may re-send one that ended with undelivered records."""
+    return batch.status in RESENDABLE_STATUSES and user.has_perm("batches.add_batch")
+
+
+def resend_consequences(batch: Batch) -> list[str]:
+    """What "Re-send" takes and what it leaves out, in numbers (the confirm page)."""
+    preview = selectors.batch_resend_preview(batch)
+    lines = [
+        f"A new batch is created and built with {_plural(preview.takes, 'record')} of batch "
+        f"{batch.pk}; it needs approval like any batch (not by you).",
+        f"It takes: {_plural(preview.not_delivered, 'record')} whose file failed or that CDP "
+        f"did not confirm, {_plural(preview.cdp_side, 'record')} CDP failed on its side (5xx) "
+        f"as they are, and {_plural(preview.fixed, 'rejected record')} fixed since.",
+    ]
+    if preview.unfixed:
+        lines.append(
+            f"It leaves out {_plural(preview.unfixed, 'rejected record')} not changed since CDP "
+            "rejected them: CDP would reject them again. Fix them and mark them ready first."
+        )
+    if preview.not_ready:
+        lines.append(
+            f"It leaves out {_plural(preview.not_ready, 'record')} that are not ready now "
+            "(held, invalid, or in another live batch)."
+        )
+    lines.append("Delivered records are never sent again.")
+    return lines
+
+
+def _rejected_csv_lines(batch: Batch, items, user):
+    """The CSV's lines, a chunk of items (and one label query) at a time."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(REJECTED_CSV_HEADER)
+    chunk: list[BatchItem] = []
+
+    def flush():
+        for row in selectors.batch_rejected_rows(batch, chunk, user=user):
+            writer.writerow(
+                (row.file_sequence, row.batch_ref, row.line, row.record_ref, row.record_id,
+                 row.record_label, row.code, row.group.title, row.message)
+            )  # fmt: skip
+        chunk.clear()
+
+    yield out.getvalue()
+    for item in items.iterator(chunk_size=REJECTED_CSV_CHUNK):
+        chunk.append(item)
+        if len(chunk) >= REJECTED_CSV_CHUNK:
+            out.seek(0)
+            out.truncate()
+            flush()
+            yield out.getvalue()
+    out.seek(0)
+    out.truncate()
+    flush()
+    yield out.getvalue()
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -227,6 +305,11 @@ class BatchAdmin(ReadOnlyAdmin):
             path("<int:pk>/resend/", view(self.resend_view), name="batches_batch_resend"),
             path("<int:pk>/progress/", view(self.progress_view), name="batches_batch_progress"),
             path(
+                "<int:pk>/rejected.csv",
+                view(self.rejected_csv_view),
+                name="batches_batch_rejected_csv",
+            ),
+            path(
                 "file/<int:pk>/download/",
                 view(self.download_view),
                 name="batches_batchfile_download",
@@ -274,7 +357,18 @@ class BatchAdmin(ReadOnlyAdmin):
                         batch_file, user=request.user
                     )
             summary = batch.validation_summary or {}
+            group = request.GET.get("rejected", "")
+            rejected = selectors.batch_rejected_items(batch, group=group)
             extra.update(
+                rejection_groups=selectors.batch_rejection_groups(batch),
+                rejected_group=group,
+                rejected_rows=selectors.batch_rejected_rows(
+                    batch, rejected[:REJECTED_ON_PAGE], user=request.user
+                ),
+                rejected_shown=REJECTED_ON_PAGE,
+                rejected_count=rejected.count(),
+                rejected_masked=not can_view_pii(request.user),
+                record_admin=RECORD_ADMIN[batch.schema],
                 batch=batch,
                 files=files,
                 box=batch_progress_box(batch),
@@ -291,8 +385,7 @@ class BatchAdmin(ReadOnlyAdmin):
                 can_approve=services.can_approve(request.user, batch),
                 can_send=services.can_send(request.user, batch),
                 can_cancel=can_cancel(request.user, batch),
-                can_resend=batch.status in (Batch.Status.PARTIALLY_FAILED, Batch.Status.FAILED)
-                and request.user.has_perm("batches.add_batch"),
+                can_resend=can_resend(request.user, batch),
                 can_download=can_view_pii(request.user),
             )
         return super().change_view(request, object_id, form_url, extra)
@@ -411,7 +504,28 @@ class BatchAdmin(ReadOnlyAdmin):
             lambda batch: f"Batch {batch.pk} cancelled; its records are free again.",
         )
 
+    def rejected_csv_view(self, request, pk):
+        """Every rejected record of the batch (or of one group) as CSV, masked as on the page."""
+        batch = get_object_or_404(Batch, pk=pk)
+        if not self.has_view_permission(request, batch):
+            raise PermissionDenied
+        items = selectors.batch_rejected_items(batch, group=request.GET.get("rejected", ""))
+        response = StreamingHttpResponse(
+            _rejected_csv_lines(batch, items, request.user), content_type="text/csv"
+        )
+        response["Content-Disposition"] = f'attachment; filename="batch-{batch.pk}-rejected.csv"'
+        return response
+
     def resend_view(self, request, pk):
+        if request.method == "GET":
+            return self._confirm(
+                request,
+                pk,
+                allowed=lambda batch: can_resend(request.user, batch),
+                verb="re-sent",
+                button="Create the re-send batch",
+                consequences=resend_consequences,
+            )
         return self._post_action(
             request,
             pk,
@@ -538,3 +652,10 @@ def render_delivery_history(record) -> str:
 
 register_delivery_history(Guest, render_delivery_history)
 register_delivery_history(TrackingEvent, render_delivery_history)
+register_cdp_outcomes(
+    CdpOutcomes(
+        groups=selectors.rejection_group_choices,
+        refs_in_group=selectors.refs_rejected_for,
+        latest_rejection=selectors.latest_rejection,
+    )
+)

@@ -2,6 +2,8 @@
 
 from collections.abc import Iterable
 
+from django.contrib.auth.management import create_permissions
+
 RECORD_MODELS = ("guest", "identifier", "subscription", "extension", "trackingevent")
 BATCH_MODELS = ("batch", "batchfile", "batchitem", "batchevent")
 
@@ -53,8 +55,6 @@ def sync_roles(apps) -> None:
 
     `apps` is the migration state registry, so this works whatever the current models are.
     """
-    from django.contrib.auth.management import create_permissions
-
     for app_config in apps.get_app_configs():
         app_config.models_module = True
         create_permissions(app_config, apps=apps, verbosity=0)

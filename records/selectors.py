@@ -3,7 +3,7 @@
 from collections.abc import Iterable
 
 from django.db import connection
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Prefetch, QuerySet
 
 from records.mapping.documents import header_fingerprint
 from records.models import (
@@ -49,8 +49,6 @@ def guests_with_children(*, guest_ids: Iterable[int]) -> QuerySet[Guest]:
 
 
 def _ordered(name: str, model):
-    from django.db.models import Prefetch
-
     return Prefetch(name, queryset=model.objects.order_by(*model._meta.ordering))
 
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from django.apps import apps
 
 from records.rules import GUEST_FIELDS, format_cdp_date, format_cdp_datetime, parse_cdp_datetime
 from records.rules.tracking import TRACKING_FIELDS
@@ -103,8 +104,6 @@ def column_max_lengths(model_label: str) -> dict[str, int]:
     """Max lengths of a records model's text columns ("street[]" for an array's items)."""
     lengths = _LENGTHS.get(model_label)
     if lengths is None:
-        from django.apps import apps
-
         lengths = _LENGTHS[model_label] = _max_lengths(apps.get_model("records", model_label))
     return lengths
 

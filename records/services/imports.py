@@ -9,6 +9,7 @@ transaction is open, and finishes with a conditional UPDATE inside that transact
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
 import traceback
@@ -25,6 +26,8 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
 from cdpstage.errors import ApplicationError
@@ -121,8 +124,6 @@ def import_run_create(
     if delimiter not in DELIMITERS:
         raise ApplicationError("The delimiter must be a comma, semicolon, tab or pipe.")
     if encoding:
-        import codecs
-
         try:
             codecs.lookup(encoding)
         except LookupError:
@@ -589,9 +590,6 @@ def import_run_fail(*, import_run_id: int, reason: str) -> bool:
 
 def _job_alive(job_id: str) -> bool:
     """True when RQ still holds this job in a state that will run it."""
-    from rq.job import Job, JobStatus
-    from rq.serializers import JSONSerializer
-
     queue = django_rq.get_queue(QUEUE)
     try:
         job = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)

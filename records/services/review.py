@@ -24,6 +24,7 @@ from records.models import (
     ReviewStatus,
     TrackingEvent,
 )
+from records.services.values import guests_refresh_values, tracking_refresh_values
 
 logger = logging.getLogger(__name__)
 
@@ -305,8 +306,6 @@ def guest_update(
     admin passes its inline formsets' save); the refresh then recomputes the CDP value, hash,
     validation errors and review status from what is stored. A new guest (no pk) is created.
     """
-    from records.services import imports
-
     _check_edit(
         model=Guest,
         schema="guest",
@@ -318,7 +317,7 @@ def guest_update(
     _apply(guest, fields)
     if save_children is not None:
         save_children()
-    imports.guests_refresh_values(guest_ids=[guest.pk])
+    guests_refresh_values(guest_ids=[guest.pk])
     guest.refresh_from_db()
     logger.info("review: user %s edited guest %s", user.pk, guest.pk)
     return guest
@@ -332,8 +331,6 @@ def tracking_event_update(
     user: Any,
 ) -> TrackingEvent:
     """Change a tracking event's fields and re-validate it; refuses locked events."""
-    from records.services import imports
-
     _check_edit(
         model=TrackingEvent,
         schema="tracking",
@@ -343,7 +340,7 @@ def tracking_event_update(
         user=user,
     )
     _apply(event, fields)
-    imports.tracking_refresh_values(event_ids=[event.pk])
+    tracking_refresh_values(event_ids=[event.pk])
     event.refresh_from_db()
     logger.info("review: user %s edited tracking event %s", user.pk, event.pk)
     return event

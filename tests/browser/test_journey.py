@@ -17,7 +17,6 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from records.models import Guest, ReviewStatus
-from tests.browser.conftest import Screens
 
 pytestmark = [
     pytest.mark.browser,
@@ -105,11 +104,11 @@ def test_journey_import_review_build_approve_send_and_audit(
     role_groups,
     delivery_history_hook,
     journey_workers,
+    screens,
     tmp_path,
 ):
     sandbox = journey_workers
     base = live_server.url
-    screens = Screens(page, tmp_path / "screenshots")
     # A small team: the stager may approve batches too, so only the four-eyes rule (not a
     # missing permission) keeps them from approving their own.
     user_factory("stager", groups=("Stager", "Approver"), is_staff=True, email="s@example.org")

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 
 from batches.models import Batch
+from batches.selectors import batch_progress
 
 ACTOR_LABEL = "command line"
 
@@ -40,8 +41,6 @@ def follow(
     interval: float = 2.0,
 ) -> Batch:
     """Poll the batch row until `until(batch)`, reporting each change of status or progress."""
-    from batches.selectors import batch_progress
-
     deadline = time.monotonic() + timeout
     last = ""
     while True:

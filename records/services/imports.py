@@ -518,8 +518,8 @@ def _abort_message(counts: Counts, report: ErrorReport) -> str:
     """Why nothing was imported, the refused row that blocked it first (not a row staged as
     invalid, which blocks nothing)."""
     blocking = report.first_refused
-    first = f" Blocked by {blocking.as_sentence()}." if blocking is not None else ""
-    rows = "row" if counts.bad == 1 else "rows"
+    first = f" Blocked by {blocking.as_sentence().rstrip('.')}." if blocking is not None else ""
+    rows = "row" if counts.read == 1 else "rows"
     return (
         f"Nothing was imported: {counts.bad:,} of {counts.read:,} {rows} could not be "
         f"staged.{first} Fix them, or import again choosing to skip bad rows; the error "

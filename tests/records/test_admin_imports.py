@@ -191,6 +191,7 @@ def test_status_and_counts_come_from_one_payload(stager):
     assert "Pending" not in page
     assert payload["can_cancel"] is True
     assert 'id="importrun-cancel"' in page
+    assert f'formaction="{reverse("admin:records_importrun_cancel", args=[run.pk])}"' in page
 
 
 def test_times_durations_sizes_and_detected_reading(stager):

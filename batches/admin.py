@@ -32,14 +32,11 @@ from django.utils.html import format_html
 
 from batches import selectors, services
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem, BatchSchema
+from cdpstage.admin.paginator import CappedCountPaginator
+from cdpstage.admin.readonly import ReadOnlyAdmin
 from cdpstage.errors import ApplicationError
 from cdpstage.templatetags.humanize_units import duration_text, size_text
-from records.admin.review import (
-    CdpOutcomes,
-    EstimatedCountPaginator,
-    register_cdp_outcomes,
-    register_delivery_history,
-)
+from records.admin.review import CdpOutcomes, register_cdp_outcomes, register_delivery_history
 from records.masking import can_view_pii
 from records.models import Guest, ReviewStatus, TrackingEvent
 from records.rules import problem_label
@@ -209,19 +206,6 @@ def _rejected_csv_lines(batch: Batch, items, user):
     yield out.getvalue()
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """View-only: the audit trail is never edited or deleted through the admin."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Batch)
 class BatchAdmin(ReadOnlyAdmin):
     list_display = (
@@ -327,6 +311,7 @@ class BatchAdmin(ReadOnlyAdmin):
                     schema=request.POST.get("schema", ""),
                     user=request.user,
                     note=request.POST.get("note", ""),
+                    include_unchanged=request.POST.get("include_unchanged") == "on",
                 )
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
@@ -368,7 +353,7 @@ class BatchAdmin(ReadOnlyAdmin):
                 rejected_shown=REJECTED_ON_PAGE,
                 rejected_count=rejected.count(),
                 rejected_masked=not can_view_pii(request.user),
-                record_admin=RECORD_ADMIN[batch.schema],
+                record_admin=RECORD_ADMIN.get(batch.schema, ""),
                 batch=batch,
                 files=files,
                 box=batch_progress_box(batch),
@@ -613,7 +598,7 @@ class BatchEventAdmin(ReadOnlyAdmin):
     )
     list_filter = ("kind", "http_status")
     list_select_related = ("batch", "file", "actor")
-    paginator = EstimatedCountPaginator
+    paginator = CappedCountPaginator
     show_full_result_count = False
 
     @admin.display(description="Who")
@@ -630,7 +615,7 @@ class BatchItemAdmin(ReadOnlyAdmin):
     list_select_related = ("file",)
     search_help_text = "A record ref (UUID)."
     search_fields = ("record_ref",)
-    paginator = EstimatedCountPaginator
+    paginator = CappedCountPaginator
     show_full_result_count = False
 
     def get_search_results(self, request, queryset, search_term):

@@ -21,6 +21,8 @@ class BatchSchema(models.TextChoices):
 
     GUEST = "guest", "Guests"
     TRACKING = "tracking", "Tracking events"
+    # Sent as schema "guest" in mode delete / gdpr_delete (records.models.GuestDeletion).
+    GUEST_DELETION = "guest_deletion", "Guest deletions (erasure requests)"
 
 
 class Batch(TimeStampedModel, LeasedWork):
@@ -46,6 +48,13 @@ class Batch(TimeStampedModel, LeasedWork):
         max_length=20, choices=Status.choices, default=Status.DRAFT, db_index=True
     )
     note = models.CharField(max_length=200, blank=True, help_text="What this batch is for.")
+    # False: a delta send (records CDP has with exactly this value are left out). True: a
+    # full send, e.g. after CDP lost data.
+    include_unchanged = models.BooleanField(
+        "full send",
+        default=False,
+        help_text="Also send records CDP already has with exactly their current value.",
+    )
     # PROTECT: a user who created or approved a batch is deactivated, never deleted, so the
     # audit trail keeps its names.
     created_by = models.ForeignKey(

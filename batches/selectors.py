@@ -188,7 +188,8 @@ def batch_sample_lines(
                 break
             record: dict[str, Any] = orjson.loads(raw)
             if not show_pii and isinstance(record.get("value"), dict):
-                record["value"] = mask_value(record["value"], schema)
+                # The line's own schema: a batch of guest deletions sends "guest" lines.
+                record["value"] = mask_value(record["value"], record.get("schema") or schema)
             lines.append(orjson.dumps(record).decode())
     return lines
 
@@ -238,6 +239,11 @@ def batch_detail(batch: Batch) -> dict[str, Any]:
         "validation_summary": batch.validation_summary,
         "files": files,
     }
+
+
+# The staged records of each batch schema the rejected-records table names (erasure requests
+# carry no personal data to name them by).
+RECORD_MODELS = {"guest": Guest, "tracking": TrackingEvent}
 
 
 # -- rejected records ---------------------------------------------------------------------------
@@ -315,6 +321,8 @@ class RejectedRow:
 def _record_labels(schema: str, record_ids: list[int], *, show_pii: bool) -> dict[int, str]:
     """How each record is named: a guest by email (or identity key), an event by its type and
     guest identity; masked unless the user may see personal data."""
+    if schema not in RECORD_MODELS:
+        return {}
     if schema == "guest":
         rows = Guest.objects.filter(pk__in=record_ids).values_list("pk", "email", "identity_key")
         labels = {}
@@ -410,7 +418,10 @@ class ResendPreview:
 
 def batch_resend_preview(batch: Batch) -> ResendPreview:
     """Counts of the batch's undelivered records by what a re-send does with them."""
-    from_table = {"guest": Guest, "tracking": TrackingEvent}[batch.schema]._meta.db_table
+    model = RECORD_MODELS.get(batch.schema)
+    if model is None:  # erasure requests are not re-sent this way
+        return ResendPreview(0, 0, 0, 0, 0)
+    from_table = model._meta.db_table
     sql = f"""
         SELECT
           count(*) FILTER (WHERE i.outcome IN ('failed', 'unknown', 'pending')),
@@ -421,8 +432,11 @@ def batch_resend_preview(batch: Batch) -> ResendPreview:
                            AND t.value_hash = i.value_hash),
           count(*) FILTER (WHERE (i.outcome IN ('failed', 'unknown', 'pending')
                                   OR i.code LIKE '5%%' OR t.value_hash <> i.value_hash)
-                           AND NOT (t.review_status = %(ready)s AND t.locked_by_batch_id IS NULL
-                                    AND t.validation_errors = '[]'::jsonb))
+                           AND NOT (t.review_status = %(ready)s
+                                    AND t.validation_errors = '[]'::jsonb
+                                    AND NOT EXISTS (SELECT 1 FROM records_batchmembership m
+                                        WHERE m.live AND m.kind = %(kind)s
+                                        AND m.record_id = t.id)))
         FROM batches_batchitem i
         JOIN batches_batchfile f ON f.id = i.file_id
         JOIN {from_table} t ON t.id = i.record_id
@@ -430,6 +444,6 @@ def batch_resend_preview(batch: Batch) -> ResendPreview:
           AND NOT EXISTS (SELECT 1 FROM batches_batchfile n WHERE n.previous_id = f.id)
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"batch": batch.pk, "ready": ReviewStatus.READY})
+        cursor.execute(sql, {"batch": batch.pk, "ready": ReviewStatus.READY, "kind": batch.schema})
         not_delivered, cdp_side, fixed, unfixed, not_ready = cursor.fetchone()
     return ResendPreview(not_delivered, cdp_side, fixed, unfixed, not_ready)

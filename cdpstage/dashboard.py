@@ -8,7 +8,15 @@ from django.utils import timezone
 
 from batches.models import BATCH_FINAL_STATUSES, Batch, BatchFile
 from cdpstage.charts import bar_chart
-from records.models import DeliveryStatus, Guest, ImportRun, ReviewStatus, TrackingEvent
+from records.models import (
+    BatchMembership,
+    DeliveryStatus,
+    Guest,
+    ImportRun,
+    ReviewStatus,
+    TrackingEvent,
+)
+from records.selectors import record_kind
 
 THROUGHPUT_DAYS = 14
 
@@ -23,7 +31,8 @@ def dashboard_context(user) -> dict:
         ]
         # Two tables, one per status kind: a record has one review and one delivery status.
         context["review_columns"] = ReviewStatus.labels
-        context["delivery_columns"] = DeliveryStatus.labels
+        # Which batch holds a record is not a delivery status (BatchMembership): its own column.
+        context["delivery_columns"] = [*DeliveryStatus.labels, "In a live batch"]
     if user.has_perm("records.view_importrun"):
         context["imports_running"] = ImportRun.objects.filter(
             status__in=[ImportRun.Status.PENDING, ImportRun.Status.RUNNING]
@@ -71,7 +80,10 @@ def _status_counts(label: str, model) -> dict:
         "review": review,
         "delivery": delivery,
         "review_cells": [review.get(status, 0) for status in ReviewStatus.values],
-        "delivery_cells": [delivery.get(status, 0) for status in DeliveryStatus.values],
+        "delivery_cells": [
+            *(delivery.get(status, 0) for status in DeliveryStatus.values),
+            BatchMembership.objects.filter(kind=record_kind(model), live=True).count(),
+        ],
         "total": sum(review.values()),
     }
 

@@ -6,6 +6,8 @@ from django.contrib.auth.management import create_permissions
 
 RECORD_MODELS = ("guest", "identifier", "subscription", "extension", "trackingevent")
 BATCH_MODELS = ("batch", "batchfile", "batchitem", "batchevent")
+# Erasure requests and the suppression list (records.services.erasure): everyone may see them.
+ERASURE_VIEW = ("records.view_guestdeletion", "records.view_suppressedidentity")
 
 
 def _perms(app: str, actions: Iterable[str], models: Iterable[str]) -> list[str]:
@@ -25,6 +27,9 @@ ROLES: dict[str, list[str]] = {
         *_perms("records", ("add", "change", "view"), ("mapping", "identityprovider")),
         "batches.add_batch",
         *_perms("batches", ("view",), BATCH_MODELS),
+        # Takes a person's erasure request; its batch is approved by someone else.
+        "records.add_guestdeletion",
+        *ERASURE_VIEW,
     ],
     # Filters and inspects staged records, marks them ready or holds them back.
     "Reviewer": [
@@ -32,6 +37,7 @@ ROLES: dict[str, list[str]] = {
         *_perms("records", ("view",), RECORD_MODELS),
         "records.view_importrun",
         *_perms("batches", ("view",), BATCH_MODELS),
+        *ERASURE_VIEW,
     ],
     # Inspects built batches and approves them (the service refuses their own).
     "Approver": [
@@ -40,12 +46,14 @@ ROLES: dict[str, list[str]] = {
         *_perms("batches", ("view",), BATCH_MODELS),
         "batches.approve_batch",
         "batches.change_batch",
+        *ERASURE_VIEW,
     ],
     # Answers "what did we send about guest X" and changes nothing.
     "Auditor": [
         *_perms("records", ("view",), RECORD_MODELS),
         "records.view_importrun",
         *_perms("batches", ("view",), BATCH_MODELS),
+        *ERASURE_VIEW,
     ],
 }
 

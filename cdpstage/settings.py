@@ -179,7 +179,17 @@ RQ_SHOW_ADMIN_LINK = True
 RQ_MAINTENANCE_INTERVAL = env_int("RQ_MAINTENANCE_INTERVAL", 10)
 # Dotted paths of idempotent functions every worker runs during maintenance: they re-enqueue
 # work stuck past its lease, so a job lost with a killed worker or a flushed Redis is redone.
-RECONCILERS = ["records.jobs.reconcile_import_runs", "batches.jobs.reconcile_batches"]
+RECONCILERS = [
+    "records.jobs.reconcile_import_runs",
+    "batches.jobs.reconcile_batches",
+    "records.jobs.purge_expired_records",
+]
+# Retention: days after delivery at which a record's personal data (and the import and batch
+# files) are cleared by the workers' scheduled purge; 0 turns the scheduled purge off
+# (`manage.py records_purge --delivered-before DAYS` works either way).
+RETENTION_DELIVERED_DAYS = env_int("RETENTION_DELIVERED_DAYS", 0)
+# Seconds between scheduled purges, whatever the number of workers (a Redis key elects one).
+RETENTION_RUN_INTERVAL = env_int("RETENTION_RUN_INTERVAL", 3600)
 
 # Sitecore CDP Batch API.
 CDP_BASE_URL = env_str("CDP_BASE_URL", "https://api-engage-eu.sitecorecloud.io")
@@ -202,6 +212,8 @@ CDP_RETRY_INTERVALS = [int(s) for s in env_list("CDP_RETRY_INTERVALS", "5,15,60,
 # Imports.
 IMPORT_BATCH_ROWS = env_int("CDP_IMPORT_BATCH_ROWS", 5000)
 IMPORT_MAX_CELL_CHARS = env_int("CDP_IMPORT_MAX_CELL_CHARS", 10_000)
+# An import's error report lists this many lines, then counts the rest per code.
+IMPORT_REPORT_MAX_LINES = env_int("CDP_IMPORT_REPORT_MAX_LINES", 10_000)
 IMPORT_EXPORT_SKIP_ADMIN_LOG = True
 
 LOGGING = {

@@ -1,9 +1,14 @@
-"""Background jobs for import runs, and the reconciler that recovers lost ones."""
+"""Background jobs for import runs, the reconciler that recovers lost ones, and the scheduled
+retention purge."""
 
 import logging
 
+import django_rq
+from django.conf import settings
+
 from records.services.imports import import_run_execute as execute_run
 from records.services.imports import import_runs_reconcile
+from records.services.retention import records_purge, retention_cutoff
 
 logger = logging.getLogger(__name__)
 
@@ -23,3 +28,20 @@ def reconcile_import_runs() -> None:
             done.get("requeued", 0),
             done.get("failed", 0),
         )
+
+
+# The Redis key whose holder runs the scheduled purge; it expires after RETENTION_RUN_INTERVAL,
+# so one worker of all hosts purges per interval and a dead one does not block the next.
+RETENTION_KEY = "cdpstage:retention:scheduled-purge"
+
+
+def purge_expired_records() -> None:
+    """The scheduled retention run (RETENTION_DELIVERED_DAYS; off when 0), at most once per
+    RETENTION_RUN_INTERVAL across every worker."""
+    days = settings.RETENTION_DELIVERED_DAYS
+    if days <= 0:
+        return
+    connection = django_rq.get_connection("imports")
+    if not connection.set(RETENTION_KEY, "1", nx=True, ex=settings.RETENTION_RUN_INTERVAL):
+        return
+    records_purge(cutoff=retention_cutoff(days))

@@ -25,9 +25,16 @@ class ReviewStatus(models.TextChoices):
     INVALID = "invalid", "Invalid"
 
 
+class BatchedKind(models.TextChoices):
+    """The record kinds a batch carries (BatchMembership.kind, batches.models.BatchSchema)."""
+
+    GUEST = Schema.GUEST.value, "Guests"
+    TRACKING = Schema.TRACKING.value, "Tracking events"
+    GUEST_DELETION = "guest_deletion", "Guest deletions"
+
+
 class DeliveryStatus(models.TextChoices):
     NOT_SENT = "not_sent", "Not sent"
-    IN_BATCH = "in_batch", "In a batch"
     DELIVERED = "delivered", "Delivered"
     REJECTED = "rejected", "Rejected by CDP"
 
@@ -74,42 +81,51 @@ class StagedRecord(TimeStampedModel):
         default=DeliveryStatus.NOT_SENT,
     )
     delivered_hash = models.CharField(max_length=32, blank=True)
-    # The live batch holding this record (set by the batches app; records never import it).
-    # While set, the record's content is frozen.
-    locked_by_batch_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    # Which batch holds the record is not a column here: a build would rewrite every row it
+    # takes (and all its indexes). It is a BatchMembership row (records.selectors reads it).
+    # When CDP confirmed the delivered value (the retention period counts from here).
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    # Set when retention cleared the personal data (records.services.retention); read-only after.
+    purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         abstract = True
 
     @property
-    def is_locked(self) -> bool:
-        return self.locked_by_batch_id is not None
+    def is_purged(self) -> bool:
+        return self.purged_at is not None
 
 
 class Guest(StagedRecord):
-    """A guest profile to upsert into CDP, with its identifiers, subscriptions and extensions."""
+    """A guest profile to upsert into CDP, with its identifiers, subscriptions and extensions.
+
+    The CDP text columns of staged records (here, in the child tables and in TrackingEvent)
+    have no length limit: how long a value may be is a CDP rule (records.rules), reported as a
+    validation problem the steward fixes, and a row breaking it is staged as invalid, never
+    refused by the database ("varchar" without a length costs nothing over varchar(n)).
+    """
 
     # "<provider>:<id>" of the highest-priority identifier (IdentityProvider.priority):
     # re-imports match on it and a batch file never holds two guests with the same key.
     # NULL, not "": a guest without identity must not collide with another in the unique index.
-    identity_key = models.CharField(max_length=300, null=True, blank=True)  # noqa: DJ001
-    email = models.CharField(max_length=254, blank=True)
-    title = models.CharField(max_length=20, blank=True)
-    first_name = models.CharField(max_length=255, blank=True)
-    last_name = models.CharField(max_length=255, blank=True)
-    gender = models.CharField(max_length=10, blank=True)
+    identity_key = models.CharField(null=True, blank=True)  # noqa: DJ001
+    email = models.CharField(blank=True)
+    title = models.CharField(blank=True)
+    first_name = models.CharField(blank=True)
+    last_name = models.CharField(blank=True)
+    gender = models.CharField(blank=True)
     date_of_birth = models.DateField(null=True, blank=True)
-    phone_numbers = ArrayField(models.CharField(max_length=50), default=list, blank=True)
-    street = ArrayField(models.CharField(max_length=255), default=list, blank=True)
-    city = models.CharField(max_length=255, blank=True)
-    state = models.CharField(max_length=255, blank=True)
-    country = models.CharField(max_length=2, blank=True)
-    post_code = models.CharField(max_length=20, blank=True)
-    nationality = models.CharField(max_length=100, blank=True)
-    language = models.CharField(max_length=2, blank=True)
-    passport_number = models.CharField(max_length=50, blank=True)
+    phone_numbers = ArrayField(models.CharField(), default=list, blank=True)
+    street = ArrayField(models.CharField(), default=list, blank=True)
+    city = models.CharField(blank=True)
+    state = models.CharField(blank=True)
+    country = models.CharField(blank=True)
+    post_code = models.CharField(blank=True)
+    nationality = models.CharField(blank=True)
+    language = models.CharField(blank=True)
+    passport_number = models.CharField(blank=True)
     passport_expiry = models.DateField(null=True, blank=True)
-    guest_type = models.CharField(max_length=20, default="customer")
+    guest_type = models.CharField(default="customer")
     first_seen = models.DateTimeField(null=True, blank=True)
     last_seen = models.DateTimeField(null=True, blank=True)
 
@@ -143,8 +159,8 @@ class Guest(StagedRecord):
 class Identifier(models.Model):
     guest = models.ForeignKey(Guest, on_delete=models.CASCADE, related_name="identifiers")
     position = models.PositiveSmallIntegerField(default=0)
-    provider = models.CharField(max_length=100)
-    identifier = models.CharField(max_length=255)
+    provider = models.CharField()
+    identifier = models.CharField()
     expiry_date = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -165,10 +181,10 @@ class Identifier(models.Model):
 class Subscription(models.Model):
     guest = models.ForeignKey(Guest, on_delete=models.CASCADE, related_name="subscriptions")
     position = models.PositiveSmallIntegerField(default=0)
-    name = models.CharField(max_length=100)
-    point_of_sale = models.CharField(max_length=255)
-    channel = models.CharField(max_length=30)
-    status = models.CharField(max_length=20)
+    name = models.CharField()
+    point_of_sale = models.CharField()
+    channel = models.CharField()
+    status = models.CharField()
     effective_date = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -180,8 +196,8 @@ class Subscription(models.Model):
 
 class Extension(models.Model):
     guest = models.ForeignKey(Guest, on_delete=models.CASCADE, related_name="extensions")
-    name = models.CharField(max_length=4, default="ext")  # ext, ext1 ... ext5
-    key = models.CharField(max_length=20, default="default")
+    name = models.CharField(default="ext")  # ext, ext1 ... ext5
+    key = models.CharField(default="default")
     attributes = models.JSONField(default=dict, blank=True)
 
     class Meta:
@@ -197,16 +213,16 @@ class Extension(models.Model):
 class TrackingEvent(StagedRecord):
     """A tracking event (schema `tracking`); the field set follows cdp-batch-api.md section 3.3."""
 
-    service_identifier = models.CharField(max_length=255)
+    service_identifier = models.CharField()
     occurred_at = models.DateTimeField(null=True, blank=True)
-    channel = models.CharField(max_length=50, blank=True)
-    type = models.CharField(max_length=50, blank=True)
-    uotr = models.CharField(max_length=255, blank=True)
+    channel = models.CharField(blank=True)
+    type = models.CharField(blank=True)
+    uotr = models.CharField(blank=True)
     utms = models.JSONField(default=dict, blank=True)
     feedback = models.JSONField(default=dict, blank=True)
     # The guest it belongs to, as "<provider>:<id>" (not a foreign key: the guest may live only
     # in CDP, not in staging).
-    guest_identity_key = models.CharField(max_length=300, blank=True)
+    guest_identity_key = models.CharField(blank=True)
     identifiers = models.JSONField(default=list, blank=True)
 
     class Meta:
@@ -229,6 +245,90 @@ class TrackingEvent(StagedRecord):
         return f"Tracking event {self.pk}"
 
 
+class BatchMembership(models.Model):
+    """A record held by a batch: one narrow row per record, written by one INSERT ... SELECT.
+
+    `live` is cleared when the batch ends; while set, the record is frozen (no edit, no
+    re-import changes it) and no other batch may take it: the unique partial index lets a
+    record be live in one batch at most, so two concurrent builds never share a record.
+    `batch_id` is the batches app's Batch (not a foreign key: records never import batches).
+    """
+
+    pk = models.CompositePrimaryKey("batch_id", "kind", "record_id")
+    batch_id = models.BigIntegerField()
+    # The record's table: records.Guest or records.TrackingEvent.
+    kind = models.CharField(max_length=20, choices=BatchedKind.choices)
+    record_id = models.BigIntegerField()
+    live = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "record_id"],
+                condition=models.Q(live=True),
+                name="membership_one_live_batch",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.record_id} in batch {self.batch_id}"
+
+
+class ErasureStatus(models.TextChoices):
+    OPEN = "open", "Open (waiting to be sent)"
+    AGAIN = "again", "Sent; CDP matched several guests, send again"
+    DONE = "done", "Done: erased at CDP and suppressed here"
+
+
+class GuestDeletion(StagedRecord):
+    """A person's request to be erased: a `delete` or `gdpr_delete` guest record for CDP.
+
+    It travels like any staged record (batch, approval by a second person, outcome per ref).
+    CDP deletes only the first of several matching guests (cdp-batch-api.md section 3.1.5), so
+    a request is sent again until CDP finds none. When it is done its identifiers are cleared
+    (the hashes stay in SuppressedIdentity) and the matching staged guests are purged.
+    """
+
+    # [{"provider": "email", "id": "..."}]: personal data, cleared once the request is done.
+    identifiers = models.JSONField(default=list, blank=True)
+    # The hashes of the identifiers (records.services.erasure.identity_hash), kept for good.
+    identity_hashes = ArrayField(models.CharField(max_length=64), default=list)
+    erasure_status = models.CharField(
+        max_length=10, choices=ErasureStatus.choices, default=ErasureStatus.OPEN
+    )
+    # How many times it went to CDP, and what CDP said last (CDP's message, no personal data).
+    rounds = models.PositiveSmallIntegerField(default=0)
+    erasure_message = models.CharField(max_length=300, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-id",)
+        indexes = [models.Index(fields=["review_status", "id"], name="deletion_review_id")]
+
+    def __str__(self) -> str:
+        return f"Deletion request {self.pk}"
+
+
+class SuppressedIdentity(models.Model):
+    """An identity erased at the person's request: never staged as ready or sent again.
+
+    Only a hash of "provider:id" (records.services.erasure.identity_hash): no personal data.
+    """
+
+    identity_hash = models.CharField(max_length=64, unique=True)
+    deletion = models.ForeignKey(GuestDeletion, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "suppressed identities"
+
+    def __str__(self) -> str:
+        return f"Suppressed identity {self.identity_hash[:12]}…"
+
+
 class ImportRun(TimeStampedModel, LeasedWork):
     """One source file imported into staging, in the background or from the command line."""
 
@@ -238,7 +338,7 @@ class ImportRun(TimeStampedModel, LeasedWork):
         PENDING = "pending", "Pending"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
-        PARTIAL = "partial", "Succeeded, bad rows skipped"
+        PARTIAL = "partial", "Succeeded, refused rows skipped"
         FAILED = "failed", "Failed"
 
     class Format(models.TextChoices):
@@ -248,8 +348,8 @@ class ImportRun(TimeStampedModel, LeasedWork):
         NDJSON = "ndjson", "NDJSON (one JSON object per line)"
 
     class OnError(models.TextChoices):
-        ABORT = "abort", "All or nothing: import nothing if any row is bad"
-        SKIP = "skip", "Skip bad rows and import the rest"
+        ABORT = "abort", "All or nothing: import nothing if any row is refused"
+        SKIP = "skip", "Skip refused rows and stage the rest"
 
     TRANSITIONS = {
         Status.MAPPING: frozenset({Status.PENDING, Status.FAILED}),
@@ -308,6 +408,8 @@ class ImportRun(TimeStampedModel, LeasedWork):
     # A sentence for the whole file ("The file is empty.") when it was refused.
     message = models.TextField(blank=True)
     error_report = models.FileField(upload_to="import-errors/%Y/%m/", blank=True)
+    # Set when retention deleted the source file and error report from storage.
+    files_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("-id",)

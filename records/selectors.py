@@ -3,12 +3,15 @@
 from collections.abc import Iterable
 
 from django.db import connection
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet, Subquery
 
 from records.mapping.documents import header_fingerprint
 from records.models import (
+    BatchedKind,
+    BatchMembership,
     Extension,
     Guest,
+    GuestDeletion,
     Identifier,
     IdentityProvider,
     ImportRun,
@@ -19,6 +22,15 @@ from records.models import (
 )
 
 __all__ = [
+    "held_by_live_batch",
+    "in_live_batch",
+    "live_batch_sql",
+    "live_batch_id_sql",
+    "live_batches_settle",
+    "live_batch_of",
+    "live_batches",
+    "record_kind",
+    "with_live_batch",
     "guest_countries",
     "guest_with_children",
     "guests_with_children",
@@ -30,7 +42,111 @@ __all__ = [
     "table_row_estimate",
 ]
 
-StagedModel = type[Guest] | type[TrackingEvent]
+StagedModel = type[Guest] | type[TrackingEvent] | type[GuestDeletion]
+
+
+RECORD_KINDS: dict[type, str] = {
+    Guest: BatchedKind.GUEST,
+    TrackingEvent: BatchedKind.TRACKING,
+    GuestDeletion: BatchedKind.GUEST_DELETION,
+}
+
+
+def record_kind(model: StagedModel) -> str:
+    """The BatchMembership kind of a records table."""
+    return RECORD_KINDS[model]
+
+
+def _live_memberships(model: StagedModel) -> QuerySet[BatchMembership]:
+    # Answered by the unique partial index membership_one_live_batch: one probe per record.
+    return BatchMembership.objects.filter(
+        kind=record_kind(model), record_id=OuterRef("pk"), live=True
+    )
+
+
+def held_by_live_batch(model: StagedModel) -> Exists:
+    """An expression for a queryset of `model`: true when a live batch holds the record."""
+    return Exists(_live_memberships(model))
+
+
+def in_live_batch(queryset: QuerySet, *, present: bool = True) -> QuerySet:
+    """The records of `queryset` a live batch holds (present) or that no live batch holds."""
+    held = held_by_live_batch(queryset.model)
+    return queryset.filter(held if present else ~held)
+
+
+def with_live_batch(queryset: QuerySet) -> QuerySet:
+    """Annotate each record with `live_batch`: the id of the live batch holding it, or None."""
+    batch = Subquery(_live_memberships(queryset.model).values("batch_id")[:1])
+    return queryset.annotate(live_batch=batch)
+
+
+def live_batch_of(*, model: StagedModel, record_id: int) -> int | None:
+    """The live batch holding one record, or None."""
+    return (
+        BatchMembership.objects.filter(kind=record_kind(model), record_id=record_id, live=True)
+        .values_list("batch_id", flat=True)
+        .first()
+    )
+
+
+def live_batches(*, model: StagedModel, record_ids: Iterable[int]) -> dict[int, int]:
+    """The live batch of each of these records that one holds: {record id: batch id}."""
+    return dict(
+        BatchMembership.objects.filter(
+            kind=record_kind(model), record_id__in=list(record_ids), live=True
+        ).values_list("record_id", "batch_id")
+    )
+
+
+# PostgreSQL advisory lock keys, one per kind ("CDSG", "CDST", "CDSD"): a build's selection
+# (records.services.lifecycle.records_lock) takes its kind's key exclusively, and
+# live_batches_settle takes it shared.
+SELECTION_LOCKS = {
+    BatchedKind.GUEST: 0x43445347,
+    BatchedKind.TRACKING: 0x43445354,
+    BatchedKind.GUEST_DELETION: 0x43445344,  # "CDSD"
+}
+
+
+def live_batches_settle(*, model: StagedModel) -> None:
+    """Wait for a batch selecting records of this kind, and keep new ones out until commit,
+    so that "no live batch holds it" stays true for the rest of the transaction.
+
+    Call it first in a transaction that changes records' content after checking that no
+    live batch holds them. A build does not lock record rows (that would rewrite them), so
+    without this an edit checked just before a selection commits could change a record the
+    batch already holds. Needs a transaction (the lock ends with it).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock_shared(%s)", [SELECTION_LOCKS[record_kind(model)]]
+        )
+
+
+def live_batch_id_sql(*, model: StagedModel, record: str = "t.id") -> str:
+    """SQL whose value is the live batch holding the record `record` (an id expression), or
+    NULL; for statements written in SQL (the stager's reads)."""
+    return (
+        "(SELECT m.batch_id FROM records_batchmembership m"
+        f" WHERE m.kind = '{record_kind(model)}' AND m.record_id = {record} AND m.live)"
+    )
+
+
+def live_batch_sql(*, model: StagedModel, record: str = "t.id") -> str:
+    """SQL that is true when a live batch holds the record whose id is the expression `record`.
+
+    For statements written in SQL (the stager's upserts, the build's selection); the kind is
+    a fixed word, not input, so it is written inline. A scalar subquery, not EXISTS: PostgreSQL
+    turns EXISTS into a join whose shape follows the statistics, and with stale ones (the
+    outer side estimated at one row) it re-scanned every live membership per record; a
+    correlated scalar subquery stays one probe of the unique partial index per record.
+    """
+    return (
+        "(SELECT true FROM records_batchmembership m"
+        f" WHERE m.kind = '{record_kind(model)}' AND m.record_id = {record} AND m.live)"
+        " IS NOT NULL"
+    )
 
 
 def guests_with_children(*, guest_ids: Iterable[int]) -> QuerySet[Guest]:

@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from django.apps import apps
 
 from records.rules import GUEST_FIELDS, format_cdp_date, format_cdp_datetime, parse_cdp_datetime
 from records.rules.tracking import TRACKING_FIELDS
@@ -86,28 +85,6 @@ def value_hash(text: str) -> str:
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
-def _max_lengths(model: type) -> dict[str, int]:
-    lengths: dict[str, int] = {}
-    for field in model._meta.concrete_fields:
-        if getattr(field, "max_length", None):
-            lengths[field.attname] = field.max_length
-        base = getattr(field, "base_field", None)
-        if base is not None and getattr(base, "max_length", None):
-            lengths[field.attname + "[]"] = base.max_length
-    return lengths
-
-
-_LENGTHS: dict[str, dict[str, int]] = {}
-
-
-def column_max_lengths(model_label: str) -> dict[str, int]:
-    """Max lengths of a records model's text columns ("street[]" for an array's items)."""
-    lengths = _LENGTHS.get(model_label)
-    if lengths is None:
-        lengths = _LENGTHS[model_label] = _max_lengths(apps.get_model("records", model_label))
-    return lengths
-
-
 class _Bad(Exception):
     """Raised by the converters below; the caller adds the field path (built only on error)."""
 
@@ -117,16 +94,15 @@ class _Bad(Exception):
         self.message = message
 
 
-def _text_of(value: Any, limit: int | None) -> str:
+def _text_of(value: Any) -> str:
+    # No length check: the text columns have no limit; lengths are CDP rules (records.rules).
     if type(value) is str:
-        if limit is not None and len(value) > limit:
-            raise _Bad("too_long", f"Longer than the {limit} characters this field can hold.")
         return value
     if value is None:
         return ""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _Bad("wrong_type", "Must be text.")
-    return _text_of(str(value), limit)
+    return str(value)
 
 
 def _datetime_of(value: Any) -> datetime | None:
@@ -140,63 +116,68 @@ def _datetime_of(value: Any) -> datetime | None:
         raise _Bad("invalid_datetime", str(exc)) from None
 
 
-def _text_list_of(value: Any, limit: int | None) -> list[str]:
+def _column_datetime_of(value: Any) -> datetime | None:
+    """A date-time for a typed column; None for text that is no date-time.
+
+    The CDP rule has reported such text (invalid_date) and the stored value keeps it as
+    given, so the row is staged as invalid and the steward sees and fixes it; the typed column,
+    which feeds the admin's filters, holds no date meanwhile.
+    """
+    try:
+        return _datetime_of(value)
+    except _Bad as bad:
+        if bad.code == "invalid_datetime":
+            return None
+        raise
+
+
+def _text_list_of(value: Any) -> list[str]:
     if value is None or value == "":
         return []
     if type(value) is str:
         value = [value]
     if not isinstance(value, list):
         raise _Bad("wrong_type", "Must be a list of texts.")
-    return [_text_of(item, limit) for item in value]
+    return [_text_of(item) for item in value]
 
 
-def _text(field: str, value: Any, limit: int | None) -> str:
+def _text(field: str, value: Any) -> str:
     try:
-        return _text_of(value, limit)
+        return _text_of(value)
     except _Bad as bad:
         raise UnstorableValue(field, bad.code, bad.message) from None
 
 
-def _datetime(field: str, value: Any) -> datetime | None:
+def _column_datetime(field: str, value: Any) -> datetime | None:
     try:
-        return _datetime_of(value)
+        return _column_datetime_of(value)
     except _Bad as bad:
         raise UnstorableValue(field, bad.code, bad.message) from None
 
 
 _TEXT, _DATETIME, _DATE, _LIST = "text", "datetime", "date", "list"
-_SPECS: dict[str, list[tuple[str, str, str, int | None]]] = {}
-
-
-def _column_specs(model_label: str, columns: dict[str, tuple[str, str]]) -> list:
-    """(value key, column, kind, max length) for a model, computed once."""
-    spec = _SPECS.get(model_label)
-    if spec is None:
-        lengths = column_max_lengths(model_label)
-        spec = _SPECS[model_label] = [
-            (key, column, kind, lengths.get(column + "[]" if kind == _LIST else column))
-            for key, (column, kind) in columns.items()
-        ]
-    return spec
+_GUEST_SPECS: tuple[tuple[str, str, str], ...] = tuple(
+    (key, column, kind) for key, (column, kind) in GUEST_COLUMNS.items()
+)
 
 
 def guest_fields_from_value(value: Mapping[str, Any]) -> dict[str, Any]:
     """The Guest model's typed columns (by attname) for a canonical guest value.
 
-    Raises UnstorableValue when a value cannot be kept in its column (unparseable date, text
-    longer than the column): such a row cannot be staged at all.
+    Raises UnstorableValue for a value of a type its column cannot hold (never for what the
+    rules return: they leave such values out); text that is no date gives no date.
     """
     fields: dict[str, Any] = {}
     get = value.get
-    for key, column, kind, limit in _column_specs("Guest", GUEST_COLUMNS):
+    for key, column, kind in _GUEST_SPECS:
         raw = get(key)
         try:
             if kind == _TEXT:
-                fields[column] = _text_of(raw, limit)
+                fields[column] = _text_of(raw)
             elif kind == _LIST:
-                fields[column] = _text_list_of(raw, limit)
+                fields[column] = _text_list_of(raw)
             else:
-                moment = _datetime_of(raw)
+                moment = _column_datetime_of(raw)
                 fields[column] = moment.date() if kind == _DATE and moment is not None else moment
         except _Bad as bad:
             raise UnstorableValue(key, bad.code, bad.message) from None
@@ -217,33 +198,11 @@ class GuestChildren:
     extensions: list[tuple[str, str, dict[str, Any]]]
 
 
-_CHILD_LENGTHS: dict[str, int] = {}
-
-
-def _child_lengths() -> dict[str, int]:
-    if not _CHILD_LENGTHS:
-        ident = column_max_lengths("Identifier")
-        sub = column_max_lengths("Subscription")
-        ext = column_max_lengths("Extension")
-        _CHILD_LENGTHS.update(
-            provider=ident["provider"],
-            identifier=ident["identifier"],
-            name=sub["name"],
-            point_of_sale=sub["point_of_sale"],
-            channel=sub["channel"],
-            status=sub["status"],
-            ext_name=ext["name"],
-            ext_key=ext["key"],
-        )
-    return _CHILD_LENGTHS
-
-
 def guest_children_from_value(value: Mapping[str, Any]) -> GuestChildren:
     """The identifier, subscription and extension rows of a canonical guest value.
 
     Raises UnstorableValue like guest_fields_from_value.
     """
-    n = _child_lengths()
     identifiers = []
     for i, item in enumerate(_objects("identifiers", value.get("identifiers"))):
         get = item.get
@@ -251,9 +210,9 @@ def guest_children_from_value(value: Mapping[str, Any]) -> GuestChildren:
             identifiers.append(
                 (
                     i,
-                    _text_of(get("provider"), n["provider"]),
-                    _text_of(get("id"), n["identifier"]),
-                    _datetime_of(get("expiryDate")),
+                    _text_of(get("provider")),
+                    _text_of(get("id")),
+                    _column_datetime_of(get("expiryDate")),
                 )
             )
         except _Bad:
@@ -265,11 +224,11 @@ def guest_children_from_value(value: Mapping[str, Any]) -> GuestChildren:
             subscriptions.append(
                 (
                     i,
-                    _text_of(get("name"), n["name"]),
-                    _text_of(get("pointOfSale"), n["point_of_sale"]),
-                    _text_of(get("channel"), n["channel"]),
-                    _text_of(get("status"), n["status"]),
-                    _datetime_of(get("effectiveDate")),
+                    _text_of(get("name")),
+                    _text_of(get("pointOfSale")),
+                    _text_of(get("channel")),
+                    _text_of(get("status")),
+                    _column_datetime_of(get("effectiveDate")),
                 )
             )
         except _Bad:
@@ -282,37 +241,25 @@ def guest_children_from_value(value: Mapping[str, Any]) -> GuestChildren:
     extensions = []
     seen_names: set[str] = set()
     for i, item in enumerate(_objects("extensions", value.get("extensions"))):
-        name = _text(f"extensions.{i}.name", item.get("name") or "ext", n["ext_name"])
-        key = _text(f"extensions.{i}.key", item.get("key") or "default", n["ext_key"])
+        name = _text(f"extensions.{i}.name", item.get("name") or "ext")
+        key = _text(f"extensions.{i}.key", item.get("key") or "default")
         if name in seen_names:
-            raise UnstorableValue(
-                f"extensions.{i}.name", "duplicate_extension", "Two extension groups share a name."
-            )
+            # The rules report it (duplicate_extension); one row per name in the table.
+            continue
         seen_names.add(name)
         attributes = {k: v for k, v in item.items() if k not in ("name", "key")}
         extensions.append((name, key, attributes))
     return GuestChildren(identifiers, subscriptions, extensions)
 
 
-_CHILD_COLUMN_LENGTH = {
-    "provider": "provider",
-    "id": "identifier",
-    "name": "name",
-    "pointOfSale": "point_of_sale",
-    "channel": "channel",
-    "status": "status",
-}
-
-
 def _child_problem(
     prefix: str, item: Mapping[str, Any], texts: tuple[str, ...], dates: tuple[str, ...]
 ) -> None:
     """Find which field of a child failed and raise UnstorableValue naming it."""
-    n = _child_lengths()
     for key in texts:
-        _text(prefix + key, item.get(key), n[_CHILD_COLUMN_LENGTH[key]])
+        _text(prefix + key, item.get(key))
     for key in dates:
-        _datetime(prefix + key, item.get(key))
+        _column_datetime(prefix + key, item.get(key))
     raise AssertionError(
         "a child field failed conversion but no field was found"
     )  # pragma: no cover
@@ -402,14 +349,13 @@ def tracking_fields_from_value(value: Mapping[str, Any]) -> dict[str, Any]:
 
     Raises UnstorableValue when a value cannot be kept in its column.
     """
-    lengths = column_max_lengths("TrackingEvent")
     fields: dict[str, Any] = {}
     for key, (column, kind) in TRACKING_COLUMNS.items():
         raw = value.get(key)
         if kind == "text":
-            fields[column] = _text(key, raw, lengths.get(column))
+            fields[column] = _text(key, raw)
         elif kind == "datetime":
-            fields[column] = _datetime(key, raw)
+            fields[column] = _column_datetime(key, raw)
         elif kind == "object":
             if raw in (None, ""):
                 raw = {}

@@ -43,6 +43,7 @@ from batches.models import (
     BatchEvent,
     BatchFile,
     BatchItem,
+    BatchSchema,
 )
 from batches.services.building import SCHEMAS, records_release
 from batches.services.scheduling import (
@@ -53,7 +54,8 @@ from batches.services.scheduling import (
     schedule_file_step,
 )
 from batches.services.transitions import batch_event_create, batch_transition, batchfile_transition
-from records.models import DeliveryStatus
+from records.services import lifecycle
+from records.services.erasure import deletions_apply_outcomes
 
 logger = logging.getLogger(__name__)
 
@@ -490,12 +492,19 @@ def _apply_error_log(batch_file: BatchFile, log_name: str) -> dict[str, Any]:
                 copy.write_row((ref, line.code, line.message, line.succeeded))
                 logged += 1
         # A ref logged twice counts as failed if any of its lines failed (ORDER BY ok: false
-        # first).
+        # first). One row per ref with a primary key, analysed: the join below then has an
+        # index on both sides and true counts, so no plan re-scans the log per item.
+        cursor.execute(
+            "CREATE TEMPORARY TABLE batch_log_outcomes ON COMMIT DROP AS"
+            " SELECT DISTINCT ON (ref) ref, code, message, ok FROM batch_log_lines"
+            " ORDER BY ref, ok"
+        )
+        cursor.execute("ALTER TABLE batch_log_outcomes ADD PRIMARY KEY (ref)")
+        cursor.execute("ANALYZE batch_log_outcomes")
         cursor.execute(
             "UPDATE batches_batchitem i SET outcome = CASE WHEN l.ok THEN %(delivered)s"
             " ELSE %(rejected)s END, code = l.code, message = l.message"
-            " FROM (SELECT DISTINCT ON (ref) ref, code, message, ok FROM batch_log_lines"
-            " ORDER BY ref, ok) l"
+            " FROM batch_log_outcomes l"
             " WHERE i.file_id = %(file)s AND i.record_ref = l.ref AND i.outcome = %(pending)s",
             {
                 "delivered": BatchItem.Outcome.DELIVERED,
@@ -505,7 +514,7 @@ def _apply_error_log(batch_file: BatchFile, log_name: str) -> dict[str, Any]:
             },
         )
         matched = cursor.rowcount
-        cursor.execute("SELECT count(DISTINCT ref) FROM batch_log_lines")
+        cursor.execute("SELECT count(*) FROM batch_log_outcomes")
         strangers = cursor.fetchone()[0] - matched
     items = BatchItem.objects.filter(file_id=batch_file.pk, outcome=BatchItem.Outcome.PENDING)
     if file_error_count:
@@ -543,25 +552,27 @@ def _apply_error_log(batch_file: BatchFile, log_name: str) -> dict[str, Any]:
 
 
 def _apply_record_outcomes(batch_file: BatchFile) -> None:
-    """Write delivered / rejected onto the records (they stay locked until the batch ends)."""
-    spec = SCHEMAS[batch_file.batch.schema]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {spec.table} t SET delivery_status = CASE WHEN i.outcome = %(delivered)s"
-            " THEN %(status_delivered)s ELSE %(status_rejected)s END,"
-            " delivered_hash = CASE WHEN i.outcome = %(delivered)s THEN i.value_hash"
-            " ELSE t.delivered_hash END"
-            " FROM batches_batchitem i"
-            " WHERE i.file_id = %(file)s AND i.outcome IN (%(delivered)s, %(rejected)s)"
-            " AND t.id = i.record_id AND t.locked_by_batch_id = %(batch)s",
-            {
-                "delivered": BatchItem.Outcome.DELIVERED,
-                "rejected": BatchItem.Outcome.REJECTED,
-                "status_delivered": DeliveryStatus.DELIVERED,
-                "status_rejected": DeliveryStatus.REJECTED,
-                "file": batch_file.pk,
-                "batch": batch_file.batch_id,
-            },
+    """Write delivered / rejected onto the records (they stay held until the batch ends)."""
+    lifecycle.records_record_outcomes(
+        model=SCHEMAS[batch_file.batch.schema].model,
+        outcomes=(
+            "SELECT record_id, outcome = %s, value_hash FROM batches_batchitem"
+            " WHERE file_id = %s AND outcome IN (%s, %s)",
+            [
+                BatchItem.Outcome.DELIVERED,
+                batch_file.pk,
+                BatchItem.Outcome.DELIVERED,
+                BatchItem.Outcome.REJECTED,
+            ],
+        ),
+    )
+    if batch_file.batch.schema == BatchSchema.GUEST_DELETION:
+        # An erasure is done only when CDP has no matching guest left (records decides).
+        deletions_apply_outcomes(
+            outcomes=BatchItem.objects.filter(
+                file=batch_file,
+                outcome__in=(BatchItem.Outcome.DELIVERED, BatchItem.Outcome.REJECTED),
+            ).values_list("record_id", "outcome", "code", "message")
         )
 
 

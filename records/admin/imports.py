@@ -11,23 +11,28 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import (
-    FileResponse,
     Http404,
     HttpResponseNotAllowed,
     HttpResponseRedirect,
     JsonResponse,
+    StreamingHttpResponse,
 )
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import content_disposition_header
 
+from cdpstage.admin.paginator import CappedCountPaginator
+from cdpstage.admin.readonly import ReadOnlyAdmin
 from cdpstage.errors import ApplicationError
 from cdpstage.templatetags.humanize_units import duration_text, size_text
+from records import masking
 from records.admin.mapping import MappingStep
-from records.admin.review import EstimatedCountPaginator, ImportFileLink
+from records.admin.review import ImportFileLink
 from records.importing import DELIMITERS, ENCODINGS, FileProblem
 from records.importing.preview import source_preview
+from records.importing.report import report_for_viewer
 from records.mapping import MappingError, compile_header
 from records.models import Extension, ImportRun, Schema, Subscription
 from records.selectors import mapping_for_header
@@ -94,7 +99,9 @@ class ImportFileForm(forms.Form):
         help_text="XLSX: the row holding the column names (empty: found after any notes rows).",
     )
     on_error = forms.ChoiceField(
-        label="If some rows are bad",
+        label="If some rows are refused",
+        help_text="Refused: rows that cannot be staged at all (e.g. a cell too many). Rows that "
+        "break a CDP rule are always staged, as invalid, for a steward to fix.",
         choices=ImportRun.OnError.choices,
         initial=ImportRun.OnError.ABORT,
         widget=forms.RadioSelect,
@@ -438,16 +445,20 @@ class ImportRunAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:records_importrun_change", args=[run.pk]))
 
     def error_report_view(self, request, pk: int):
-        """Download the error report (row, column, code, reason; no personal data)."""
+        """Download the error report (row, column, severity, code, reason, and the row's
+        identity for viewers with view_pii; never a cell value)."""
         run = self._visible_run(request, pk)
         if not run.error_report:
             raise Http404("This import run has no error report.")
-        return FileResponse(
-            run.error_report.open("rb"),
-            as_attachment=True,
-            filename=f"import-{run.pk}-errors.csv",
+        view_pii = masking.can_view_pii(request.user)
+        response = StreamingHttpResponse(
+            report_for_viewer(run.error_report.open("rb"), view_pii=view_pii),
             content_type="text/csv",
         )
+        response["Content-Disposition"] = content_disposition_header(
+            as_attachment=True, filename=f"import-{run.pk}-errors.csv"
+        )
+        return response
 
     # ---- "Import a file" --------------------------------------------------------------------
 
@@ -515,26 +526,17 @@ class ImportRunAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-class ChildRecordAdmin(ImportFileLink, admin.ModelAdmin):
+class ChildRecordAdmin(ImportFileLink, ReadOnlyAdmin):
     """Children of staged guests: listed here (imported through "Import a file"), edited on
     the guest's page (an edit must recompute the guest's stored value, which the guest admin
     does)."""
 
-    paginator = EstimatedCountPaginator
+    paginator = CappedCountPaginator
     show_full_result_count = False
     list_per_page = 100
     list_select_related = ("guest",)
     ordering = ("-id",)
     raw_id_fields = ("guest",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Subscription)

@@ -2,7 +2,7 @@
 
 Personal data is shown only to users with `records.view_pii` (records.masking decides); everyone
 else gets masked columns and read-only masked fields, and search still matches for them. Change
-lists stay fast at millions of rows: no full COUNT(*) per page (EstimatedCountPaginator), joins
+lists stay fast at millions of rows: no full COUNT(*) per page (CappedCountPaginator), joins
 via list_select_related, index-backed ordering and filters. Every write goes through
 records.services.review, one service call per action.
 """
@@ -19,17 +19,17 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.postgres.forms import SimpleArrayField
 from django.core.cache import cache
-from django.core.paginator import Paginator
 from django.db import connection, models
 from django.db.models import Q
 from django.db.models.functions import Upper
 from django.http import FileResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
-from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from cdpstage.admin import paginator as counting
+from cdpstage.admin.paginator import CappedCountPaginator
 from cdpstage.errors import ApplicationError
 from records import masking
 from records.exporting import csv_chunks, export_header, export_lines, write_xlsx
@@ -49,7 +49,9 @@ from records.selectors import (
     guests_with_identity,
     identity_provider_names,
     import_runs_for_schema,
-    table_row_estimate,
+    in_live_batch,
+    live_batch_of,
+    with_live_batch,
 )
 from records.services.review import (
     GUEST_EDITABLE_FIELDS,
@@ -124,45 +126,6 @@ class CdpOutcomeFilter(admin.SimpleListFilter):
         return queryset
 
 
-# ---------------------------------------------------------------------------------------------
-# Counting without COUNT(*).
-
-ESTIMATE_ABOVE = 50_000
-COUNT_CAP = 10_000
-
-
-class EstimatedCountPaginator(Paginator):
-    """A paginator that never counts a big table row by row.
-
-    Unfiltered: PostgreSQL's own estimate (pg_class.reltuples) once the table is big. Filtered:
-    an exact count up to COUNT_CAP rows (LIMIT in a subquery stops early), beyond that the
-    planner's estimate. Page links past a too-low estimate are unreachable and the last pages
-    of a too-high one are empty: acceptable for review lists, unlike a 1 s COUNT per page.
-    """
-
-    @cached_property
-    def count(self) -> int:
-        queryset = self.object_list
-        if not queryset.query.where:
-            estimate = table_row_estimate(model=queryset.model)
-            if estimate >= ESTIMATE_ABOVE:
-                return estimate
-        capped = queryset.order_by().values("pk")[: COUNT_CAP + 1].count()
-        if capped <= COUNT_CAP:
-            return capped
-        return max(capped, _planner_estimate(queryset))
-
-
-def _planner_estimate(queryset) -> int:
-    sql, params = queryset.order_by().values("pk").query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
-        plan = cursor.fetchone()[0]
-    if isinstance(plan, str | bytes):
-        plan = json.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
-
-
 # Search: terms at least this long match by prefix (email, identifier id, name); shorter ones
 # exactly. At most SEARCH_MAX_IDS guests are found through their identifiers.
 PREFIX_MIN_LENGTH = 3
@@ -171,9 +134,6 @@ SEARCH_MAX_IDS = 1000
 # The change form's "Save and mark ready" button (templates/admin/records/submit_line.html).
 SAVE_AND_MARK_READY = "_save_mark_ready"
 
-# A review action on more rows than this is refused: status updates ran 7,000-12,000 rows/s
-# at 1M guests here (every index is touched), so bigger selections would outlast a request.
-ADMIN_ACTION_MAX_ROWS = 20_000
 # Rows read from the database at a time by an export (two passes; memory holds one chunk).
 EXPORT_CHUNK_ROWS = 2_000
 
@@ -290,7 +250,23 @@ class LockedFilter(YesNoFilter):
     parameter_name = "locked"
 
     def apply(self, queryset, *, present: bool):
-        return queryset.filter(locked_by_batch_id__isnull=not present)
+        return in_live_batch(queryset, present=present)
+
+
+def live_batch(obj) -> int | None:
+    """The live batch holding a record: the admin's queryset annotates it (with_live_batch);
+    an object loaded otherwise is looked up once."""
+    if not hasattr(obj, "live_batch"):
+        obj.live_batch = live_batch_of(model=type(obj), record_id=obj.pk) if obj.pk else None
+    return obj.live_batch
+
+
+class PurgedFilter(YesNoFilter):
+    title = "personal data purged"
+    parameter_name = "purged"
+
+    def apply(self, queryset, *, present: bool):
+        return queryset.filter(purged_at__isnull=not present)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,6 +374,8 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
         "delivery_status",
         "delivered_hash",
         "value_hash",
+        "delivered_at",
+        "purged_display",
         "locked_display",
         "import_run_display",
         "source_row",
@@ -407,7 +385,7 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
         "delivery_history",
     )
     actions = ("mark_ready", "hold", "mark_new", "export_csv", "export_xlsx")
-    paginator = EstimatedCountPaginator
+    paginator = CappedCountPaginator
     show_full_result_count = False
     list_per_page = 100
     list_select_related = ("import_run",)
@@ -420,9 +398,18 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
     def personal_fields(self) -> frozenset[str]:
         return PERSONAL_FIELD_NAMES[self.schema]
 
+    def get_queryset(self, request):
+        # The live batch of each row shown: one probe of the membership index per row; and
+        # CDP's latest rejection, likewise a subquery evaluated for the listed page only.
+        queryset = with_live_batch(super().get_queryset(request))
+        if _cdp_outcomes:
+            queryset = queryset.annotate(cdp_rejection=_cdp_outcomes[0].latest_rejection())
+        return queryset
+
     def has_change_permission(self, request, obj=None):
-        # A record in a live batch is frozen: its page becomes read-only (with a banner).
-        if obj is not None and obj.is_locked:
+        # A record in a live batch is frozen: its page becomes read-only (with a banner). A
+        # purged one has nothing left to edit (its value is what CDP holds).
+        if obj is not None and (live_batch(obj) is not None or obj.is_purged):
             return False
         # A record's page is read-only for whoever cannot see all of it: editing half a record
         # (the non-personal fields around masked ones) is not a review. The list's actions
@@ -433,7 +420,9 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         if obj is not None and (
-            obj.is_locked or obj.delivery_status == DeliveryStatus.DELIVERED or obj.delivered_hash
+            live_batch(obj) is not None
+            or obj.delivery_status == DeliveryStatus.DELIVERED
+            or obj.delivered_hash
         ):
             return False
         return super().has_delete_permission(request, obj)
@@ -501,29 +490,33 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
         """The delivery status, with the live batch holding the record (one column, not two)
         and, for a rejected record, what CDP answered."""
         status = obj.get_delivery_status_display()
-        if obj.locked_by_batch_id is not None:
-            return f"{status} ({obj.locked_by_batch_id})"
+        if live_batch(obj) is not None:
+            return f"{status} ({obj.live_batch})"
         answer = getattr(obj, "cdp_rejection", None)
         if obj.delivery_status == DeliveryStatus.REJECTED and answer:
             return format_html("{}<br><small>{}</small>", status, answer)
         return status
 
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        # Evaluated for the listed page only (a subquery in the select list; COUNT drops it).
-        if _cdp_outcomes:
-            queryset = queryset.annotate(cdp_rejection=_cdp_outcomes[0].latest_rejection())
-        return queryset
+    @admin.display(description="personal data")
+    def purged_display(self, obj):
+        if obj.purged_at is None:
+            return "Kept"
+        return (
+            f"Purged on {obj.purged_at:%Y-%m-%d} under the retention policy (ref, hashes and "
+            "delivery history kept)"
+        )
 
     @admin.display(description="live batch")
     def locked_display(self, obj):
-        if obj.locked_by_batch_id is None:
+        if live_batch(obj) is None:
             return "-"
-        return f"Batch {obj.locked_by_batch_id}"
+        return f"Batch {obj.live_batch}"
 
     @admin.display(description="CDP value (what the batch file will contain)")
     def cdp_value_display(self, obj):
         # Display methods get no request; get_object marks the instance with what to show.
+        if obj.purged_at is not None:
+            return "Purged under the retention policy."
         if not obj.cdp_value:
             return "Not computed yet."
         value = json.loads(obj.cdp_value)
@@ -546,12 +539,14 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
 
     def _review(self, request, service, queryset):
         noun = str(self.model._meta.verbose_name_plural)
-        if queryset.order_by().values("pk")[: ADMIN_ACTION_MAX_ROWS + 1].count() > (
-            ADMIN_ACTION_MAX_ROWS
-        ):
+        # At most the change list's exact-count limit (status updates ran 7,000-12,000 rows/s
+        # at 1M guests here, so bigger selections would outlast a request): beyond it the list
+        # says "about N" and so does the refusal.
+        limit = counting.EXACT_COUNT_LIMIT
+        if queryset.order_by().values("pk")[: limit + 1].count() > limit:
             self.message_user(
                 request,
-                f"This selection holds more than {ADMIN_ACTION_MAX_ROWS:,} {noun}; changing "
+                f"This selection holds more than {limit:,} {noun}; changing "
                 "them in one page request would time out. Narrow the filters, or mark them "
                 f"ready from the command line: manage.py records_mark_ready --schema "
                 f"{self.schema} (--all-valid | --import-run ID) --user NAME.",
@@ -755,7 +750,8 @@ class ParentLockMixin:
             return False
         parent = obj._meta
         return (
-            obj.is_locked
+            live_batch(obj) is not None
+            or obj.is_purged
             or not can_view_pii(request.user)
             or not request.user.has_perm(f"{parent.app_label}.change_{parent.model_name}")
         )
@@ -886,6 +882,7 @@ class GuestAdmin(StagedRecordAdmin):
         CountryFilter,
         HasIdentifierFilter,
         LockedFilter,
+        PurgedFilter,
     )
     search_help_text = (
         f"Starts with (at least {PREFIX_MIN_LENGTH} characters): email, identifier id, last name, "
@@ -940,6 +937,8 @@ class GuestAdmin(StagedRecordAdmin):
                         "review_status",
                         "validation_errors_display",
                         "delivery_status",
+                        "delivered_at",
+                        "purged_display",
                         "locked_display",
                     )
                 },
@@ -1079,6 +1078,7 @@ class TrackingEventAdmin(StagedRecordAdmin):
         ErrorCodeFilter,
         TrackingImportRunFilter,
         LockedFilter,
+        PurgedFilter,
     )
     search_help_text = "Exact guest identity (provider:id or id), ref or database id."
     search_fields = ("guest_identity_key",)
@@ -1099,6 +1099,8 @@ class TrackingEventAdmin(StagedRecordAdmin):
                         "review_status",
                         "validation_errors_display",
                         "delivery_status",
+                        "delivered_at",
+                        "purged_display",
                         "locked_display",
                     )
                 },

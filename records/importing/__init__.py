@@ -13,7 +13,7 @@ from records.importing.readers import (
     detect_format,
     open_source,
 )
-from records.importing.report import ErrorReport
+from records.importing.report import REFUSED, ErrorReport
 from records.importing.staging import Counts, locked_message
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "Counts",
     "ErrorReport",
     "FileProblem",
+    "REFUSED",
     "Source",
     "StageOptions",
     "count_newlines",

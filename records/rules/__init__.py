@@ -37,7 +37,7 @@ from .fields import (
 )
 from .guest import GUEST_FIELDS, clean_guest
 from .identifiers import clean_identifier, identity_key
-from .normalizers import normalize_email, normalize_lower, normalize_title_case, normalize_upper
+from .normalizers import normalize_email, normalize_lower, normalize_spaces, normalize_upper
 from .problems import PROBLEM_LABELS, Problem, problem_label
 from .subscriptions import clean_subscription
 from .tracking import TRACKING_FIELDS, clean_tracking
@@ -81,7 +81,7 @@ __all__ = [
     "normalize_email",
     "problem_label",
     "normalize_lower",
-    "normalize_title_case",
+    "normalize_spaces",
     "normalize_upper",
     "parse_cdp_datetime",
 ]

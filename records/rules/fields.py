@@ -99,6 +99,7 @@ def code_field(label: str, codes: frozenset[str], code: str, message: str) -> Cl
             return None
         if value not in codes:
             problems.append(Problem(field, code, message))
+            return raw.strip()  # not a code: kept as given ("Ireland"), for the steward
         return value
 
     return clean

@@ -8,6 +8,7 @@ from .codes import GENDERS, GUEST_TYPE, TITLES
 from .dates import format_cdp_date, format_cdp_datetime
 from .extensions import check_extension_groups, extension_into
 from .fields import (
+    MAX_TEXT_LENGTH,
     Cleaner,
     child_items,
     choice_field,
@@ -20,7 +21,7 @@ from .fields import (
     text_field,
 )
 from .identifiers import check_identity, identifier_into
-from .normalizers import normalize_lower, normalize_title_case, normalize_upper
+from .normalizers import normalize_lower, normalize_spaces, normalize_upper
 from .problems import Problem, invalid_type, unknown_fields
 from .subscriptions import subscription_into
 
@@ -48,8 +49,16 @@ def _guest_type(raw: Any, field: str, problems: list[Problem]) -> str | None:
     return value
 
 
-def _name(label: str) -> Cleaner:
-    return text_field(label, normalize_title_case)
+def _name(label: str, max_length: int = MAX_TEXT_LENGTH) -> Cleaner:
+    # Kept as given (no title case: see normalize_spaces).
+    return text_field(label, normalize_spaces, max_length)
+
+
+# Bounds tighter than MAX_TEXT_LENGTH for fields whose real values are short: a value beyond
+# them is a column shifted into the wrong field more often than data (ours; CDP gives none).
+MAX_NATIONALITY_LENGTH = 100
+MAX_PASSPORT_NUMBER_LENGTH = 50
+MAX_POST_CODE_LENGTH = 20
 
 
 # The §3.1 table order: the canonical key order of the guest value (children follow).
@@ -65,14 +74,14 @@ _GUEST_FIELDS: tuple[tuple[str, Cleaner], ...] = (
     ("email", email_field("Email address")),
     ("phoneNumbers", list_field("Phone numbers", clean_phone_number)),
     ("language", clean_language),
-    ("nationality", _name("Nationality")),
-    ("passportNumber", text_field("Passport number", normalize_upper)),
+    ("nationality", _name("Nationality", MAX_NATIONALITY_LENGTH)),
+    ("passportNumber", text_field("Passport number", normalize_upper, MAX_PASSPORT_NUMBER_LENGTH)),
     ("passportExpiry", date_field("Passport expiry", format_cdp_date, cached=True)),
     ("street", list_field("Street", _name("Street line"))),
     ("city", _name("City")),
     ("state", _name("State")),
     ("country", clean_country),
-    ("postCode", text_field("Post code", normalize_upper)),
+    ("postCode", text_field("Post code", normalize_upper, MAX_POST_CODE_LENGTH)),
 )
 GUEST_FIELDS: tuple[str, ...] = (
     *(key for key, _ in _GUEST_FIELDS),

@@ -34,6 +34,7 @@ from cdpstage.errors import ApplicationError
 from cdpstage.queueing import enqueue_after_commit
 from records.importing import (
     DELIMITERS,
+    REFUSED,
     Counts,
     ErrorReport,
     FileProblem,
@@ -49,7 +50,8 @@ from records.mapping.documents import (
     parse_document,
     to_json,
 )
-from records.models import ImportRun, Mapping, Schema
+from records.models import Guest, ImportRun, Mapping, Schema, TrackingEvent
+from records.services.erasure import suppression_mark_invalid
 from records.services.values import guests_refresh_values, tracking_refresh_values
 
 logger = logging.getLogger(__name__)
@@ -364,7 +366,7 @@ def import_run_execute(
         return None
     run = ImportRun.objects.get(pk=import_run_id)
     logger.info("Import run %s attempt %s: started", run.pk, attempt)
-    report = ErrorReport()
+    report = ErrorReport(max_lines=settings.IMPORT_REPORT_MAX_LINES)
     progress = _ProgressWriter(run, attempt, on_progress)
     counts = Counts()  # filled as rows are read, so a failure reports how far it got
     try:
@@ -374,7 +376,7 @@ def import_run_execute(
             progress.write(rows_total=run.rows_total)
             _stage(run, attempt, report, progress, counts)
         except FileProblem as problem:
-            report.add(None, "", problem.code, problem.message)
+            report.add(None, "", problem.code, problem.message, severity=REFUSED)
             _end_failed(run, attempt, report, counts, problem.message)
         except _RollBack as rollback:
             counts = rollback.counts
@@ -460,6 +462,8 @@ def _stage(
                 )
                 if counts.bad and run.on_error == ImportRun.OnError.ABORT:
                     raise _RollBack(counts)
+                suppressed = _mark_suppressed(run)
+                counts.invalid += suppressed
                 status = Status.PARTIAL if counts.bad else Status.SUCCEEDED
                 fields = _count_fields(counts)
                 fields["bytes_read"] = run.bytes_total
@@ -468,10 +472,24 @@ def _stage(
                 if report.lines:
                     fields["error_report"] = _save_report(run, report)
                 fields["message"] = _success_message(counts)
+                if suppressed:
+                    fields["message"] += (
+                        f" {suppressed:,} of them carry the identity of a person who asked to be "
+                        "erased (suppressed)."
+                    )
                 if not _finish(run.pk, attempt, status, **fields):
                     raise LeaseLost
         finally:
             source.close()
+
+
+def _mark_suppressed(run: ImportRun) -> int:
+    """Records of this run that carry an erased person's identity become invalid."""
+    model = {Schema.GUEST: Guest, Schema.TRACKING: TrackingEvent}.get(run.schema)
+    if model is None:
+        # Subscription and extension files change guests through the refresh, which checks.
+        return 0
+    return suppression_mark_invalid(model, import_run_id=run.pk)
 
 
 def _run_mapping(run: ImportRun) -> MappingDocument | None:
@@ -522,8 +540,8 @@ def _abort_message(counts: Counts, report: ErrorReport) -> str:
     rows = "row" if counts.read == 1 else "rows"
     return (
         f"Nothing was imported: {counts.bad:,} of {counts.read:,} {rows} could not be "
-        f"staged.{first} Fix them, or import again choosing to skip bad rows; the error "
-        "report lists every one."
+        f"staged.{first} Fix them, or import again choosing to skip refused rows; the "
+        "error report lists them."
     )
 
 
@@ -537,7 +555,7 @@ def _success_message(counts: Counts) -> str:
     if counts.invalid:
         text += f" {counts.invalid:,} staged as invalid (see the error report)."
     if counts.bad:
-        text += f" {counts.bad:,} bad rows skipped (see the error report)."
+        text += f" {counts.bad:,} refused rows skipped (see the error report)."
     return text
 
 

@@ -24,6 +24,7 @@ from records.models import (
     ReviewStatus,
     TrackingEvent,
 )
+from records.selectors import held_by_live_batch, in_live_batch, live_batch_of, live_batches_settle
 from records.services.values import guests_refresh_values, tracking_refresh_values
 
 logger = logging.getLogger(__name__)
@@ -181,14 +182,16 @@ def _review_transition(
 ) -> ReviewResult:
     _require(user, model, "change")
     sources = review_sources(target)
+    live_batches_settle(model=model)
     selection = _selection(model, ids, queryset)
+    held = held_by_live_batch(model)
     counts = selection.aggregate(
         selected=Count("pk"),
         invalid=Count("pk", filter=Q(review_status=ReviewStatus.INVALID)),
-        locked=Count("pk", filter=Q(review_status__in=sources, locked_by_batch_id__isnull=False)),
+        locked=Count("pk", filter=Q(held, review_status__in=sources)),
         unchanged=Count("pk", filter=Q(review_status=target)),
     )
-    changed = selection.filter(review_status__in=sources, locked_by_batch_id__isnull=True).update(
+    changed = in_live_batch(selection.filter(review_status__in=sources), present=False).update(
         review_status=target, updated_at=timezone.now()
     )
     result = ReviewResult(
@@ -268,16 +271,15 @@ def _check_edit(
         )
     if record.pk is None:
         return
-    # Row lock: a batch build locks records with a conditional UPDATE, which waits for this
-    # transaction, so an edit and a build never interleave on the same record.
-    current = (
-        model.objects.select_for_update().filter(pk=record.pk).values("locked_by_batch_id").first()
-    )
-    if current is None:
+    # A build's selection waits for this transaction (and this edit for a running selection),
+    # so an edit and a build never interleave on the same record.
+    live_batches_settle(model=model)
+    if not model.objects.select_for_update().filter(pk=record.pk).exists():
         raise ApplicationError(f"This {model._meta.verbose_name} no longer exists.")
-    if current["locked_by_batch_id"] is not None:
+    batch_id = live_batch_of(model=model, record_id=record.pk)
+    if batch_id is not None:
         raise ApplicationError(
-            f"This {model._meta.verbose_name} is in batch {current['locked_by_batch_id']}, "
+            f"This {model._meta.verbose_name} is in batch {batch_id}, "
             "which has not finished; edit it after the batch ends."
         )
 
@@ -348,8 +350,10 @@ def tracking_event_update(
 
 def deletable(queryset: QuerySet) -> QuerySet:
     """Only records no live batch holds and that were never delivered may be deleted."""
-    return queryset.filter(locked_by_batch_id__isnull=True, delivered_hash="").exclude(
-        delivery_status=DeliveryStatus.DELIVERED
+    return (
+        in_live_batch(queryset, present=False)
+        .filter(delivered_hash="")
+        .exclude(delivery_status=DeliveryStatus.DELIVERED)
     )
 
 

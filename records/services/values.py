@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from cdpstage.errors import ApplicationError
 from records.models import Guest, ReviewStatus, TrackingEvent
 from records.rules import clean_guest, clean_tracking, identity_key
-from records.selectors import identity_provider_names
+from records.selectors import identity_provider_names, live_batches, live_batches_settle
 from records.serializing import (
     dump_value,
     guest_value_from_instance,
@@ -20,6 +20,7 @@ from records.serializing import (
     tracking_value_from_instance,
     value_hash,
 )
+from records.services.erasure import suppression_mark_invalid
 
 __all__ = ["guests_refresh_values", "tracking_refresh_values"]
 
@@ -55,7 +56,9 @@ def guests_refresh_values(*, guest_ids: Iterable[int]) -> int:
     providers = identity_provider_names()
     ids = sorted(set(guest_ids))
     changed = 0
+    live_batches_settle(model=Guest)
     for chunk in _chunks(ids, REFRESH_CHUNK):
+        held = live_batches(model=Guest, record_ids=chunk)
         guests = Guest.objects.filter(pk__in=chunk).prefetch_related(
             "identifiers", "subscriptions", "extensions"
         )
@@ -77,9 +80,9 @@ def guests_refresh_values(*, guest_ids: Iterable[int]) -> int:
                 and status == guest.review_status
             ):
                 continue
-            if value_changed and guest.locked_by_batch_id is not None:
+            if value_changed and guest.pk in held:
                 raise ApplicationError(
-                    f"Guest {guest.pk} is in batch {guest.locked_by_batch_id}, which has not "
+                    f"Guest {guest.pk} is in batch {held[guest.pk]}, which has not "
                     "finished; change it after the batch ends."
                 )
             rows.append((guest.pk, text, digest, dump_value(errors), key, status))
@@ -100,6 +103,8 @@ def guests_refresh_values(*, guest_ids: Iterable[int]) -> int:
                 """,
                 [list(column) for column in zip(*rows, strict=True)],
             )
+        # The rules know nothing of erasure requests: re-apply the suppression list.
+        suppression_mark_invalid(Guest, ids=[row[0] for row in rows])
         changed += len(rows)
     return changed
 
@@ -126,7 +131,9 @@ def tracking_refresh_values(*, event_ids: Iterable[int]) -> int:
     providers = identity_provider_names()
     ids = sorted(set(event_ids))
     changed = 0
+    live_batches_settle(model=TrackingEvent)
     for chunk in _chunks(ids, REFRESH_CHUNK):
+        held = live_batches(model=TrackingEvent, record_ids=chunk)
         rows: list[tuple[Any, ...]] = []
         for event in TrackingEvent.objects.filter(pk__in=chunk):
             value, problems = clean_tracking(
@@ -145,9 +152,9 @@ def tracking_refresh_values(*, event_ids: Iterable[int]) -> int:
                 and status == event.review_status
             ):
                 continue
-            if value_changed and event.locked_by_batch_id is not None:
+            if value_changed and event.pk in held:
                 raise ApplicationError(
-                    f"Tracking event {event.pk} is in batch {event.locked_by_batch_id}, which "
+                    f"Tracking event {event.pk} is in batch {held[event.pk]}, which "
                     "has not finished; change it after the batch ends."
                 )
             rows.append((event.pk, text, digest, dump_value(errors), key, status))
@@ -168,5 +175,7 @@ def tracking_refresh_values(*, event_ids: Iterable[int]) -> int:
                 """,
                 [list(column) for column in zip(*rows, strict=True)],
             )
+        # The rules know nothing of erasure requests: re-apply the suppression list.
+        suppression_mark_invalid(TrackingEvent, ids=[row[0] for row in rows])
         changed += len(rows)
     return changed

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from batches import services
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem
-from records.models import Guest
+from records.models import BatchMembership, Guest
 from tests.batches.conftest import make_ready_guests
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,6 +43,8 @@ def test_admin_create_batch_through_the_service(client, stager):
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:batches_batch_change", args=[batch.pk])
     assert batch.created_by == stager
+    assert not batch.include_unchanged  # a delta send unless asked
+    assert b'name="include_unchanged"' in client.get(reverse("admin:batches_batch_add")).content
     # Nothing ready any more: a readable error, no batch.
     response = client.post(reverse("admin:batches_batch_add"), {"schema": "tracking"}, follow=True)
     assert b"no ready tracking records" in response.content
@@ -265,7 +267,7 @@ def partially_failed(built):
     )
     BatchFile.objects.filter(batch=built).update(status=BatchFile.Status.ERROR)
     # Guests leave the batch when it ends: rejected ones are free, one was fixed since.
-    Guest.objects.update(locked_by_batch_id=None)
+    BatchMembership.objects.update(live=False)
     for item, (outcome, _, _) in zip(items, answers, strict=True):
         Guest.objects.filter(pk=item.record_id).update(delivery_status=outcome)
     Guest.objects.filter(pk=items[3].record_id).update(value_hash="0" * 32)

@@ -6,6 +6,7 @@ The build streams through its own database connection, so these tests commit
 
 import gzip
 import hashlib
+import json
 import threading
 import tracemalloc
 
@@ -16,7 +17,10 @@ from django.db import connection
 from batches import services
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem
 from cdpstage.errors import ApplicationError
-from records.models import DeliveryStatus, Guest, ReviewStatus
+from records.models import BatchMembership, DeliveryStatus, Guest, ReviewStatus
+from records.selectors import in_live_batch, live_batch_of
+from records.serializing import dump_value, value_hash
+from records.services import lifecycle
 from tests.batches.conftest import make_ready_guests, make_ready_tracking
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -88,21 +92,25 @@ def test_batch_build_writes_envelopes_items_and_checksums(stager):
     assert hashlib.md5(blob).hexdigest() == batch_file.md5
     assert len(blob) == batch_file.size
     assert batch_file.record_count == 25
+    # The export reads the records in whatever order PostgreSQL scans them (no sort); each
+    # line's item names the record written on that line.
+    items = list(batch_file.items.order_by("line"))
+    assert [i.line for i in items] == list(range(1, 26))
+    assert sorted(i.record_id for i in items) == sorted(g.pk for g in guests)
+    by_id = {g.pk: g for g in guests}
     expected = [
         f'{{"ref":"{g.ref}","schema":"guest","mode":"upsert","value":{g.cdp_value}}}\n'.encode()
-        for g in sorted(guests, key=lambda g: g.pk)
+        for g in (by_id[i.record_id] for i in items)
     ]
     assert lines == expected
-    items = list(batch_file.items.order_by("line"))
-    assert [(i.line, i.record_id) for i in items] == [
-        (n, g.pk) for n, g in enumerate(sorted(guests, key=lambda g: g.pk), start=1)
-    ]
     assert all(i.outcome == BatchItem.Outcome.PENDING for i in items)
     assert {i.value_hash for i in items} == {g.value_hash for g in guests}
     # Selected records are locked and marked; the others are untouched.
-    assert Guest.objects.filter(locked_by_batch_id=batch.pk).count() == 25
-    assert Guest.objects.filter(delivery_status=DeliveryStatus.IN_BATCH).count() == 25
-    assert Guest.objects.get(pk=held.pk).locked_by_batch_id is None
+    assert BatchMembership.objects.filter(batch_id=batch.pk, kind="guest", live=True).count() == 25
+    assert in_live_batch(Guest.objects.all()).count() == 25
+    assert live_batch_of(model=Guest, record_id=held.pk) is None
+    # The build does not write the records it takes.
+    assert set(Guest.objects.values_list("delivery_status", flat=True)) == {DeliveryStatus.NOT_SENT}
     summary = batch.validation_summary
     assert summary["selected"] == 25
     assert summary["by_review_status"] == {"ready": 26, "held": 1}
@@ -244,7 +252,7 @@ def test_batch_cancel_releases_records_and_only_before_sending(stager, approver,
     services.batch_cancel(batch=batch, user=stager)
     batch.refresh_from_db()
     assert batch.status == Batch.Status.CANCELLED
-    assert not Guest.objects.filter(locked_by_batch_id__isnull=False).exists()
+    assert not in_live_batch(Guest.objects.all()).exists()
     assert set(Guest.objects.values_list("delivery_status", flat=True)) == {DeliveryStatus.NOT_SENT}
     assert BatchFile.objects.get(batch=batch).status == BatchFile.Status.FAILED
     with pytest.raises(ApplicationError, match="can no longer be cancelled"):
@@ -269,3 +277,42 @@ def test_batch_build_memory_is_flat_whatever_the_batch_size(stager, settings):
     small = peak(1_500, "s")
     large = peak(6_000, "l")
     assert large < small * 1.3 + 256 * 1024
+
+
+def _deliver(batch: Batch) -> None:
+    """What a successful send does to the batch's records: delivered, then released."""
+    lifecycle.records_record_outcomes(
+        model=Guest,
+        outcomes=(
+            "SELECT record_id, true, value_hash FROM batches_batchitem i"
+            " JOIN batches_batchfile f ON f.id = i.file_id WHERE f.batch_id = %s",
+            [batch.pk],
+        ),
+    )
+    lifecycle.records_release(model=Guest, batch_id=batch.pk)
+    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.SUCCEEDED)
+
+
+def test_a_delta_batch_takes_exactly_the_changed_records_and_a_full_send_all(stager):
+    guests = make_ready_guests(1000)
+    _deliver(build(services.batch_create(schema="guest", user=stager)))
+    changed = guests[::100]  # 10 of them edited since
+    for guest in changed:
+        value = {**json.loads(guest.cdp_value), "city": "Cork"}
+        text = dump_value(value)
+        Guest.objects.filter(pk=guest.pk).update(cdp_value=text, value_hash=value_hash(text))
+
+    delta = build(services.batch_create(schema="guest", user=stager))
+    taken = set(BatchItem.objects.filter(file__batch=delta).values_list("record_id", flat=True))
+    assert taken == {g.pk for g in changed}
+    assert delta.validation_summary["ready_not_selected"]["unchanged_since_delivery"] == 990
+    assert delta.validation_summary["unchanged_included"] == 0
+    _deliver(delta)
+
+    with pytest.raises(ApplicationError, match="delivered unchanged"):
+        services.batch_create(schema="guest", user=stager)
+    full = build(services.batch_create(schema="guest", user=stager, include_unchanged=True))
+    assert full.include_unchanged
+    assert full.records_total == 1000
+    assert full.validation_summary["unchanged_included"] == 1000
+    assert full.validation_summary["ready_not_selected"]["unchanged_since_delivery"] == 0

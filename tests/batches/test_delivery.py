@@ -24,6 +24,7 @@ from batches.models import Batch, BatchEvent, BatchFile, BatchItem
 from batches.selectors import batch_sample_lines, delivery_history
 from batches.services import delivery
 from records.models import DeliveryStatus, Guest
+from records.selectors import in_live_batch, live_batch_of
 from tests.batches.conftest import make_ready_guests
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -160,7 +161,7 @@ def test_upload_step_refuses_a_file_changed_since_approval(sending, enqueued, cd
     assert "upload" not in cdp.calls
     sending.refresh_from_db()
     assert sending.status == Batch.Status.FAILED
-    assert not Guest.objects.filter(locked_by_batch_id__isnull=False).exists()
+    assert not in_live_batch(Guest.objects.all()).exists()
 
 
 def test_transient_errors_back_off_honour_retry_after_then_give_up(sending, enqueued, cdp):
@@ -222,7 +223,10 @@ def test_success_delivers_every_record_and_ends_the_batch(sending, enqueued, cdp
     for guest in Guest.objects.all():
         assert guest.delivery_status == DeliveryStatus.DELIVERED
         assert guest.delivered_hash == guest.value_hash
-        assert guest.locked_by_batch_id is None
+        assert live_batch_of(model=Guest, record_id=guest.pk) is None
+        # The retention period counts from CDP's confirmation.
+        assert guest.delivered_at is not None
+        assert guest.delivered_at >= sending.approved_at
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
     assert sorted(message.to) == ["approver@example.com", "stager@example.com"]
@@ -274,6 +278,9 @@ def test_error_log_gives_each_record_its_outcome(sending, enqueued, cdp):
     assert statuses[items[0].record_id] == DeliveryStatus.REJECTED
     assert statuses[items[1].record_id] == DeliveryStatus.DELIVERED
     assert statuses[items[2].record_id] == DeliveryStatus.NOT_SENT
+    delivered_at = dict(Guest.objects.values_list("pk", "delivered_at"))
+    assert delivered_at[items[0].record_id] is None  # rejected: never delivered
+    assert delivered_at[items[1].record_id] is not None
 
 
 def test_error_without_log_fails_every_record(sending, enqueued, cdp):
@@ -462,9 +469,9 @@ def test_a_build_that_loses_its_lease_leaves_no_stored_files(stager, enqueued, m
     batch = services.batch_create(schema="guest", user=stager)
     real_record = building._record_build
 
-    def cancelled_meanwhile(batch, attempt, parts):
+    def cancelled_meanwhile(batch, attempt, parts, folder):
         services.batch_cancel(batch=batch, user=stager)
-        return real_record(batch, attempt, parts)
+        return real_record(batch, attempt, parts, folder)
 
     monkeypatch.setattr(building, "_record_build", cancelled_meanwhile)
     services.batch_build(batch_id=batch.pk, attempt=1)

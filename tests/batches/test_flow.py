@@ -14,6 +14,7 @@ from batches import services
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem
 from cdpstage.errors import ApplicationError
 from records.models import DeliveryStatus, Guest
+from records.selectors import in_live_batch, live_batch_of
 from records.serializing import value_hash
 from tests.batches.conftest import descendants, make_ready_guests, wait_for
 
@@ -81,7 +82,7 @@ def test_flow_happy_path_delivers_every_record_once(
     for guest in Guest.objects.all():
         assert guest.delivery_status == DeliveryStatus.DELIVERED
         assert guest.delivered_hash == guest.value_hash
-        assert guest.locked_by_batch_id is None
+        assert live_batch_of(model=Guest, record_id=guest.pk) is None
     # One file at a time: each allocation came after the previous file ended.
     files = list(BatchFile.objects.filter(batch=batch).order_by("sequence"))
     for earlier, later in zip(files, files[1:], strict=False):
@@ -124,7 +125,7 @@ def test_flow_rejected_records_get_their_outcome_and_can_be_resent_when_fixed(
     statuses = dict(Guest.objects.values_list("pk", "delivery_status"))
     assert {statuses[g.pk] for g in rejected} == {DeliveryStatus.REJECTED}
     assert sum(1 for s in statuses.values() if s == DeliveryStatus.DELIVERED) == 17
-    assert not Guest.objects.filter(locked_by_batch_id__isnull=False).exists()
+    assert not in_live_batch(Guest.objects.all()).exists()
     error_file = BatchFile.objects.get(batch=batch)
     assert error_file.status == "error"
     assert error_file.error_log.name.endswith(".log.gz")
@@ -227,7 +228,7 @@ def test_flow_bad_credentials_fail_at_once_with_a_readable_reason(
     # No retry for a 401: one call.
     assert BatchEvent.objects.filter(kind="cdp_call").count() == 1
     assert set(Guest.objects.values_list("delivery_status", flat=True)) == {DeliveryStatus.NOT_SENT}
-    assert not Guest.objects.filter(locked_by_batch_id__isnull=False).exists()
+    assert not in_live_batch(Guest.objects.all()).exists()
     assert "not-the-token" not in str(list(BatchEvent.objects.values_list("message", "data")))
 
 

@@ -14,7 +14,12 @@ from records.services.imports import import_run_create, import_run_execute
 
 pytestmark = pytest.mark.django_db
 
-BAD = b"identifiers.0.provider,identifiers.0.id,country\nemail,a@example.com,XX\nemail,,IE\n"
+# Row 2: country not ISO, row 3: no identity (both staged invalid); row 4: a cell too many
+# (refused).
+BAD = (
+    b"identifiers.0.provider,identifiers.0.id,country\nemail,a@example.com,XX\nemail,,IE\n"
+    b"email,b@example.com,IE,surplus\n"
+)
 
 
 @pytest.fixture
@@ -38,7 +43,7 @@ def test_add_form_starts_a_background_run(stager):
     url = reverse("admin:records_importrun_add")
     page = stager.get(url)
     assert page.status_code == 200
-    assert "If some rows are bad" in page.content.decode()
+    assert "If some rows are refused" in page.content.decode()
     upload = io.BytesIO(b"identifiers.0.provider;identifiers.0.id\nemail;a@example.com\n")
     upload.name = "guests.csv"
     response = stager.post(
@@ -91,8 +96,8 @@ def test_progress_endpoint_reports_counts(stager, finished_run):
     assert payload["status"] == "partial"
     assert payload["finished"] is True
     assert payload["percent"] == 100
-    assert (payload["rows_read"], payload["rows_created"], payload["rows_bad"]) == (2, 1, 1)
-    assert payload["rows_invalid"] == 1
+    assert (payload["rows_read"], payload["rows_created"], payload["rows_bad"]) == (3, 2, 1)
+    assert payload["rows_invalid"] == 2
 
 
 def test_progress_of_a_running_run(stager):
@@ -111,9 +116,45 @@ def test_error_report_download(stager, finished_run):
     response = stager.get(reverse("admin:records_importrun_error_report", args=[finished_run.pk]))
     content = b"".join(response.streaming_content).decode()
     assert response["Content-Disposition"].startswith("attachment")
-    assert content.splitlines()[0] == "row,column,code,reason"
-    assert "3,identifiers,no_identity," in content
+    lines = content.splitlines()
+    assert lines[0] == "row,column,severity,code,reason,identity"
+    # The Stager sees personal data (view_pii): the row's identity, never a cell's value.
+    assert lines[1] == (
+        "2,country,invalid,invalid_country,"
+        "Country must be an ISO 3166-1 alpha-2 country code such as IE.,email:a@example.com"
+    )
+    assert "3,identifiers,invalid,missing_identifier," in content
+    assert "4,,refused,extra_cells," in content
+
+
+def test_error_report_hides_identities_without_view_pii(client, user_factory, finished_run):
+    client.force_login(user_factory("reviewer", groups=("Reviewer",), is_staff=True))
+    response = client.get(reverse("admin:records_importrun_error_report", args=[finished_run.pk]))
+    content = b"".join(response.streaming_content).decode()
+    assert content.splitlines()[1].endswith("such as IE.,")
     assert "a@example.com" not in content
+
+
+def test_error_report_is_capped_with_counts_per_code(tmp_path, settings):
+    settings.IMPORT_REPORT_MAX_LINES = 3
+    rows = "".join(f"email,g{i}@example.com,XX\n" for i in range(5))
+    run = import_run_create(
+        uploaded_file=ContentFile(b"identifiers.0.provider,identifiers.0.id,country\n"
+                                  + rows.encode() + b"email,x@example.com,IE,surplus\n",
+                                  name="guests.csv"),
+        schema="guest",
+        on_error="skip",
+        enqueue=False,
+    )  # fmt: skip
+    run = import_run_execute(import_run_id=run.pk, attempt=run.attempt)
+    with run.error_report.open("rb") as handle:
+        lines = handle.read().decode().splitlines()
+    assert len(lines) == 1 + 3 + 2
+    assert lines[-2:] == [
+        ",,invalid,invalid_country,5 lines of this code in all (the report lists the first 3 "
+        "lines).,",
+        ",,refused,extra_cells,1 lines of this code in all (the report lists the first 3 lines).,",
+    ]
 
 
 def test_auditor_can_view_but_not_import_or_delete(client, user_factory, finished_run):

@@ -9,8 +9,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from cdpstage.admin import paginator as counting
 from records.admin import review as review_admin
-from records.models import Guest, ReviewStatus, TrackingEvent
+from records.admin.review import GuestAdmin
+from records.models import BatchMembership, Guest, ReviewStatus, TrackingEvent
 from tests.records.factories import GuestFactory, TrackingEventFactory
 
 pytestmark = pytest.mark.django_db
@@ -171,7 +173,7 @@ def test_guest_has_identifier_filter(client, reviewer):
 def test_guest_country_and_locked_filters(client, reviewer):
     french = GuestFactory(country="FR")
     irish = GuestFactory(country="IE")
-    Guest.objects.filter(pk=irish.pk).update(locked_by_batch_id=5)
+    BatchMembership.objects.create(batch_id=5, kind="guest", record_id=irish.pk)
     response = client.get(CHANGELIST, {"country": "FR"})
     assert [g.pk for g in response.context["cl"].result_list] == [french.pk]
     assert "FR" in [c for c, _ in review_admin.CountryFilter.lookups(None, None, None)]
@@ -322,7 +324,7 @@ def test_guest_search_by_prefix(client, reviewer, distinct_guest, term, found):
 
 
 def test_locked_guest_is_read_only_with_banner(client, editor, distinct_guest):
-    Guest.objects.filter(pk=distinct_guest.pk).update(locked_by_batch_id=12)
+    BatchMembership.objects.create(batch_id=12, kind="guest", record_id=distinct_guest.pk)
     url = _change_url(distinct_guest)
     response = client.get(url)
     html = response.content.decode()
@@ -334,7 +336,7 @@ def test_locked_guest_is_read_only_with_banner(client, editor, distinct_guest):
 def test_guest_save_race_with_batch_lock_reports_error(client, editor, distinct_guest):
     url = _change_url(distinct_guest)
     data = _post_data(client.get(url))
-    Guest.objects.filter(pk=distinct_guest.pk).update(locked_by_batch_id=13)
+    BatchMembership.objects.create(batch_id=13, kind="guest", record_id=distinct_guest.pk)
     data["city"] = "Cork"
     # The page was opened before the lock: has_change_permission now refuses the POST.
     assert client.post(url, data).status_code == 403
@@ -427,28 +429,89 @@ def _count_queries(captured) -> list[str]:
     return [q["sql"] for q in captured.captured_queries if "COUNT(" in q["sql"].upper()]
 
 
-def test_changelist_unfiltered_uses_estimate_not_count(client, reviewer, monkeypatch):
-    GuestFactory.create_batch(3)
+def test_changelist_beyond_the_limit_says_about_and_never_counts_fully(
+    client, reviewer, monkeypatch
+):
+    GuestFactory.create_batch(5)
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {Guest._meta.db_table}")
-    monkeypatch.setattr(review_admin, "ESTIMATE_ABOVE", 1)
+    monkeypatch.setattr(counting, "EXACT_COUNT_LIMIT", 2)
     with CaptureQueriesContext(connection) as captured:
         response = client.get(CHANGELIST)
     assert response.status_code == 200
-    assert _count_queries(captured) == []
-    assert response.context["cl"].result_count == 3
-
-
-def test_changelist_counts_are_capped_by_limit(client, reviewer, monkeypatch):
-    GuestFactory.create_batch(5)
-    monkeypatch.setattr(review_admin, "COUNT_CAP", 2)
-    with CaptureQueriesContext(connection) as captured:
-        response = client.get(CHANGELIST, {"review_status__exact": "new"})
-    assert response.status_code == 200
     counts = _count_queries(captured)
-    assert counts, "the filtered page should count, with a LIMIT"
+    assert counts
     assert all("LIMIT 3" in sql for sql in counts), counts
-    assert response.context["cl"].result_count >= 3
+    paginator = response.context["cl"].paginator
+    assert paginator.is_estimate
+    assert paginator.count == 5  # reltuples after ANALYZE
+    page = response.content.decode()
+    assert "about 5 guests" in page
+    assert "5 guests" not in page.replace("about 5 guests", "")
+
+
+def test_changelist_filtered_beyond_the_limit_uses_the_planner_estimate(
+    client, reviewer, monkeypatch
+):
+    GuestFactory.create_batch(5)
+    monkeypatch.setattr(counting, "EXACT_COUNT_LIMIT", 2)
+    response = client.get(CHANGELIST, {"review_status__exact": "new"})
+    assert response.status_code == 200
+    paginator = response.context["cl"].paginator
+    assert paginator.is_estimate
+    # Never below what is known for sure: more than the limit.
+    assert paginator.count >= 3
+    assert f"{paginator.count_display} guests" in response.content.decode()
+
+
+def test_changelist_up_to_the_limit_counts_exactly(client, reviewer, monkeypatch):
+    GuestFactory.create_batch(3)
+    monkeypatch.setattr(counting, "EXACT_COUNT_LIMIT", 3)
+    response = client.get(CHANGELIST, {"review_status__exact": "new"})
+    paginator = response.context["cl"].paginator
+    assert not paginator.is_estimate
+    assert paginator.count == 3
+    page = response.content.decode()
+    assert "3 guests" in page
+    assert "about" not in page.split('class="paginator"')[1]
+
+
+def test_changelist_select_all_of_an_estimate_says_the_action_limit(client, reviewer, monkeypatch):
+    GuestFactory.create_batch(5)
+    monkeypatch.setattr(counting, "EXACT_COUNT_LIMIT", 2)
+    monkeypatch.setattr(GuestAdmin, "list_per_page", 2)
+    page = client.get(CHANGELIST).content.decode()
+    assert "Select all about " in page
+    assert "more than the 2 an action changes at once" in page
+    # ... and the action refuses that selection with the same number.
+    response = client.post(
+        CHANGELIST,
+        {"action": "mark_ready", "select_across": "1", "_selected_action": ["0"]},
+        follow=True,
+    )
+    text = " ".join(str(m) for m in get_messages(response.wsgi_request))
+    assert "more than 2 guests" in text
+    assert not Guest.objects.filter(review_status=ReviewStatus.READY).exists()
+
+
+def test_changelist_page_past_a_too_high_estimate_is_empty_not_an_error(
+    client, reviewer, monkeypatch
+):
+    GuestFactory.create_batch(3)
+    monkeypatch.setattr(counting, "EXACT_COUNT_LIMIT", 1)
+    monkeypatch.setattr(counting, "_table_estimate", lambda table: 1_000_000)
+    response = client.get(CHANGELIST, {"p": "5000"})
+    assert response.status_code == 200
+    assert response.context["cl"].paginator.count == 1_000_000
+    assert list(response.context["cl"].result_list) == []
+    assert "about 1,000,000 guests" in response.content.decode()
+
+
+def test_about_rounds_to_three_significant_digits():
+    assert counting.about(123_456) == "about 123,000"
+    assert counting.about(20_001) == "about 20,000"
+    assert counting.about(987) == "about 987"
+    assert counting.about(1_234_567) == "about 1,230,000"
 
 
 def test_changelist_small_table_counts_exactly_with_limit(client, reviewer):
@@ -530,7 +593,7 @@ def test_tracking_save_goes_through_service(client, user_factory):
 
 
 def test_mark_ready_action_refuses_huge_selection(client, reviewer, monkeypatch):
-    monkeypatch.setattr(review_admin, "ADMIN_ACTION_MAX_ROWS", 2)
+    monkeypatch.setattr(counting, "EXACT_COUNT_LIMIT", 2)
     GuestFactory.create_batch(3)
     response = client.post(
         CHANGELIST,

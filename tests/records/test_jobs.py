@@ -26,10 +26,12 @@ def guest_csv(rows: int, *, bad_every: int = 0) -> bytes:
     writer = csv.writer(out)
     writer.writerow(["identifiers.0.provider", "identifiers.0.id", "email", "firstName", "country"])
     for i in range(rows):
+        # Every bad_every-th row is staged invalid (country not ISO), the next one refused
+        # (a cell too many).
         country = "XX" if bad_every and i % bad_every == 0 else "IE"
-        date_bad = bad_every and i % bad_every == 1
+        refused = bad_every and i % bad_every == 1
         email = f"g{i}@example.com"
-        writer.writerow(["email", "" if date_bad else email, email, f"name{i}", country])
+        writer.writerow(["email", email, email, f"name{i}", country, *(["x"] if refused else [])])
     return out.getvalue().encode()
 
 
@@ -71,7 +73,10 @@ def test_background_run_through_real_worker(clean_queues, settings):
     with run.error_report.open("rb") as handle:
         report = list(csv.DictReader(io.StringIO(handle.read().decode())))
     assert len(report) == 60
-    assert sorted({r["code"] for r in report}) == ["invalid_country", "no_identity"]
+    assert sorted({(r["severity"], r["code"]) for r in report}) == [
+        ("invalid", "invalid_country"),
+        ("refused", "extra_cells"),
+    ]
     assert all("@example.com" not in r["reason"] for r in report)
 
 

@@ -7,7 +7,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from records.models import Guest, ReviewStatus, TrackingEvent
+from records.models import BatchMembership, Guest, ReviewStatus, TrackingEvent
 from tests.processes import ROOT, worker_env
 from tests.records.factories import GuestFactory, ImportRunFactory, TrackingEventFactory
 
@@ -76,7 +76,7 @@ def test_records_mark_ready_tracking(operator):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--schema", "guest", "--all-valid", "--user", "nobody"], "There is no user named"),
+        (["--schema", "guest", "--all-valid", "--user", "nobody"], "No active user named"),
         (["--schema", "guest", "--import-run", "999999", "--user", "cmd-operator"], "no import"),
         (["--schema", "guest", "--user", "cmd-operator"], "--all-valid --import-run"),
         (["--schema", "order", "--all-valid", "--user", "cmd-operator"], "invalid choice"),
@@ -122,7 +122,7 @@ def test_records_mark_ready_exit_code_from_command_line():
         check=False,
     )
     assert result.returncode == 1
-    assert "There is no user named 'no-such-user-anywhere'." in result.stderr
+    assert "No active user named 'no-such-user-anywhere'." in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -133,7 +133,7 @@ def test_records_mark_ready_works_in_chunks(operator, monkeypatch):
     monkeypatch.setattr(command, "PROGRESS_EVERY", 2)
     GuestFactory.create_batch(5)
     locked = GuestFactory()
-    Guest.objects.filter(pk=locked.pk).update(locked_by_batch_id=8)
+    BatchMembership.objects.create(batch_id=8, kind="guest", record_id=locked.pk)
 
     output = _run("--schema", "guest", "--all-valid", "--user", "cmd-operator")
 

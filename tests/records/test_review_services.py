@@ -3,7 +3,7 @@
 import pytest
 
 from cdpstage.errors import ApplicationError
-from records.models import DeliveryStatus, Guest, ReviewStatus, TrackingEvent
+from records.models import BatchMembership, DeliveryStatus, Guest, ReviewStatus, TrackingEvent
 from records.services.review import (
     ReviewResult,
     guest_update,
@@ -47,7 +47,7 @@ def test_records_mark_ready_counts_and_skips_invalid_and_locked(reviewer):
     new = GuestFactory.create_batch(3)
     invalid = _invalid_guest()
     locked = GuestFactory()
-    Guest.objects.filter(pk=locked.pk).update(locked_by_batch_id=42)
+    BatchMembership.objects.create(batch_id=42, kind="guest", record_id=locked.pk)
     already = GuestFactory()
     Guest.objects.filter(pk=already.pk).update(review_status=ReviewStatus.READY)
 
@@ -134,7 +134,7 @@ def test_guest_update_ready_guest_goes_back_to_review(pii_editor):
 
 def test_guest_update_refuses_locked_guest(pii_editor):
     guest = GuestFactory()
-    Guest.objects.filter(pk=guest.pk).update(locked_by_batch_id=7)
+    BatchMembership.objects.create(batch_id=7, kind="guest", record_id=guest.pk)
     with pytest.raises(ApplicationError) as excinfo:
         guest_update(guest=guest, fields={"country": "FR"}, user=pii_editor)
     assert excinfo.value.message == (
@@ -181,7 +181,7 @@ def test_tracking_event_update_revalidates(user_factory):
 def test_records_delete_skips_locked_and_delivered(user_factory):
     admin_user = user_factory("svc-deleter", perms=("records.delete_guest",))
     plain, locked, delivered = GuestFactory.create_batch(3)
-    Guest.objects.filter(pk=locked.pk).update(locked_by_batch_id=3)
+    BatchMembership.objects.create(batch_id=3, kind="guest", record_id=locked.pk)
     Guest.objects.filter(pk=delivered.pk).update(
         delivery_status=DeliveryStatus.DELIVERED, delivered_hash=delivered.value_hash
     )

@@ -37,17 +37,20 @@ def test_guest_fields_from_value_types_columns():
     assert fields["guest_type"] == "customer"
 
 
-def test_guest_fields_from_value_refuses_unparseable_date():
-    with pytest.raises(UnstorableValue) as info:
-        guest_fields_from_value({"dateOfBirth": "24/12/1985"})
-    assert info.value.field == "dateOfBirth"
-    assert "24/12" not in info.value.message
+def test_guest_fields_from_value_types_text_that_is_no_date_as_no_date():
+    # The rule reports it (invalid_date) and the stored value keeps the text for the steward.
+    assert guest_fields_from_value({"dateOfBirth": "24/12/1985"})["date_of_birth"] is None
 
 
-def test_guest_fields_from_value_refuses_text_longer_than_column():
+def test_guest_fields_from_value_keeps_text_of_any_length():
+    # Lengths are CDP rules (reported, the row staged as invalid), not column limits.
+    assert guest_fields_from_value({"postCode": "X" * 300})["post_code"] == "X" * 300
+
+
+def test_guest_fields_from_value_refuses_a_type_its_column_cannot_hold():
     with pytest.raises(UnstorableValue) as info:
-        guest_fields_from_value({"postCode": "X" * 21})
-    assert info.value.code == "too_long"
+        guest_fields_from_value({"city": ["not", "text"]})
+    assert (info.value.field, info.value.code) == ("city", "wrong_type")
 
 
 def test_guest_children_from_value_keeps_order_and_attributes():
@@ -110,14 +113,18 @@ def test_guest_children_from_value_names_the_child_field_that_fails():
             {
                 "subscriptions": [
                     {"name": "a", "channel": "EMAIL"},
-                    {"name": "b", "channel": "EMAIL", "effectiveDate": "someday"},
+                    {"name": "b", "channel": ["EMAIL"], "effectiveDate": "someday"},
                 ]
             }
         )
-    assert (info.value.field, info.value.code) == (
-        "subscriptions.1.effectiveDate",
-        "invalid_datetime",
+    assert (info.value.field, info.value.code) == ("subscriptions.1.channel", "wrong_type")
+    children = guest_children_from_value(
+        {
+            "identifiers": [{"provider": "email", "id": "x" * 300}],
+            "subscriptions": [{"name": "b", "channel": "EMAIL", "effectiveDate": "someday"}],
+            "extensions": [{"name": "ext", "a": "1"}, {"name": "ext", "b": "2"}],
+        }
     )
-    with pytest.raises(UnstorableValue) as info:
-        guest_children_from_value({"identifiers": [{"provider": "email", "id": "x" * 300}]})
-    assert (info.value.field, info.value.code) == ("identifiers.0.id", "too_long")
+    assert children.identifiers[0][2] == "x" * 300
+    assert children.subscriptions[0][5] is None  # no date; the rule reports it
+    assert children.extensions == [("ext", "default", {"a": "1"})]  # one row per name

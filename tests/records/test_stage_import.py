@@ -11,7 +11,8 @@ from records.models import Guest, ImportRun
 from tests.processes import ROOT, worker_env
 
 GOOD = b"identifiers.0.provider,identifiers.0.id,email\nemail,a@example.com,a@example.com\n"
-MIXED = GOOD + b"email,,b@example.com\n"
+INVALID = GOOD + b"email,,b@example.com\n"  # row 3 has no identity: staged as invalid
+MIXED = INVALID + b"email,c@example.com,c@example.com,surplus\n"  # row 4 is refused
 
 
 def stage(path, *args):
@@ -35,24 +36,35 @@ def test_stage_import_succeeds_with_summary(tmp_path, user_factory):
 
 
 @pytest.mark.django_db
-def test_stage_import_all_or_nothing_exits_1(tmp_path):
+def test_stage_import_with_invalid_rows_exits_0(tmp_path):
+    path = tmp_path / "guests.csv"
+    path.write_bytes(INVALID)
+    output = stage(path, "--schema", "guest")
+    assert "2 created" in output
+    assert "1 staged as invalid" in output
+    assert Guest.objects.get(email="b@example.com").review_status == "invalid"
+    assert ImportRun.objects.get().status == "succeeded"
+
+
+@pytest.mark.django_db
+def test_stage_import_all_or_nothing_exits_2(tmp_path):
     path = tmp_path / "guests.csv"
     path.write_bytes(MIXED)
     with pytest.raises(CommandError) as info:
         stage(path, "--schema", "guest")
-    assert info.value.returncode == 1
+    assert info.value.returncode == 2
     assert Guest.objects.count() == 0
     assert ImportRun.objects.get().status == "failed"
 
 
 @pytest.mark.django_db
-def test_stage_import_skip_bad_rows_exits_2(tmp_path):
+def test_stage_import_skip_bad_rows_exits_1(tmp_path):
     path = tmp_path / "guests.csv"
     path.write_bytes(MIXED)
     with pytest.raises(CommandError) as info:
         stage(path, "--schema", "guest", "--skip-bad-rows")
-    assert info.value.returncode == 2
-    assert Guest.objects.count() == 1
+    assert info.value.returncode == 1
+    assert Guest.objects.count() == 2
     assert ImportRun.objects.get().status == "partial"
 
 
@@ -101,8 +113,8 @@ def test_stage_import_process_exit_codes(tmp_path):
     ok = run(good)
     assert ok.returncode == 0, ok.stderr
     assert "rows (100%)" in ok.stdout
-    assert run(bad).returncode == 1
-    assert run(bad, "--skip-bad-rows").returncode == 2
+    assert run(bad).returncode == 2
+    assert run(bad, "--skip-bad-rows").returncode == 1
     refused = run(empty)
-    assert refused.returncode == 1
+    assert refused.returncode == 2
     assert "The file is empty." in refused.stdout

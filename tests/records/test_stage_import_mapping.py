@@ -41,7 +41,8 @@ def test_crm_export_staged_through_a_mapping_document(customer_numbers):
         {"provider": "CUSTOMER_NO", "id": "C-1001"},
     ]
     assert anna["firstName"] == "Anna"
-    assert anna["lastName"] == "McDonald"
+    assert anna["lastName"] == "McDonald"  # values kept as given: no title case
+    assert anna["city"] == "NYC"
     assert anna["gender"] == "female"
     assert anna["dateOfBirth"] == "1999-11-11T00:00Z"
     assert anna["street"] == ["12 Main St", "Apt 4"]
@@ -56,6 +57,7 @@ def test_crm_export_staged_through_a_mapping_document(customer_numbers):
     assert taro["subscriptions"][0]["status"] == "UNSUBSCRIBED"
     liam = staged(4)  # no e-mail: identified by the customer number alone, no empty identifier
     assert liam["identifiers"] == [{"provider": "CUSTOMER_NO", "id": "C-1003"}]
+    assert liam["lastName"] == "van Beethoven"
     assert "subscriptions" not in liam
     assert Guest.objects.filter(review_status="new").count() == 3
     run_row = ImportRun.objects.get()
@@ -110,7 +112,7 @@ def test_a_file_of_another_layout_is_refused_with_every_header_problem(tmp_path)
     path.write_text("Customer No;E-Mail;Shoe size\nC-1;a@x.com;42\n")
     with pytest.raises(CommandError) as info:
         run("stage_import", str(path), "--schema", "guest", "--mapping", str(CRM_MAPPING))
-    assert info.value.returncode == 1
+    assert info.value.returncode == 2  # nothing imported
     message = ImportRun.objects.get().message
     assert '"First Name"' in message
     assert '"Notes"' in message
@@ -162,13 +164,30 @@ def test_a_provider_in_use_cannot_be_removed(customer_numbers):
 
 @pytest.mark.django_db
 def test_unknown_provider_staged_invalid_until_added(tmp_path):
-    # Row 4 has only the unknown provider's identifier (no identity at all): skipped here.
-    with pytest.raises(CommandError):
-        run("stage_import", str(CRM_CSV), "--schema", "guest", "--mapping", str(CRM_MAPPING),
-            "--skip-bad-rows")  # fmt: skip
+    # Row 4's only identifier has the unknown provider: no identity, staged as invalid (not
+    # refused), so the run stages every row and exits 0.
+    run("stage_import", str(CRM_CSV), "--schema", "guest", "--mapping", str(CRM_MAPPING))
+    assert ImportRun.objects.get().status == "succeeded"
     anna = Guest.objects.get(source_row=2)
     codes = {(e["field"], e["code"]) for e in anna.validation_errors}
     assert ("identifiers.1.provider", "unknown_provider") in codes
     message = next(e["message"] for e in anna.validation_errors if e["code"] == "unknown_provider")
     assert '"CUSTOMER_NO"' in message
     assert "identity_providers add" in message
+    liam = Guest.objects.get(source_row=4)
+    assert (liam.review_status, liam.identity_key) == ("invalid", None)
+    codes = {(e["field"], e["code"]) for e in liam.validation_errors}
+    assert codes == {
+        ("identifiers.0.provider", "unknown_provider"),
+        ("identifiers", "missing_identifier"),
+    }
+    assert json.loads(liam.cdp_value)["lastName"] == "van Beethoven"
+
+    # Once the provider is known, the same file updates the three guests (Liam included):
+    # nobody is staged twice, and all are valid.
+    run("identity_providers", "add", "CUSTOMER_NO")
+    run("stage_import", str(CRM_CSV), "--schema", "guest", "--mapping", str(CRM_MAPPING))
+    assert Guest.objects.count() == 3
+    liam = Guest.objects.get(pk=liam.pk)
+    assert (liam.review_status, liam.identity_key) == ("new", "CUSTOMER_NO:C-1003")
+    assert not Guest.objects.filter(review_status="invalid").exists()

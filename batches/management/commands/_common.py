@@ -5,23 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 
 from batches.models import Batch
 from batches.selectors import batch_progress
+from cdpstage.commandline import get_user
+
+__all__ = ["ACTOR_LABEL", "follow", "get_batch", "get_user"]
 
 ACTOR_LABEL = "command line"
-
-
-def get_user(username: str):
-    """The active user `username`, or a CommandError."""
-    try:
-        return get_user_model().objects.get(
-            **{get_user_model().USERNAME_FIELD: username}, is_active=True
-        )
-    except get_user_model().DoesNotExist:
-        raise CommandError(f"No active user named {username!r}.") from None
 
 
 def get_batch(batch_id: int) -> Batch:

@@ -18,6 +18,12 @@ class Command(BaseCommand):
         parser.add_argument("--schema", required=True, choices=BatchSchema.values)
         parser.add_argument("--user", required=True, help="who creates it (cannot approve it)")
         parser.add_argument("--note", default="", help="what the batch is for")
+        parser.add_argument(
+            "--include-unchanged",
+            action="store_true",
+            help="a full send: also records CDP already has with exactly their current value "
+            "(default: a delta send of new and changed records only)",
+        )
         parser.add_argument("--wait", action="store_true", help="wait until it is built")
         parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait")
 
@@ -25,7 +31,11 @@ class Command(BaseCommand):
         user = get_user(options["user"])
         try:
             batch = services.batch_create(
-                schema=options["schema"], user=user, note=options["note"], actor_label=ACTOR_LABEL
+                schema=options["schema"],
+                user=user,
+                note=options["note"],
+                actor_label=ACTOR_LABEL,
+                include_unchanged=options["include_unchanged"],
             )
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc

@@ -1,13 +1,16 @@
 """The staging engine: cleaned rows -> PostgreSQL, in batches, through COPY.
 
 One stager per schema (guests.py, tracking.py, children.py). `add()` cleans a mapped row with
-the rules, finds what makes it bad (cannot be stored, no identity, duplicate, locked, unknown
-guest) and queues it; every IMPORT_BATCH_ROWS rows `flush()` writes the batch: COPY (into the
+the rules and queues it: a row breaking a CDP rule (no identity, a value too long, a country
+that is no ISO code) is staged as invalid with every problem in the report; only a row that
+cannot be staged at all is refused (another record's ref, a guest in a live batch, an unknown
+guest for a child row). Every IMPORT_BATCH_ROWS rows `flush()` writes the batch: COPY (into the
 table, or a temporary table and one INSERT ... ON CONFLICT), then COPY of the children.
 Memory holds one batch, plus the one being written on the helper thread.
 
-The caller owns the transaction (all-or-nothing is a rollback). In abort mode the first bad
-row stops the writing, but every later row is still checked, so the error report is complete.
+The caller owns the transaction (all-or-nothing for refused rows is a rollback). In abort
+mode the first refused row stops the writing, but every later row is still checked, so the
+error report is complete.
 """
 
 from __future__ import annotations
@@ -20,11 +23,15 @@ from typing import Any
 from django.db import connection
 
 from records.importing.copytext import copy_blocks, copy_row
-from records.importing.report import ErrorReport
+from records.importing.report import INVALID, REFUSED, WARNING, ErrorReport
 from records.mapping import MappedRow
-from records.models import ImportRun
+from records.models import Guest, ImportRun
 from records.rules import Problem
+from records.selectors import live_batch_id_sql
 from records.serializing import GUEST_COLUMNS, TRACKING_COLUMNS
+
+# A report line as the stager queues it: (row, column, severity, code, message, identity).
+ReportTuple = tuple[int, str, str, str, str, str | None]
 
 GUEST_TYPED: tuple[str, ...] = tuple(column for column, _ in GUEST_COLUMNS.values())
 TRACKING_TYPED: tuple[str, ...] = tuple(column for column, _ in TRACKING_COLUMNS.values())
@@ -44,6 +51,14 @@ class Counts:
 
 def db_type(model: type, attname: str) -> str:
     return model._meta.get_field(attname).db_type(connection)
+
+
+def live_batch_of(record: str) -> str:
+    """SQL for the id of the live batch a staged record (table alias `record`) is in, NULL
+    when none: the one place the stager asks whether a record is locked by a batch (usable in
+    a select list and as `... IS NULL` in a WHERE), so how batches hold records can change here
+    alone."""
+    return live_batch_id_sql(model=Guest, record=f"{record}.id")
 
 
 def locked_message(batch_id: int | None) -> str:
@@ -87,14 +102,16 @@ class Stager:
         # write's own lines (its checks run on the writer thread), so the report stays in order.
         self._pending_row: int | None = None
         self._prepared = False
-        self._lines: list[tuple[int, str, str, str]] = []
+        self._lines: list[ReportTuple] = []
         # Per-row outcome, for the import-export preview (None when nobody listens).
         self.outcomes: dict[int, str] | None = None
 
-    def bad(self, row: int, column: str, code: str, message: str) -> None:
-        """A row that cannot be staged: reported, skipped, and in abort mode writing stops."""
-        self._lines.append((row, column, code, message))
-        self.report.note_refused(row, column, code, message)
+    def bad(
+        self, row: int, column: str, code: str, message: str, identity: str | None = None
+    ) -> None:
+        """A row that cannot be staged (refused): reported, skipped, and in abort mode writing
+        stops."""
+        self._lines.append((row, column, REFUSED, code, message, identity))
         if len(self._lines) >= 4 * self.batch_rows:
             self._emit(self._held_from())  # a file of nothing but bad rows must not fill memory
         self.counts.bad += 1
@@ -102,14 +119,22 @@ class Stager:
             self.writing = False
         self._outcome(row, "bad")
 
-    def invalid(self, row: int, problems: Iterable[Problem], *, strip: str = "") -> None:
+    def invalid(
+        self, row: int, problems: Iterable[Problem], *, strip: str = "", identity: str | None = None
+    ) -> None:
         """A row staged with problems: every problem goes to the report."""
         for problem in problems:
             column = problem.field
             if strip and column.startswith(strip):
                 column = column[len(strip) :]
-            self._lines.append((row, column, problem.code, problem.message))
+            self._lines.append((row, column, INVALID, problem.code, problem.message, identity))
         self.counts.invalid += 1
+
+    def warning(
+        self, row: int, column: str, code: str, message: str, identity: str | None = None
+    ) -> None:
+        """A row staged as it is, with something worth knowing (e.g. it repeats a guest)."""
+        self._lines.append((row, column, WARNING, code, message, identity))
 
     def _emit(self, held_from: int | None = None) -> None:
         """Write the queued report lines in row order (checks run in several passes); lines
@@ -122,8 +147,9 @@ class Stager:
                 return
             self._lines = [line for line in self._lines if line[0] >= held_from]
         lines.sort(key=lambda line: line[0])
-        for line in lines:
-            self.report.add(*line)
+        add = self.report.add
+        for row, column, severity, code, message, identity in lines:
+            add(row, column, code, message, severity=severity, identity=identity)
 
     def _held_from(self) -> int | None:
         return self._pending_row if self._pending is not None else None
@@ -169,7 +195,7 @@ class Stager:
         """Run write(cursor, *args) on the writer thread once the previous write is done.
 
         first_row: the batch's first source row, when the write reports problems of its rows
-        (WriteResult.rejected / .lines), so that their report lines are held until it is done.
+        (WriteResult.lines), so that their report lines are held until it is done.
         """
         self._wait()
         if self._executor is None:
@@ -190,11 +216,10 @@ class Stager:
         self.counts.updated += result.updated
         self.counts.unchanged += result.unchanged
         self.counts.invalid += result.invalid
+        self.counts.bad += result.refused
+        if result.refused and self.abort:
+            self.writing = False
         self._lines.extend(result.lines)
-        for row, column, code, message in result.rejected:
-            self.bad(row, column, code, message)
-        for row, code, message in result.bad:
-            self.bad(row, "identifiers" if code == "locked" else "", code, message)
         if self.outcomes is not None:
             for row, outcome in result.outcomes:
                 self.outcomes[row] = outcome
@@ -233,18 +258,30 @@ class WriteResult:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
-    bad: list[tuple[int, str, str]] = field(default_factory=list)  # (row, code, message)
-    # Checks made on the writer thread: bad rows (row, column, code, message), report lines
-    # of rows staged with problems, how many such rows, and per-row outcomes.
-    rejected: list[tuple[int, str, str, str]] = field(default_factory=list)
-    lines: list[tuple[int, str, str, str]] = field(default_factory=list)
+    # Checks made on the writer thread: report lines of refused rows (and how many), of rows
+    # staged with problems (and how many such rows) and warnings, and per-row outcomes.
+    lines: list[ReportTuple] = field(default_factory=list)
+    refused: int = 0
     invalid: int = 0
     outcomes: list[tuple[int, str]] = field(default_factory=list)
 
-    def reject(self, row: int, column: str, code: str, message: str) -> None:
-        self.rejected.append((row, column, code, message))
+    def reject(
+        self, row: int, column: str, code: str, message: str, identity: str | None = None
+    ) -> None:
+        self.lines.append((row, column, REFUSED, code, message, identity))
+        self.refused += 1
+        self.outcomes.append((row, "bad"))
 
-    def invalid_row(self, row: int, problems: Iterable[Problem]) -> None:
+    def invalid_row(
+        self, row: int, problems: Iterable[Problem], identity: str | None = None
+    ) -> None:
         for problem in problems:
-            self.lines.append((row, problem.field, problem.code, problem.message))
+            self.lines.append(
+                (row, problem.field, INVALID, problem.code, problem.message, identity)
+            )
         self.invalid += 1
+
+    def warn(
+        self, row: int, column: str, code: str, message: str, identity: str | None = None
+    ) -> None:
+        self.lines.append((row, column, WARNING, code, message, identity))

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from records.importing.staging.base import Stager, locked_message
+from records.importing.staging.base import Stager, live_batch_of, locked_message
 from records.mapping import MappedRow
 from records.rules import (
     Problem,
@@ -95,7 +95,7 @@ class ChildStager(Stager):
         if by_ident:
             providers, ids = zip(*by_ident, strict=True)
             self.cursor.execute(
-                """SELECT i.provider, i.identifier, g.id, g.locked_by_batch_id
+                f"""SELECT i.provider, i.identifier, g.id, {live_batch_of("g")}
                      FROM records_identifier i
                      JOIN unnest(%s::text[], %s::text[]) AS v(provider, identifier)
                        ON i.provider = v.provider AND i.identifier = v.identifier
@@ -106,7 +106,8 @@ class ChildStager(Stager):
                 found[(provider, ident)].add((gid, locked))
         if by_email:
             self.cursor.execute(
-                "SELECT email, id, locked_by_batch_id FROM records_guest WHERE email = ANY(%s)",
+                f"SELECT g.email, g.id, {live_batch_of('g')} FROM records_guest g"
+                " WHERE g.email = ANY(%s)",
                 [list(by_email)],
             )
             for email, gid, locked in self.cursor.fetchall():

@@ -16,14 +16,15 @@ from records.importing.staging.base import (
     Stager,
     WriteResult,
     db_type,
+    live_batch_of,
     locked_message,
 )
 from records.mapping import ChildScope, MappedRow
 from records.models import Guest
 from records.rules import Problem, clean_guest, identity_key
+from records.selectors import live_batches_settle
 from records.serializing import (
     GuestChildren,
-    UnstorableValue,
     dump_value,
     guest_children_from_value,
     guest_fields_from_value,
@@ -35,7 +36,7 @@ from records.serializing import (
 @dataclass(slots=True)
 class _Guest:
     row: int
-    key: str
+    key: str | None  # None: no identity (staged invalid, matched to no staged guest)
     value: dict[str, Any]
     problems: list[Problem]
     typed: str  # the typed columns (GUEST_TYPED) as COPY text
@@ -48,6 +49,8 @@ class _Guest:
     digest: str = ""
     errors: list[dict[str, str]] = field(default_factory=list)
     line: str = ""  # the _LINE_COLUMNS as COPY text
+    # Earlier rows of this file with the same identity, which this (later) row replaced.
+    repeats: list[int] = field(default_factory=list)
 
     def serialize(self) -> None:
         text = dump_value(self.value)  # kept only inside `line` (memory: two batches live)
@@ -91,6 +94,18 @@ class _Existing:
     cdp_value: str
     # Never sent to CDP: its ref is referenced by no batch, so a batch line may replace it.
     ref_adoptable: bool
+    # Its stored problems (JSON text): a row with the same value but other problems (the
+    # rules' data changed since, e.g. a provider was added) is written too.
+    errors_json: str
+
+    def has_errors(self, errors: list[dict[str, str]]) -> bool:
+        return orjson.loads(self.errors_json) == errors
+
+
+# The identity key and the _Existing fields of a staged guest `g`.
+_EXISTING_COLUMNS = f"""g.identity_key, g.id, g.value_hash, {live_batch_of("g")}, g.ref::text,
+    g.cdp_value, g.delivery_status = 'not_sent' AND g.delivered_hash = '',
+    g.validation_errors::text"""
 
 
 class GuestStager(Stager):
@@ -98,7 +113,11 @@ class GuestStager(Stager):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # Updates existing guests: a build must not select while this transaction may still
+        # change what it would take (the build then waits for the import to commit).
+        live_batches_settle(model=Guest)
         self.batch: list[_Guest] = []
+        # identity key / ref -> index in self.batch
         self.batch_keys: dict[str, int] = {}
         self.batch_refs: dict[str, int] = {}
 
@@ -115,8 +134,8 @@ class GuestStager(Stager):
                     validation_errors jsonb, cdp_value text, value_hash text, {typed}
                 ) ON COMMIT DROP"""
         )
-        # Every identity seen in this file so far, with its row: a guest twice in one file
-        # is a bad row whatever the batch boundaries (kept in PostgreSQL, not in memory).
+        # Every identity seen in this file so far, with its first row: a guest repeated in one
+        # file is reported whatever the batch boundaries (kept in PostgreSQL, not in memory).
         self.cursor.execute(
             f"CREATE TEMP TABLE {self.t_seen} (identity_key text PRIMARY KEY, source_row integer)"
             " ON COMMIT DROP"
@@ -124,45 +143,43 @@ class GuestStager(Stager):
 
     def add(self, row: int, mapped: MappedRow) -> None:
         value, problems = clean_guest(mapped.value, identity_providers=self.providers)
+        # No identity: clean_guest reported it (missing_identifier); the row is staged as
+        # invalid for a steward to complete, under no key (it matches no staged guest).
         key = identity_key(value.get("identifiers", ()), identity_providers=self.providers)
-        if key is None:
-            accepted = ", ".join(self.providers) or "none configured"
-            self.bad(
-                row,
-                "identifiers",
-                "no_identity",
-                "The row has no identifier from an identity provider (accepted: "
-                f"{accepted}), so it cannot be matched to a guest.",
-            )
-            return
-        try:
-            fields = guest_fields_from_value(value)
-            children = _child_lines(guest_children_from_value(value))
-        except UnstorableValue as exc:
-            self.bad(row, exc.field, exc.code, exc.message)
-            return
-        earlier = self.batch_keys.get(key)
-        if earlier is not None:
-            self._duplicate(row, earlier)
-            return
-        if mapped.ref is not None:
-            earlier = self.batch_refs.get(mapped.ref)
-            if earlier is not None:
-                self.bad(row, "ref", "duplicate_ref", f"Row {earlier} has the same ref.")
+        index = self.batch_keys.get(key) if key is not None else None
+        ref = mapped.ref
+        if ref is not None:
+            other = self.batch_refs.get(ref)
+            if other is not None and other != index:
+                earlier = self.batch[other].row
+                self.bad(row, "ref", "duplicate_ref", f"Row {earlier} has the same ref.", key)
                 return
-            self.batch_refs[mapped.ref] = row
-        self.batch_keys[key] = row
+        fields = guest_fields_from_value(value)
+        children = _child_lines(guest_children_from_value(value))
         typed = copy_row([fields[c] for c in GUEST_TYPED])
-        guest = _Guest(row, key, value, problems, typed, children, mapped.scope, mapped.ref)
+        guest = _Guest(row, key, value, problems, typed, children, mapped.scope, ref)
         guest.serialize()
         if not _needs_merge(guest.scope):
             guest.value = {}  # only a merge with the staged guest reads it again
-        self.batch.append(guest)
+        if index is None:
+            index = len(self.batch)
+            self.batch.append(guest)
+            if key is not None:
+                self.batch_keys[key] = index
+        else:
+            # The same guest again in this batch: the later row wins, as a re-import would.
+            earlier = self.batch[index]
+            self.warning(row, "identifiers", "repeated_guest", _repeat_message(earlier.row), key)
+            guest.repeats = [*earlier.repeats, earlier.row]
+            if guest.ref is None:
+                guest.ref = earlier.ref
+            elif earlier.ref is not None and earlier.ref != guest.ref:
+                del self.batch_refs[earlier.ref]
+            self.batch[index] = guest
+        if guest.ref is not None:
+            self.batch_refs[guest.ref] = index
         if len(self.batch) >= self.batch_rows:
             self.flush()
-
-    def _duplicate(self, row: int, earlier: int) -> None:
-        self.bad(row, "identifiers", "duplicate_identity", _duplicate_message(earlier))
 
     def _flush(self) -> None:
         batch, self.batch = self.batch, []
@@ -174,22 +191,30 @@ class GuestStager(Stager):
         # The checks against the table (repeats in the file, staged guests, refs) and the
         # write run on the writer thread: the connection is busy with the previous write
         # anyway, and the main thread goes on cleaning the next batch meanwhile.
-        self._submit(self._check_and_write, batch, first_row=batch[0].row)
+        # (min: a row replaced by a later repeat leaves that later row in its place)
+        self._submit(self._check_and_write, batch, first_row=min(g.row for g in batch))
 
     def _check_and_write(self, cursor: Any, batch: list[_Guest]) -> WriteResult:
         """Check a batch against the table and write what changed (on the writer thread:
         touches no shared state, reports through its WriteResult)."""
         result = WriteResult()
-        batch = self._drop_seen(cursor, batch, result)
-        existing = self._existing([g.key for g in batch])
+        self._note_repeats(cursor, batch, result)
+        keys = [g.key for g in batch if g.key is not None]
+        existing = self._existing(keys)
+        if len(existing) < len(keys):
+            existing.update(
+                self._adopt_identityless(cursor, [k for k in keys if k not in existing])
+            )
         batch = self._check_refs(cursor, batch, result)
         writes: list[tuple[_Guest, str, str, list[dict[str, str]]]] = []
         refs: list[tuple[int, str]] = []
         for guest in batch:
-            found = existing.get(guest.key)
+            found = existing.get(guest.key) if guest.key is not None else None
+            # The earlier rows it replaced count as updates of the guest (as a re-import).
+            result.updated += len(guest.repeats)
             merge = found is not None and _needs_merge(guest.scope) and found.cdp_value
-            if merge and not self._merge(guest, found, result):
-                continue
+            if merge:
+                self._merge(guest, found)
             text, digest, errors = "", guest.digest, guest.errors  # the text is in guest.line
             new_ref = (
                 found is not None
@@ -198,25 +223,26 @@ class GuestStager(Stager):
                 and found.ref_adoptable
                 and found.locked_by is None
             )
-            if new_ref and digest == found.value_hash:
+            same = found is not None and digest == found.value_hash and found.has_errors(errors)
+            if new_ref and same:
                 # Same value under the file's ref (a batch line): only the ref changes.
                 refs.append((found.id, guest.ref))
                 result.updated += 1
                 if errors:
-                    result.invalid_row(guest.row, guest.problems)
+                    result.invalid_row(guest.row, guest.problems, guest.key)
                 result.outcomes.append((guest.row, "update"))
                 continue
-            if found is not None and digest == found.value_hash:
+            if same:
                 result.unchanged += 1
                 if errors:
-                    result.invalid_row(guest.row, guest.problems)
+                    result.invalid_row(guest.row, guest.problems, guest.key)
                 result.outcomes.append((guest.row, "unchanged"))
                 continue
             if found is not None and found.locked_by is not None:
-                result.reject(guest.row, "identifiers", "locked", locked_message(found.locked_by))
+                _reject_locked(result, guest, found.locked_by)
                 continue
             if errors:
-                result.invalid_row(guest.row, guest.problems)
+                result.invalid_row(guest.row, guest.problems, guest.key)
             result.outcomes.append((guest.row, "update" if found is not None else "new"))
             guest.existing_id = found.id if found is not None else None
             # The writer needs the text, columns and children only: let the value go now
@@ -226,7 +252,7 @@ class GuestStager(Stager):
             if new_ref and found is not None:
                 refs.append((found.id, guest.ref))
         # In abort mode a bad row stops the writing (the transaction is rolled back anyway).
-        writing = self.writing and not (self.abort and result.rejected)
+        writing = self.writing and not (self.abort and result.refused)
         if writes and writing:
             self._write_guests(cursor, writes, result)
         if refs and writing:
@@ -237,24 +263,29 @@ class GuestStager(Stager):
         """Give updated guests the ref of their batch line (losslessness), when no batch has
         used their old ref yet; a delivered guest keeps its ref for the audit trail."""
         cursor.execute(
-            """UPDATE records_guest AS g SET ref = v.ref
+            f"""UPDATE records_guest AS g SET ref = v.ref
                  FROM unnest(%s::bigint[], %s::uuid[]) AS v(id, ref)
                 WHERE g.id = v.id AND g.delivery_status = 'not_sent' AND g.delivered_hash = ''
-                  AND g.locked_by_batch_id IS NULL""",
+                  AND {live_batch_of("g")} IS NULL""",
             [[r[0] for r in refs], [r[1] for r in refs]],
         )
 
-    def _drop_seen(self, cursor: Any, batch: list[_Guest], result: WriteResult) -> list[_Guest]:
-        keys = [g.key for g in batch]
-        rows = [g.row for g in batch]
+    def _note_repeats(self, cursor: Any, batch: list[_Guest], result: WriteResult) -> None:
+        """Warn of guests an earlier batch of this file staged already (this later row
+        updates them: the check against the table finds them staged)."""
+        keyed = [g for g in batch if g.key is not None]
+        if not keyed:
+            return
+        keys = [g.key for g in keyed]
+        rows = [g.row for g in keyed]
         cursor.execute(
             f"""INSERT INTO {self.t_seen} (identity_key, source_row)
                 SELECT * FROM unnest(%s::text[], %s::integer[])
                 ON CONFLICT (identity_key) DO NOTHING""",
             [keys, rows],
         )
-        if cursor.rowcount == len(batch):
-            return batch  # the usual case: no key came back over the wire
+        if cursor.rowcount == len(keyed):
+            return  # the usual case: no key came back over the wire
         # Keys are unique within a batch, so a key whose recorded row is another row was
         # seen in an earlier batch.
         cursor.execute(
@@ -265,25 +296,51 @@ class GuestStager(Stager):
             [keys, rows],
         )
         first_row = dict(cursor.fetchall())
-        kept = []
-        for guest in batch:
-            if guest.key not in first_row:
-                kept.append(guest)
-            else:
-                result.reject(guest.row, "identifiers", "duplicate_identity",
-                              _duplicate_message(first_row[guest.key]))  # fmt: skip
-        return kept
+        for guest in keyed:
+            if guest.key in first_row:
+                result.warn(guest.row, "identifiers", "repeated_guest",
+                            _repeat_message(first_row[guest.key]), guest.key)  # fmt: skip
 
     def _existing(self, keys: list[str]) -> dict[str, _Existing]:
         # Called on the writer thread: a cursor of its own (the connection serialises).
         with self.raw.cursor() as cursor:
             cursor.execute(
-                """SELECT identity_key, id, value_hash, locked_by_batch_id, ref::text, cdp_value,
-                          delivery_status = 'not_sent' AND delivered_hash = ''
-                     FROM records_guest WHERE identity_key = ANY(%s)""",
+                f"""SELECT {_EXISTING_COLUMNS} FROM records_guest g
+                     WHERE g.identity_key = ANY(%s)""",
                 [keys],
             )
             return {r[0]: _Existing(*r[1:]) for r in cursor.fetchall()}
+
+    def _adopt_identityless(self, cursor: Any, keys: list[str]) -> dict[str, _Existing]:
+        """Give staged guests without identity the key a row now has for one of their
+        identifiers, so that the row updates them rather than staging the guest twice.
+
+        A guest staged while its only identifier's provider was unknown (staged invalid, no
+        key) becomes identifiable once the provider is added; the re-import of its file must
+        find it. One index probe answers "are there any such guests" for most imports.
+        """
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM records_guest WHERE identity_key IS NULL)")
+        if not cursor.fetchone()[0]:
+            return {}
+        providers, ids = zip(*(key.split(":", 1) for key in keys), strict=True)
+        cursor.execute(
+            f"""WITH candidate AS (
+                    SELECT g.id, w.key
+                      FROM unnest(%s::text[], %s::text[], %s::text[])
+                           AS w(key, provider, identifier)
+                      JOIN records_identifier i
+                        ON i.provider = w.provider AND i.identifier = w.identifier
+                      JOIN records_guest g ON g.id = i.guest_id
+                     WHERE g.identity_key IS NULL AND {live_batch_of("g")} IS NULL),
+                -- one guest per key (the unique index), then one key per guest
+                per_key AS (SELECT DISTINCT ON (key) key, id FROM candidate ORDER BY key, id),
+                hit AS (SELECT DISTINCT ON (id) id, key FROM per_key ORDER BY id, key)
+                UPDATE records_guest AS g SET identity_key = hit.key
+                  FROM hit WHERE g.id = hit.id
+             RETURNING {_EXISTING_COLUMNS}""",
+            [keys, list(providers), list(ids)],
+        )
+        return {key: _Existing(*rest) for key, *rest in cursor.fetchall()}
 
     def _check_refs(self, cursor: Any, batch: list[_Guest], result: WriteResult) -> list[_Guest]:
         refs = [g.ref for g in batch if g.ref is not None]
@@ -298,19 +355,15 @@ class GuestStager(Stager):
         owner = dict(cursor.fetchall())
         kept = []
         for guest in batch:
-            other = owner.get(guest.ref) if guest.ref is not None else None
-            if other is not None and other != guest.key:
-                result.reject(
-                    guest.row,
-                    "ref",
-                    "ref_in_use",
-                    "This ref already belongs to another staged guest; refs are unique.",
-                )
+            # A guest without identity owns its ref alone: no later row can be matched to it.
+            if guest.ref in owner and (guest.key is None or owner[guest.ref] != guest.key):
+                message = "This ref already belongs to another staged guest; refs are unique."
+                _reject(result, guest, "ref", "ref_in_use", message)
                 continue
             kept.append(guest)
         return kept
 
-    def _merge(self, guest: _Guest, found: _Existing, result: WriteResult) -> bool:
+    def _merge(self, guest: _Guest, found: _Existing) -> None:
         """Give the row the children its file does not carry, kept from the staged guest."""
         old = orjson.loads(found.cdp_value)
         merged = dict(guest.value)
@@ -323,16 +376,11 @@ class GuestStager(Stager):
                 groups = kept + list(guest.value.get("extensions", ()))
                 merged["extensions"] = sorted(groups, key=lambda g: g.get("name", ""))
         if merged == guest.value:
-            return True
+            return
         value, problems = clean_guest(merged, identity_providers=self.providers)
-        try:
-            guest.children = _child_lines(guest_children_from_value(value))
-        except UnstorableValue as exc:
-            result.reject(guest.row, exc.field, exc.code, exc.message)
-            return False
+        guest.children = _child_lines(guest_children_from_value(value))
         guest.value, guest.problems = value, problems
         guest.serialize()
-        return True
 
     def _write(
         self,
@@ -360,7 +408,7 @@ class GuestStager(Stager):
     ) -> None:
         new = [w for w in writes if w[0].existing_id is None]
         known = [w for w in writes if w[0].existing_id is not None]
-        returned: dict[str, tuple[int, bool]] = {}
+        returned: dict[int, tuple[int, bool]] = {}  # source row -> (guest id, inserted)
         if new:
             copied = self._copy_new(cursor, new)
             if copied is None:
@@ -375,10 +423,10 @@ class GuestStager(Stager):
                 cursor.execute(f"DELETE FROM {table} WHERE guest_id = ANY(%s)", [updated_ids])
         identifiers, subscriptions, extensions = [], [], []
         for guest, _text, _digest, _errors in writes:
-            hit = returned.get(guest.key)
+            hit = returned.get(guest.row)
             if hit is None:
                 # Locked by a batch between our check and the write (another transaction).
-                result.bad.append((guest.row, "locked", locked_message(None)))
+                _reject_locked(result, guest, None)
                 continue
             gid, inserted = hit
             if inserted:
@@ -415,7 +463,7 @@ class GuestStager(Stager):
 
     def _copy_new(
         self, cursor: Any, new: list[tuple[_Guest, str, str, list[dict[str, str]]]]
-    ) -> dict[str, tuple[int, bool]] | None:
+    ) -> dict[int, tuple[int, bool]] | None:
         """COPY guests no staged guest matched straight into the table (the fast path of an
         initial load); None when one was inserted by a concurrent import meanwhile."""
         cursor.execute(
@@ -442,11 +490,11 @@ class GuestStager(Stager):
             cursor.execute("ROLLBACK TO SAVEPOINT import_new_guests")
             return None
         cursor.execute("RELEASE SAVEPOINT import_new_guests")
-        return {g.key: (gid, True) for gid, (g, _t, _d, _e) in zip(ids, new, strict=True)}
+        return {g.row: (gid, True) for gid, (g, _t, _d, _e) in zip(ids, new, strict=True)}
 
     def _upsert(
         self, cursor: Any, writes: list[tuple[_Guest, str, str, list[dict[str, str]]]]
-    ) -> dict[str, tuple[int, bool]]:
+    ) -> dict[int, tuple[int, bool]]:
         """COPY into the temporary table, then INSERT ... ON CONFLICT (identity_key) DO UPDATE
         (a guest locked by a batch meanwhile is left alone and not returned)."""
         cursor.execute(f"TRUNCATE {self.t_guest}")
@@ -479,15 +527,30 @@ class GuestStager(Stager):
                        identity_key, {typed}, now(), now()
                   FROM {self.t_guest}
                 ON CONFLICT (identity_key) DO UPDATE SET {updates}, updated_at = now()
-                 WHERE records_guest.locked_by_batch_id IS NULL
-                RETURNING identity_key, id, (xmax = 0)""",
+                 WHERE {live_batch_of("records_guest")} IS NULL
+                RETURNING source_row, id, (xmax = 0)""",
             [self.import_run_id],
         )
         return {r[0]: (r[1], r[2]) for r in cursor.fetchall()}
 
 
-def _duplicate_message(earlier: int) -> str:
-    return f"The same guest (same identity) is already in row {earlier} of this file."
+def _repeat_message(earlier: int) -> str:
+    return (
+        f"The same guest (same identity) is in row {earlier} of this file; this later row "
+        "updates it."
+    )
+
+
+def _reject(result: WriteResult, guest: _Guest, column: str, code: str, message: str) -> None:
+    """Refuse a guest's row and the earlier rows of the file it replaced."""
+    for row in (*guest.repeats, guest.row):
+        result.reject(row, column, code, message, guest.key)
+
+
+def _reject_locked(result: WriteResult, guest: _Guest, batch_id: int | None) -> None:
+    """A guest in a live batch cannot change (the loop counted its repeats as updates)."""
+    _reject(result, guest, "identifiers", "locked", locked_message(batch_id))
+    result.updated -= len(guest.repeats)
 
 
 def _needs_merge(scope: ChildScope) -> bool:

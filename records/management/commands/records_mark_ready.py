@@ -2,9 +2,9 @@
 
 from collections.abc import Iterator
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from cdpstage.commandline import get_user
 from cdpstage.errors import ApplicationError
 from records.models import Guest, ImportRun, ReviewStatus, Schema, TrackingEvent
 from records.services.review import records_mark_ready
@@ -66,7 +66,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         schema = options["schema"]
         model = MODELS[schema]
-        user = self._user(options["user"])
+        user = get_user(options["user"])
         queryset = model.objects.all()
         if options["import_run"] is not None:
             queryset = queryset.filter(import_run=self._import_run(options["import_run"], schema))
@@ -94,16 +94,6 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{held} held records left held (use --include-held to include them)."
             )
-
-    def _user(self, name: str):
-        user_model = get_user_model()
-        try:
-            user = user_model.objects.get(**{user_model.USERNAME_FIELD: name})
-        except user_model.DoesNotExist:
-            raise CommandError(f"There is no user named {name!r}.") from None
-        if not user.is_active:
-            raise CommandError(f"The user {name!r} is inactive.")
-        return user
 
     def _import_run(self, run_id: int, schema: str) -> ImportRun:
         try:

@@ -1,8 +1,9 @@
 """`manage.py stage_import FILE --schema guest`: import a file in the foreground.
 
 Creates an import run and carries it out through the same service the background job uses,
-printing progress and a summary. Exit status: 0 when every row was imported, 2 when bad rows
-were skipped, 1 when nothing was imported, 130 when stopped with Ctrl-C.
+printing progress and a summary. Exit status: 0 when every row was staged (some possibly as
+invalid, for a steward to fix), 1 when some rows were refused (with --skip-bad-rows the rest
+were staged), 2 when nothing was imported, 130 when stopped with Ctrl-C.
 """
 
 import json
@@ -41,7 +42,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--skip-bad-rows",
             action="store_true",
-            help="Import the good rows and report the bad ones (default: all or nothing).",
+            help="Stage the other rows when some are refused (default: all or nothing).",
         )
         parser.add_argument(
             "--format", choices=ImportRun.Format.values, help="Default: from name and content."
@@ -193,14 +194,17 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{run.get_status_display()} in {elapsed:,.1f} s: {run.rows_read:,} read, "
             f"{run.rows_created:,} created, {run.rows_updated:,} updated, "
-            f"{run.rows_unchanged:,} unchanged, {run.rows_invalid:,} invalid, "
-            f"{run.rows_bad:,} bad."
+            f"{run.rows_unchanged:,} unchanged, {run.rows_invalid:,} staged as invalid, "
+            f"{run.rows_bad:,} refused."
         )
         if run.message:
             self.stdout.write(run.message)
         if run.error_report:
             self.stdout.write(f"Error report: {run.error_report.path}")
         if run.status == ImportRun.Status.FAILED:
-            raise CommandError("Nothing was imported.", returncode=1)
+            raise CommandError("Nothing was imported.", returncode=2)
         if run.status == ImportRun.Status.PARTIAL:
-            raise CommandError("Not every row was imported (bad rows skipped).", returncode=2)
+            raise CommandError(
+                "Not every row was staged (refused rows skipped; see the error report).",
+                returncode=1,
+            )

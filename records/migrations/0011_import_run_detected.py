@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('records', '0006_search_prefix_indexes'),
+        ('records', '0010_erasure'),
     ]
 
     operations = [

@@ -1,0 +1,1 @@
+"""Admin pieces several apps share (the change lists' paginator, the read-only admin)."""

@@ -1,0 +1,145 @@
+"""A record's life in batches: taken by a batch, released, delivered or rejected.
+
+The only writes of batch memberships and of the records' lifecycle columns
+(`delivery_status`, `delivered_hash`, `delivered_at`); the batches app calls these and never
+writes them itself.
+
+Every statement here is written so that PostgreSQL's plan stays linear in the rows it touches
+whatever its statistics say (they are often stale right after a bulk change, and autovacuum
+may be off): record ids handed over by the caller are put in a temporary table with a primary
+key and analysed before the join, so both sides of every join have an index and true row
+counts, and a nested loop, if chosen, probes an index instead of re-scanning a table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from records.models import DeliveryStatus, ReviewStatus, SuppressedIdentity
+from records.selectors import SELECTION_LOCKS, StagedModel, live_batch_sql, record_kind
+from records.services.erasure import SUPPRESSED_SQL
+
+__all__ = [
+    "records_lock",
+    "records_record_outcomes",
+    "records_release",
+]
+
+# SQL the caller hands over, and its parameters.
+Query = tuple[str, Sequence[Any]]
+
+
+def eligible_sql(*, model: StagedModel, include_unchanged: bool = False) -> str:
+    """A record may go into a batch when it is ready, valid, holds a value, is in no live
+    batch, and was not already delivered with exactly this content (alias `t`) — a delta
+    send; `include_unchanged` takes delivered, unchanged records too (a full send)."""
+    sql = (
+        f"t.review_status = '{ReviewStatus.READY}' AND t.validation_errors = '[]'::jsonb"
+        f" AND t.cdp_value <> '' AND NOT {live_batch_sql(model=model)}"
+    )
+    if not include_unchanged:
+        sql += " AND t.value_hash <> t.delivered_hash"
+    # Checked again although such records are invalid: one staged before an erasure request
+    # (or in a race with it) must not go out. Only while the list has entries, so an empty
+    # list costs the build nothing.
+    suppressed = SUPPRESSED_SQL.get(model)
+    if suppressed and SuppressedIdentity.objects.exists():
+        sql += f" AND NOT {suppressed}"
+    return sql
+
+
+def _ids_table(cursor: Any, name: str, columns: str, query: Query) -> None:
+    """Put the rows of `query` into temporary table `name` (first column its primary key) and
+    analyse it, so the planner knows how many there are."""
+    cursor.execute(f"DROP TABLE IF EXISTS {name}")
+    cursor.execute(f"CREATE TEMPORARY TABLE {name} ({columns}) ON COMMIT DROP")
+    sql, params = query
+    cursor.execute(f"INSERT INTO {name} {sql} ON CONFLICT DO NOTHING", params)
+    cursor.execute(f"ANALYZE {name}")
+
+
+@transaction.atomic
+def records_lock(
+    *,
+    model: StagedModel,
+    batch_id: int,
+    among: Query | None = None,
+    include_unchanged: bool = False,
+) -> int:
+    """Make `batch_id` the live batch of every eligible record; returns how many it took.
+
+    One INSERT ... SELECT of narrow rows: the records themselves are not written. `among`
+    (a SELECT of record ids) narrows the choice, e.g. to what an earlier batch failed to
+    deliver. Selections of one kind run one at a time (an advisory lock), so the NOT EXISTS
+    of the eligibility sees every other batch's choice; the unique partial index would refuse
+    a record live in two batches all the same. Plain INSERT rather than ON CONFLICT DO
+    NOTHING: speculative insertion costs about twice as much per row.
+    """
+    kind = record_kind(model)
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SELECTION_LOCKS[kind]])
+        # A scan of the whole table: JIT compilation cost more than it saved on it here.
+        cursor.execute("SET LOCAL jit = off")
+        join = ""
+        if among is not None:
+            _ids_table(cursor, "batch_candidates", "record_id bigint PRIMARY KEY", among)
+            join = " JOIN batch_candidates c ON c.record_id = t.id"
+        cursor.execute(
+            "INSERT INTO records_batchmembership (batch_id, kind, record_id, live)"
+            f" SELECT %s, %s, t.id, true FROM {table} t{join}"
+            f" WHERE {eligible_sql(model=model, include_unchanged=include_unchanged)}",
+            [batch_id, kind],
+        )
+        taken = cursor.rowcount
+        # The statements that follow (export, outcomes, other builds) plan with true counts.
+        cursor.execute("ANALYZE records_batchmembership")
+    return taken
+
+
+@transaction.atomic
+def records_release(*, model: StagedModel, batch_id: int) -> int:
+    """The batch ended: it no longer holds its records (they may be edited and batched again)."""
+    with connection.cursor() as cursor:
+        # The primary key (batch_id, kind, record_id) finds the batch's rows.
+        cursor.execute(
+            "UPDATE records_batchmembership SET live = false"
+            " WHERE batch_id = %s AND kind = %s AND live",
+            [batch_id, record_kind(model)],
+        )
+        released = cursor.rowcount
+        if released:
+            cursor.execute("ANALYZE records_batchmembership")
+    return released
+
+
+@transaction.atomic
+def records_record_outcomes(*, model: StagedModel, outcomes: Query) -> int:
+    """Write what CDP did with records: `outcomes` is a SELECT of (record id, delivered
+    boolean, hash of the value sent). Delivered records remember that hash (an unchanged
+    record is not sent again); rejected ones keep the hash of their last delivery."""
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        _ids_table(
+            cursor,
+            "batch_outcomes",
+            "record_id bigint PRIMARY KEY, delivered boolean NOT NULL, value_hash varchar(32)",
+            outcomes,
+        )
+        cursor.execute(
+            f"UPDATE {table} t SET delivery_status = CASE WHEN o.delivered"
+            " THEN %(delivered)s ELSE %(rejected)s END,"
+            " delivered_hash = CASE WHEN o.delivered THEN o.value_hash ELSE t.delivered_hash END,"
+            " delivered_at = CASE WHEN o.delivered THEN %(now)s ELSE t.delivered_at END"
+            " FROM batch_outcomes o WHERE t.id = o.record_id",
+            {
+                "delivered": DeliveryStatus.DELIVERED,
+                "rejected": DeliveryStatus.REJECTED,
+                "now": timezone.now(),
+            },
+        )
+        return cursor.rowcount

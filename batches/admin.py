@@ -6,6 +6,8 @@ states). The record pages get their delivery history through the hook in
 records/admin/review.py.
 """
 
+import csv
+import io
 import os
 from dataclasses import replace
 from urllib.parse import urlsplit
@@ -14,7 +16,14 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
@@ -28,12 +37,12 @@ from cdpstage.admin.paginator import CappedCountPaginator
 from cdpstage.admin.readonly import ReadOnlyAdmin
 from cdpstage.errors import ApplicationError
 from cdpstage.templatetags.humanize_units import duration_text, size_text
-from records.admin.review import register_delivery_history
+from records.admin.review import CdpOutcomes, register_cdp_outcomes, register_delivery_history
 from records.masking import can_view_pii, mask_message
 from records.models import Guest, ReviewStatus, TrackingEvent
 from records.rules import problem_label
 
-# The states in which a batch changes without anyone clicking: its page refreshes itself.
+# The states in which a batch changes without anyone clicking: its page polls its progress.
 REFRESH_STATUSES = frozenset(
     {Batch.Status.DRAFT, Batch.Status.BUILDING, Batch.Status.UPLOADING, Batch.Status.PROCESSING}
 )
@@ -42,6 +51,18 @@ CANCELLABLE_STATUSES = frozenset(
 )
 # Statuses that end a batch badly: the progress box is styled as a failure.
 FAILED_STATUSES = frozenset({Batch.Status.FAILED, Batch.Status.PARTIALLY_FAILED})
+RESENDABLE_STATUSES = FAILED_STATUSES
+# The batch page lists this many rejected records; the CSV has them all.
+REJECTED_ON_PAGE = 100
+REJECTED_CSV_CHUNK = 2000
+REJECTED_CSV_HEADER = (
+    "file", "batch_ref", "line", "record_ref", "record_id", "record", "code", "meaning", "message",
+)  # fmt: skip
+# The admin page of a batch schema's records (a rejected record links to it).
+RECORD_ADMIN = {
+    "guest": "admin:records_guest_change",
+    "tracking": "admin:records_trackingevent_change",
+}
 
 
 def can_cancel(user, batch: Batch) -> bool:
@@ -57,6 +78,133 @@ def file_status_label(batch: Batch, batch_file: BatchFile) -> str:
     if batch.status == Batch.Status.CANCELLED and not batch_file.dispatched_at:
         return "Not sent (batch cancelled)"
     return batch_file.get_status_display()
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{pluralize(count)}"
+
+
+def batch_progress_box(batch: Batch) -> dict:
+    """What the batch page's progress box says, as texts and numbers: the page renders it and
+    its script polls it (no full-page reload), so the two never disagree. No personal data.
+
+    One sentence per state; a bar only where something moves (or has moved) by itself; the
+    retries CDP is going through, with their reason, at the top.
+    """
+    progress = selectors.batch_progress(batch)
+    contents = (
+        f"{_plural(batch.records_total, 'record')} in {_plural(batch.file_count, 'file')} "
+        f"({size_text(batch.bytes_total)})"
+    )
+    bar = False
+    status = batch.status
+    if status == Batch.Status.DRAFT:
+        text = "Waiting for a worker to start the build."
+    elif status == Batch.Status.BUILDING and not progress.total:
+        text = "Selecting the ready records…"
+    elif status == Batch.Status.BUILT:
+        took = (
+            f" in {duration_text(batch.built_at - batch.build_started_at)}"
+            if batch.built_at and batch.build_started_at
+            else ""
+        )
+        text = f"{contents}, built{took}; waiting for approval."
+    elif status == Batch.Status.APPROVED:
+        text = f"{contents}, approved by {batch.approved_by}; not sent yet."
+    elif status == Batch.Status.CANCELLED:
+        before = "" if batch.sent_at else " before anything was sent to CDP"
+        text = f"Cancelled{before}; its records are free for another batch."
+    else:
+        bar = True
+        noun = "file" if progress.unit == "files" else "record"
+        what = "finished at CDP" if progress.unit == "files" else "written"
+        parts = [
+            f"{progress.done:,} of {progress.total:,} {noun}{pluralize(progress.total)} {what}"
+        ]
+        if status in REFRESH_STATUSES:  # a rate or ETA means nothing once it ended
+            if progress.rate:
+                parts.append(f"{progress.rate:,.0f} {progress.unit}/s")
+            if progress.eta_seconds:
+                parts.append(f"about {duration_text(progress.eta_seconds)} left")
+        text = " · ".join(parts)
+    retries = [
+        f"File {f.sequence}: {f.last_error} (try {f.failures + 1} of "
+        f"{settings.CDP_MAX_ATTEMPTS}; the next one starts by itself)."
+        for f in selectors.batch_files(batch).filter(next__isnull=True)
+        if f.failures and not f.is_finished and f.last_error
+    ]
+    return {
+        "status": status,
+        "phase": progress.phase,
+        "text": text,
+        "bar": bar,
+        "percent": progress.percent,
+        "failed": status in FAILED_STATUSES,
+        "retries": retries,
+        "message": batch.message,
+        "live": status in REFRESH_STATUSES,
+        "records_delivered": batch.records_delivered,
+        "records_rejected": batch.records_rejected,
+        "records_failed": batch.records_failed,
+    }
+
+
+def can_resend(user, batch: Batch) -> bool:
+    """Whoever may create batches may re-send one that ended with undelivered records."""
+    return batch.status in RESENDABLE_STATUSES and user.has_perm("batches.add_batch")
+
+
+def resend_consequences(batch: Batch) -> list[str]:
+    """What "Re-send" takes and what it leaves out, in numbers (the confirm page)."""
+    preview = selectors.batch_resend_preview(batch)
+    lines = [
+        f"A new batch is created and built with {_plural(preview.takes, 'record')} of batch "
+        f"{batch.pk}; it needs approval like any batch (not by you).",
+        f"It takes: {_plural(preview.not_delivered, 'record')} whose file failed or that CDP "
+        f"did not confirm, {_plural(preview.cdp_side, 'record')} CDP failed on its side (5xx) "
+        f"as they are, and {_plural(preview.fixed, 'rejected record')} fixed since.",
+    ]
+    if preview.unfixed:
+        lines.append(
+            f"It leaves out {_plural(preview.unfixed, 'rejected record')} not changed since CDP "
+            "rejected them: CDP would reject them again. Fix them and mark them ready first."
+        )
+    if preview.not_ready:
+        lines.append(
+            f"It leaves out {_plural(preview.not_ready, 'record')} that are not ready now "
+            "(held, invalid, or in another live batch)."
+        )
+    lines.append("Delivered records are never sent again.")
+    return lines
+
+
+def _rejected_csv_lines(batch: Batch, items, user):
+    """The CSV's lines, a chunk of items (and one label query) at a time."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(REJECTED_CSV_HEADER)
+    chunk: list[BatchItem] = []
+
+    def flush():
+        for row in selectors.batch_rejected_rows(batch, chunk, user=user):
+            writer.writerow(
+                (row.file_sequence, row.batch_ref, row.line, row.record_ref, row.record_id,
+                 row.record_label, row.code, row.group.title, row.message)
+            )  # fmt: skip
+        chunk.clear()
+
+    yield out.getvalue()
+    for item in items.iterator(chunk_size=REJECTED_CSV_CHUNK):
+        chunk.append(item)
+        if len(chunk) >= REJECTED_CSV_CHUNK:
+            out.seek(0)
+            out.truncate()
+            flush()
+            yield out.getvalue()
+    out.seek(0)
+    out.truncate()
+    flush()
+    yield out.getvalue()
 
 
 @admin.register(Batch)
@@ -140,6 +288,12 @@ class BatchAdmin(ReadOnlyAdmin):
             path("<int:pk>/send/", view(self.send_view), name="batches_batch_send"),
             path("<int:pk>/cancel/", view(self.cancel_view), name="batches_batch_cancel"),
             path("<int:pk>/resend/", view(self.resend_view), name="batches_batch_resend"),
+            path("<int:pk>/progress/", view(self.progress_view), name="batches_batch_progress"),
+            path(
+                "<int:pk>/rejected.csv",
+                view(self.rejected_csv_view),
+                name="batches_batch_rejected_csv",
+            ),
             path(
                 "file/<int:pk>/download/",
                 view(self.download_view),
@@ -189,21 +343,24 @@ class BatchAdmin(ReadOnlyAdmin):
                         batch_file, user=request.user
                     )
             summary = batch.validation_summary or {}
+            group = request.GET.get("rejected", "")
+            rejected = selectors.batch_rejected_items(batch, group=group)
             extra.update(
+                rejection_groups=selectors.batch_rejection_groups(batch),
+                rejected_group=group,
+                rejected_rows=selectors.batch_rejected_rows(
+                    batch, rejected[:REJECTED_ON_PAGE], user=request.user
+                ),
+                rejected_shown=REJECTED_ON_PAGE,
+                rejected_count=rejected.count(),
+                rejected_masked=not can_view_pii(request.user),
+                record_admin=RECORD_ADMIN.get(batch.schema, ""),
                 batch=batch,
                 files=files,
-                # Files CDP is being retried on, with the reason: shown at the top, not only
-                # in the timeline at the bottom.
-                retrying=[f for f in files if f.failures and not f.is_finished and f.last_error],
-                max_attempts=settings.CDP_MAX_ATTEMPTS,
+                box=batch_progress_box(batch),
                 samples=samples,
                 samples_masked=not can_view_pii(request.user),
                 events=selectors.batch_events(batch),
-                progress=selectors.batch_progress(batch),
-                failed=batch.status in FAILED_STATUSES,
-                build_took=duration_text(batch.built_at - batch.build_started_at)
-                if batch.built_at and batch.build_started_at
-                else "",
                 review_statuses=[
                     (ReviewStatus(status).label if status in ReviewStatus.values else status, n)
                     for status, n in summary.get("by_review_status", {}).items()
@@ -214,14 +371,17 @@ class BatchAdmin(ReadOnlyAdmin):
                 can_approve=services.can_approve(request.user, batch),
                 can_send=services.can_send(request.user, batch),
                 can_cancel=can_cancel(request.user, batch),
-                can_resend=batch.status in (Batch.Status.PARTIALLY_FAILED, Batch.Status.FAILED)
-                and request.user.has_perm("batches.add_batch"),
+                can_resend=can_resend(request.user, batch),
                 can_download=can_view_pii(request.user),
-                # Only while something happens by itself: a batch waiting for a person
-                # (built, approved) would otherwise reload under the approver every 5 s.
-                refresh=batch.status in REFRESH_STATUSES,
             )
         return super().change_view(request, object_id, form_url, extra)
+
+    def progress_view(self, request, pk):
+        """The progress box's JSON, polled by the batch page while the batch moves by itself."""
+        batch = get_object_or_404(Batch.objects.select_related("approved_by"), pk=pk)
+        if not self.has_view_permission(request, batch):
+            raise PermissionDenied
+        return JsonResponse(batch_progress_box(batch))
 
     def _post_action(self, request, pk, action, done):
         if request.method != "POST":
@@ -330,7 +490,28 @@ class BatchAdmin(ReadOnlyAdmin):
             lambda batch: f"Batch {batch.pk} cancelled; its records are free again.",
         )
 
+    def rejected_csv_view(self, request, pk):
+        """Every rejected record of the batch (or of one group) as CSV, masked as on the page."""
+        batch = get_object_or_404(Batch, pk=pk)
+        if not self.has_view_permission(request, batch):
+            raise PermissionDenied
+        items = selectors.batch_rejected_items(batch, group=request.GET.get("rejected", ""))
+        response = StreamingHttpResponse(
+            _rejected_csv_lines(batch, items, request.user), content_type="text/csv"
+        )
+        response["Content-Disposition"] = f'attachment; filename="batch-{batch.pk}-rejected.csv"'
+        return response
+
     def resend_view(self, request, pk):
+        if request.method == "GET":
+            return self._confirm(
+                request,
+                pk,
+                allowed=lambda batch: can_resend(request.user, batch),
+                verb="re-sent",
+                button="Create the re-send batch",
+                consequences=resend_consequences,
+            )
         return self._post_action(
             request,
             pk,
@@ -486,3 +667,10 @@ def render_delivery_history(record) -> str:
 
 register_delivery_history(Guest, render_delivery_history)
 register_delivery_history(TrackingEvent, render_delivery_history)
+register_cdp_outcomes(
+    CdpOutcomes(
+        groups=selectors.rejection_group_choices,
+        refs_in_group=selectors.refs_rejected_for,
+        latest_rejection=selectors.latest_rejection,
+    )
+)

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import requests
+from django.conf import settings
 
 AUTH_MESSAGE = "CDP refused the credentials; check CDP_CLIENT_KEY and CDP_API_TOKEN."
 # Statuses CDP reports for a batch (section 1.4); the last three are terminal.
@@ -272,8 +273,6 @@ class CdpClient:
     @classmethod
     def from_settings(cls, *, on_call: Callable[[CdpCall], None] | None = None) -> CdpClient:
         """A client configured from settings (read now, not at import)."""
-        from django.conf import settings
-
         return cls(
             base_url=settings.CDP_BASE_URL,
             client_key=settings.CDP_CLIENT_KEY,

@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
+from isal import isal_zlib
+
 # gzip trailer (CRC32 + ISIZE), the final deflate block and a block header's worth of slack.
 FINISH_BYTES = 256
 # The fixed gzip header the compressor writes first.
@@ -58,8 +60,6 @@ class _Compressor(Protocol):
 def compressor_factory(codec: str, level: int) -> Callable[[], _Compressor]:
     """A factory of gzip-wrapped deflate compressors for `codec` ("isal" or "zlib")."""
     if codec == "isal":
-        from isal import isal_zlib
-
         # isal's level 0 is not "stored": it can expand incompressible input many times.
         if not 1 <= level <= 3:
             raise ValueError("The isal codec takes CDP_GZIP_LEVEL 1 to 3.")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.db import connections
+
 from batches import services
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,4 @@ def on_job_failure(job: Any, connection: Any, exc_type: type, value: Any, traceb
     finally:
         # The callback may run in the worker's main process: never keep its DB socket open
         # across the next fork.
-        from django.db import connections
-
         connections.close_all()

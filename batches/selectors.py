@@ -12,9 +12,12 @@ from typing import Any
 import orjson
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.storage import default_storage
-from django.db.models import Count, QuerySet
+from django.db import connection
+from django.db.models import CharField, Count, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
+from batches.cdpcodes import BY_KEY, CodeGroup, code_group
 from batches.models import (
     BATCH_FINAL_STATUSES,
     BATCHFILE_FINAL_STATUSES,
@@ -23,17 +26,28 @@ from batches.models import (
     BatchFile,
     BatchItem,
 )
-from records.masking import can_view_pii, mask_value
+from records.masking import can_view_pii, mask_email, mask_identity_key, mask_value
+from records.models import Guest, ReviewStatus, TrackingEvent
 
 __all__ = [
     "BatchProgress",
     "DeliveryRow",
+    "RejectedRow",
+    "RejectionGroup",
+    "ResendPreview",
     "batch_detail",
     "batch_events",
     "batch_files",
     "batch_progress",
     "batch_sample_lines",
+    "batch_rejected_items",
+    "batch_rejected_rows",
+    "batch_rejection_groups",
+    "batch_resend_preview",
     "delivery_history",
+    "latest_rejection",
+    "refs_rejected_for",
+    "rejection_group_choices",
 ]
 
 
@@ -225,3 +239,211 @@ def batch_detail(batch: Batch) -> dict[str, Any]:
         "validation_summary": batch.validation_summary,
         "files": files,
     }
+
+
+# The staged records of each batch schema the rejected-records table names (erasure requests
+# carry no personal data to name them by).
+RECORD_MODELS = {"guest": Guest, "tracking": TrackingEvent}
+
+
+# -- rejected records ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RejectionGroup:
+    """The batch's rejected records of one kind of CDP answer: how many, under which codes."""
+
+    group: CodeGroup
+    count: int
+    # (code, CDP's message, records) as they came in the log.
+    answers: tuple[tuple[str, str, int], ...]
+
+
+def _rejection_answers(batch: Batch) -> list[tuple[str, str, int]]:
+    """(code, message, records) of the batch's rejected items: CDP's messages are generic, so
+    there are a handful of pairs however many records were rejected."""
+    return list(
+        BatchItem.objects.filter(file__batch=batch, outcome=BatchItem.Outcome.REJECTED)
+        .values_list("code", "message")
+        .annotate(n=Count("id"))
+        .order_by("-n", "code", "message")
+    )
+
+
+def batch_rejection_groups(batch: Batch) -> list[RejectionGroup]:
+    """The batch's rejected records grouped by what CDP's answer means, largest group first."""
+    grouped: dict[str, list[tuple[str, str, int]]] = {}
+    for code, message, count in _rejection_answers(batch):
+        grouped.setdefault(code_group(code, message).key, []).append((code, message, count))
+    groups = [
+        RejectionGroup(BY_KEY[key], sum(n for _, _, n in answers), tuple(answers))
+        for key, answers in grouped.items()
+    ]
+    return sorted(groups, key=lambda g: -g.count)
+
+
+def batch_rejected_items(batch: Batch, *, group: str = "") -> QuerySet[BatchItem]:
+    """The batch's rejected items in file and line order; `group` (a cdpcodes key) keeps the
+    items whose code and message fall in that group."""
+    items = BatchItem.objects.filter(
+        file__batch=batch, outcome=BatchItem.Outcome.REJECTED
+    ).select_related("file")
+    if group:
+        pairs = [
+            Q(code=code, message=message)
+            for code, message, _ in _rejection_answers(batch)
+            if code_group(code, message).key == group
+        ]
+        if not pairs:
+            return items.none()
+        condition = pairs[0]
+        for pair in pairs[1:]:
+            condition |= pair
+        items = items.filter(condition)
+    return items.order_by("file__sequence", "file_id", "line")
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """One rejected record as the batch page and its CSV show it (masked without view_pii)."""
+
+    record_id: int
+    record_ref: str
+    record_label: str
+    file_sequence: int
+    batch_ref: str
+    line: int
+    code: str
+    group: CodeGroup
+    message: str
+
+
+def _record_labels(schema: str, record_ids: list[int], *, show_pii: bool) -> dict[int, str]:
+    """How each record is named: a guest by email (or identity key), an event by its type and
+    guest identity; masked unless the user may see personal data."""
+    if schema not in RECORD_MODELS:
+        return {}
+    if schema == "guest":
+        rows = Guest.objects.filter(pk__in=record_ids).values_list("pk", "email", "identity_key")
+        labels = {}
+        for pk, email, key in rows:
+            if email:
+                labels[pk] = email if show_pii else mask_email(email)
+            else:
+                labels[pk] = (key if show_pii else mask_identity_key(key)) or f"guest {pk}"
+        return labels
+    rows = TrackingEvent.objects.filter(pk__in=record_ids).values_list(
+        "pk", "type", "guest_identity_key"
+    )
+    return {
+        pk: f"{kind} of {key if show_pii else mask_identity_key(key)}" for pk, kind, key in rows
+    }
+
+
+def batch_rejected_rows(
+    batch: Batch, items: QuerySet[BatchItem] | list[BatchItem], *, user: AbstractBaseUser
+) -> list[RejectedRow]:
+    """Rows for these rejected items (one query for their records' labels)."""
+    items = list(items)
+    labels = _record_labels(
+        batch.schema, [item.record_id for item in items], show_pii=can_view_pii(user)
+    )
+    return [
+        RejectedRow(
+            record_id=item.record_id,
+            record_ref=str(item.record_ref),
+            record_label=labels.get(item.record_id, "(no longer staged)"),
+            file_sequence=item.file.sequence,
+            batch_ref=str(item.file.batch_ref),
+            line=item.line,
+            code=item.code,
+            group=code_group(item.code, item.message),
+            message=item.message,
+        )
+        for item in items
+    ]
+
+
+def rejection_group_choices() -> list[tuple[str, str]]:
+    """(key, title) of the kinds of rejection CDP has given, for the record lists' filter."""
+    pairs = BatchItem.objects.filter(outcome=BatchItem.Outcome.REJECTED).values_list(
+        "code", "message"
+    )
+    keys = {code_group(code, message).key for code, message in pairs.distinct()}
+    return [(key, BY_KEY[key].title) for key in BY_KEY if key in keys]
+
+
+def refs_rejected_for(group: str) -> QuerySet:
+    """The refs of records CDP rejected with an answer of this kind (a subquery)."""
+    pairs = BatchItem.objects.filter(outcome=BatchItem.Outcome.REJECTED).values_list(
+        "code", "message"
+    )
+    condition = Q(pk__in=[])
+    for code, message in pairs.distinct():
+        if code_group(code, message).key == group:
+            condition |= Q(code=code, message=message)
+    return BatchItem.objects.filter(condition, outcome=BatchItem.Outcome.REJECTED).values(
+        "record_ref"
+    )
+
+
+def latest_rejection() -> Subquery:
+    """CDP's latest rejection ("400 Validation error") of the record at OuterRef("ref")."""
+    return Subquery(
+        BatchItem.objects.filter(record_ref=OuterRef("ref"), outcome=BatchItem.Outcome.REJECTED)
+        .order_by("-id")
+        .annotate(answer=Concat("code", Value(" "), "message", output_field=CharField()))
+        .values("answer")[:1]
+    )
+
+
+# -- re-send --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResendPreview:
+    """What "Re-send" would take from a batch that ended with undelivered records, and what it
+    leaves out (batches.services.building's RESEND_CANDIDATE decides; these are its counts)."""
+
+    not_delivered: int  # the file failed, or CDP could not say (unknown), or never answered
+    cdp_side: int  # rejected with a 5xx: CDP's own failure, re-sent as they are
+    fixed: int  # rejected, and changed since (fixed)
+    unfixed: int  # rejected and unchanged: left out until fixed
+    not_ready: int  # would qualify, but are not ready now (held, invalid, in another batch)
+
+    @property
+    def takes(self) -> int:
+        return self.not_delivered + self.cdp_side + self.fixed - self.not_ready
+
+
+def batch_resend_preview(batch: Batch) -> ResendPreview:
+    """Counts of the batch's undelivered records by what a re-send does with them."""
+    model = RECORD_MODELS.get(batch.schema)
+    if model is None:  # erasure requests are not re-sent this way
+        return ResendPreview(0, 0, 0, 0, 0)
+    from_table = model._meta.db_table
+    sql = f"""
+        SELECT
+          count(*) FILTER (WHERE i.outcome IN ('failed', 'unknown', 'pending')),
+          count(*) FILTER (WHERE i.outcome = 'rejected' AND i.code LIKE '5%%'),
+          count(*) FILTER (WHERE i.outcome = 'rejected' AND i.code NOT LIKE '5%%'
+                           AND t.value_hash <> i.value_hash),
+          count(*) FILTER (WHERE i.outcome = 'rejected' AND i.code NOT LIKE '5%%'
+                           AND t.value_hash = i.value_hash),
+          count(*) FILTER (WHERE (i.outcome IN ('failed', 'unknown', 'pending')
+                                  OR i.code LIKE '5%%' OR t.value_hash <> i.value_hash)
+                           AND NOT (t.review_status = %(ready)s
+                                    AND t.validation_errors = '[]'::jsonb
+                                    AND NOT EXISTS (SELECT 1 FROM records_batchmembership m
+                                        WHERE m.live AND m.kind = %(kind)s
+                                        AND m.record_id = t.id)))
+        FROM batches_batchitem i
+        JOIN batches_batchfile f ON f.id = i.file_id
+        JOIN {from_table} t ON t.id = i.record_id
+        WHERE f.batch_id = %(batch)s AND i.outcome <> 'delivered'
+          AND NOT EXISTS (SELECT 1 FROM batches_batchfile n WHERE n.previous_id = f.id)
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"batch": batch.pk, "ready": ReviewStatus.READY, "kind": batch.schema})
+        not_delivered, cdp_side, fixed, unfixed, not_ready = cursor.fetchone()
+    return ResendPreview(not_delivered, cdp_side, fixed, unfixed, not_ready)

@@ -2,6 +2,8 @@
 
 from django.contrib import admin
 
+from cdpstage.dashboard import dashboard_context
+
 
 class CdpStageAdminSite(admin.AdminSite):
     site_header = "CDP Stage"
@@ -12,7 +14,5 @@ class CdpStageAdminSite(admin.AdminSite):
     enable_nav_sidebar = False
 
     def index(self, request, extra_context=None):
-        from cdpstage.dashboard import dashboard_context
-
         context = {"dashboard": dashboard_context(request.user), **(extra_context or {})}
         return super().index(request, extra_context=context)

@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     supervisor = Supervisor(read_procfile(args.procfile, args.names))
 
-    def on_signal(signum: int, _frame: object) -> None:
+    def on_signal(_signum: int, _frame: object) -> None:
         supervisor.stopping.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

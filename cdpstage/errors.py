@@ -7,7 +7,6 @@ class ApplicationError(Exception):
     Never put personal data or secrets in the message: it reaches logs and the admin.
     """
 
-    def __init__(self, message: str, *, extra: dict | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.extra = extra or {}

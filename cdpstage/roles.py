@@ -2,6 +2,8 @@
 
 from collections.abc import Iterable
 
+from django.contrib.auth.management import create_permissions
+
 RECORD_MODELS = ("guest", "identifier", "subscription", "extension", "trackingevent")
 BATCH_MODELS = ("batch", "batchfile", "batchitem", "batchevent")
 # Erasure requests and the suppression list (records.services.erasure): everyone may see them.
@@ -72,8 +74,6 @@ def sync_roles(apps, *, complete: bool = False) -> None:
     it grants those that exist then. The latest sync migration passes `complete=True` and
     refuses a permission that still does not exist (a typo in ROLES).
     """
-    from django.contrib.auth.management import create_permissions
-
     for app_config in apps.get_app_configs():
         app_config.models_module = True
         create_permissions(app_config, apps=apps, verbosity=0)

@@ -88,6 +88,7 @@ class CdpStageJob(Job):
         return job_function(dotted_name, job_id=self.id) if dotted_name else None
 
     def send_webhooks(self, status: Any, *, exc_string: str | None = None) -> None:
+        del status, exc_string  # RQ's signature; nothing is sent, so neither is used
         if self.webhooks:
             logger.warning("Job %s: its webhooks are ignored", self.id)
 

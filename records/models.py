@@ -377,8 +377,12 @@ class ImportRun(TimeStampedModel, LeasedWork):
     format = models.CharField(max_length=10, choices=Format.choices)
     source_file = models.FileField(upload_to="imports/%Y/%m/")
     original_name = models.CharField(max_length=255)
+    # As chosen (empty: detect), and as the reader found them when the file was opened: the
+    # run page shows both, so "Detect" that picked the wrong delimiter is visible.
     encoding = models.CharField(max_length=20, default="utf-8")
     delimiter = models.CharField(max_length=2, blank=True, help_text="Empty: detect.")
+    detected_encoding = models.CharField(max_length=20, blank=True)
+    detected_delimiter = models.CharField(max_length=2, blank=True)
     # XLSX: the worksheet (empty: the only visible one) and header row (empty: detected).
     sheet = models.CharField(max_length=100, blank=True)
     header_row = models.PositiveIntegerField(null=True, blank=True)

@@ -3,7 +3,7 @@
 from collections.abc import Iterable
 
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet, Subquery
 
 from records.mapping.documents import header_fingerprint
 from records.models import (
@@ -172,8 +172,6 @@ def guests_with_children(*, guest_ids: Iterable[int]) -> QuerySet[Guest]:
 
 
 def _ordered(name: str, model):
-    from django.db.models import Prefetch
-
     return Prefetch(name, queryset=model.objects.order_by(*model._meta.ordering))
 
 

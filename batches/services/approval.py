@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from batches.client import CdpClient, CdpConfigurationError
 from batches.models import Batch, BatchFile
+from batches.services.delivery import batchfiles_dispatch
 from batches.services.transitions import batch_transition
 from cdpstage.errors import ApplicationError
 
@@ -92,8 +93,6 @@ def batch_send(
     `user` is None for automation (the command line); a user needs `send_batch` or
     `approve_batch`.
     """
-    from batches.services.delivery import batchfiles_dispatch
-
     if user is not None and not (
         user.has_perm("batches.send_batch") or user.has_perm("batches.approve_batch")
     ):

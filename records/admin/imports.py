@@ -5,10 +5,18 @@ Every file comes in the one way: "Import a file" (the lists link to it with thei
 chosen); every write goes through records.services.imports.
 """
 
+import codecs
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -18,25 +26,50 @@ from django.utils.http import content_disposition_header
 from cdpstage.admin.paginator import CappedCountPaginator
 from cdpstage.admin.readonly import ReadOnlyAdmin
 from cdpstage.errors import ApplicationError
+from cdpstage.templatetags.humanize_units import duration_text, size_text
 from records import masking
 from records.admin.mapping import MappingStep
 from records.admin.review import ImportFileLink
-from records.importing import ENCODINGS, FileProblem
+from records.importing import DELIMITERS, ENCODINGS, FileProblem
 from records.importing.preview import source_preview
 from records.importing.report import report_for_viewer
 from records.mapping import MappingError, compile_header
 from records.models import Extension, ImportRun, Schema, Subscription
 from records.selectors import mapping_for_header
-from records.services.imports import import_run_create
+from records.services.imports import CANCELLABLE, import_run_cancel, import_run_create
 
-DELIMITER_CHOICES = (
-    ("", "Detect"),
-    ("comma", "Comma (,)"),
-    ("semicolon", "Semicolon (;)"),
-    ("tab", "Tab"),
-    ("pipe", "Pipe (|)"),
+# The form posts a delimiter by name ("tab" survives a form field; "\t" may not): the names
+# are the readers' labels, the one list of delimiters.
+DELIMITER_VALUES = {label.lower() if char else "": char for char, label in DELIMITERS.items()}
+DELIMITER_CHOICES = tuple(
+    (name, f"{DELIMITERS[char]} ({char})" if char not in ("", "\t") else DELIMITERS[char])
+    for name, char in DELIMITER_VALUES.items()
 )
-DELIMITER_VALUES = {"": "", "comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
+
+
+def _codec(name: str) -> str:
+    """An encoding's canonical codec name ("latin-1" and "iso8859-1" are one), UTF-8 with or
+    without a byte-order mark as one."""
+    try:
+        name = codecs.lookup(name).name if name else ""
+    except LookupError:
+        return name
+    return "utf-8" if name == "utf-8-sig" else name
+
+
+ENCODING_LABELS = {_codec(name): label for name, label in ENCODINGS.items() if name}
+
+
+def _chosen_and_detected(labels: dict[str, str], chosen: str, detected: str) -> str:
+    """ "Detect: found Semicolon" or "Semicolon (chosen)": what the user asked for and what the
+    reader used, so a detection that went wrong shows."""
+    found = labels.get(detected, detected) if detected else ""
+    if not chosen:
+        return f"Detect: found {found}" if found else "Detect (the file has not been opened yet)"
+    label = labels.get(chosen, chosen)
+    if found and detected != chosen:
+        return f"{label} (chosen; the reader used {found})"
+    return f"{label} (chosen)"
 
 
 class ImportFileForm(forms.Form):
@@ -110,12 +143,48 @@ def _needs_mapping(data: dict) -> bool:
     return False
 
 
-def _progress_payload(run: ImportRun) -> dict:
-    """What the progress bar shows; no personal data (counts and a sentence)."""
+def _clock(moment) -> str:
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S}" if moment else ""
+
+
+def _times_text(run: ImportRun, now) -> str:
+    """When the run started and finished, and how long it took (or has taken so far)."""
+    if not run.started_at:
+        return f"Created {_clock(run.created_at)}; not started yet."
+    text = f"Started {_clock(run.started_at)}"
+    if run.finished_at:
+        took = duration_text(run.finished_at - run.started_at)
+        return f"{text}, finished {_clock(run.finished_at)}: took {took}."
+    return f"{text}; running for {duration_text(now - run.started_at)}."
+
+
+def _counts_text(run: ImportRun) -> str:
+    """What the finished run did with its rows; "" while running (the counts are written when
+    the run ends, in the same transaction as its rows)."""
+    if not run.is_finished or not run.started_at:
+        return ""
+    if run.status == ImportRun.Status.FAILED:
+        bad = f"; {run.rows_bad:,} refused" if run.rows_bad else ""
+        return f"Nothing imported ({run.rows_read:,} rows read{bad})."
+    parts = [
+        f"{run.rows_created:,} created",
+        f"{run.rows_updated:,} updated",
+        f"{run.rows_unchanged:,} unchanged",
+        f"{run.rows_invalid:,} staged as invalid",
+    ]
+    if run.rows_bad:
+        parts.append(f"{run.rows_bad:,} refused and skipped")
+    return ", ".join(parts) + "."
+
+
+def import_run_progress(run: ImportRun, *, can_cancel: bool = False) -> dict:
+    """Everything the run page's progress box shows, as texts and numbers: the page renders it
+    and its script polls it, so the two never disagree. No personal data."""
     now = timezone.now()
     elapsed = ((run.finished_at or now) - run.started_at).total_seconds() if run.started_at else 0.0
     rate = run.rows_read / elapsed if elapsed > 0 else 0.0
-    if run.is_finished:
+    failed = run.status == ImportRun.Status.FAILED
+    if run.is_finished and not failed:
         percent = 100.0
     elif run.rows_total:
         percent = min(99.0, 100.0 * run.rows_read / run.rows_total)
@@ -126,10 +195,20 @@ def _progress_payload(run: ImportRun) -> dict:
     eta = None
     if not run.is_finished and rate > 0 and run.rows_total > run.rows_read:
         eta = round((run.rows_total - run.rows_read) / rate)
+    rows = f"{run.rows_read:,}" + (f" of about {run.rows_total:,}" if run.rows_total else "")
+    detail = [f"{rows} rows read ({percent:.0f} %)"]
+    if run.bytes_total and not run.is_finished:
+        detail.append(f"{size_text(run.bytes_read)} of {size_text(run.bytes_total)}")
+    if rate and run.status == ImportRun.Status.RUNNING:
+        detail.append(f"{rate:,.0f} rows/s")
+    if eta is not None:
+        detail.append(f"about {duration_text(eta)} left")
     return {
         "status": run.status,
         "status_display": run.get_status_display(),
         "finished": run.is_finished,
+        "failed": failed,
+        "can_cancel": can_cancel and run.status in CANCELLABLE,
         "rows_read": run.rows_read,
         "rows_total": run.rows_total,
         "bytes_read": run.bytes_read,
@@ -142,6 +221,9 @@ def _progress_payload(run: ImportRun) -> dict:
         "percent": round(percent, 1),
         "rows_per_second": round(rate),
         "eta_seconds": eta,
+        "detail_text": " · ".join(detail),
+        "counts_text": _counts_text(run),
+        "times_text": _times_text(run, now),
         "message": run.message,
     }
 
@@ -171,30 +253,27 @@ class ImportRunAdmin(admin.ModelAdmin):
     list_select_related = ("created_by",)
     ordering = ("-id",)
     date_hierarchy = "created_at"
+    # Status, progress and counts are in the progress box at the top (one source, kept live
+    # by its script), not repeated as fields below it.
     fieldsets = (
-        (None, {"fields": ("original_name", "schema", "format", "status", "message")}),
         (
-            "Rows",
+            None,
             {
                 "fields": (
-                    "progress_display",
-                    "rows_read",
-                    "rows_total",
-                    "rows_created",
-                    "rows_updated",
-                    "rows_unchanged",
-                    "rows_invalid",
-                    "rows_bad",
+                    "original_name",
+                    "schema",
+                    "format",
+                    "size_display",
                     "error_report_link",
                 )
             },
         ),
         (
-            "Options",
+            "How the file is read",
             {
                 "fields": (
-                    "encoding",
-                    "delimiter",
+                    "encoding_display",
+                    "delimiter_display",
                     "sheet",
                     "header_row",
                     "on_error",
@@ -212,8 +291,6 @@ class ImportRunAdmin(admin.ModelAdmin):
                     "created_at",
                     "started_at",
                     "finished_at",
-                    "bytes_read",
-                    "bytes_total",
                     "attempt",
                     "job_id",
                     "lease_until",
@@ -226,19 +303,10 @@ class ImportRunAdmin(admin.ModelAdmin):
         "original_name",
         "schema",
         "format",
-        "status",
-        "message",
-        "progress_display",
-        "rows_read",
-        "rows_total",
-        "rows_created",
-        "rows_updated",
-        "rows_unchanged",
-        "rows_invalid",
-        "rows_bad",
+        "size_display",
         "error_report_link",
-        "encoding",
-        "delimiter",
+        "encoding_display",
+        "delimiter_display",
         "on_error",
         "ignore_unknown_columns",
         "sheet",
@@ -248,8 +316,6 @@ class ImportRunAdmin(admin.ModelAdmin):
         "created_at",
         "started_at",
         "finished_at",
-        "bytes_read",
-        "bytes_total",
         "attempt",
         "job_id",
         "lease_until",
@@ -270,7 +336,7 @@ class ImportRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="Progress")
     def progress_display(self, obj: ImportRun) -> str:
-        payload = _progress_payload(obj)
+        payload = import_run_progress(obj)
         total = f" / {obj.rows_total:,}" if obj.rows_total else ""
         return format_html(
             '<span class="importrun-progress-text">{} %</span> ({}{} rows)',
@@ -278,6 +344,26 @@ class ImportRunAdmin(admin.ModelAdmin):
             f"{obj.rows_read:,}",
             total,
         )
+
+    @admin.display(description="Size")
+    def size_display(self, obj: ImportRun) -> str:
+        return format_html(
+            '<span title="{} bytes">{}</span>', f"{obj.bytes_total:,}", size_text(obj.bytes_total)
+        )
+
+    @admin.display(description="Encoding")
+    def encoding_display(self, obj: ImportRun) -> str:
+        if obj.format == ImportRun.Format.XLSX:
+            return "— (XLSX files carry their own)"
+        return _chosen_and_detected(
+            ENCODING_LABELS, _codec(obj.encoding), _codec(obj.detected_encoding)
+        )
+
+    @admin.display(description="Delimiter")
+    def delimiter_display(self, obj: ImportRun) -> str:
+        if obj.format != ImportRun.Format.CSV:
+            return "— (not a CSV file)"
+        return _chosen_and_detected(DELIMITERS, obj.delimiter, obj.detected_delimiter)
 
     @admin.display(description="Column mapping")
     def mapping_display(self, obj: ImportRun) -> str:
@@ -307,6 +393,11 @@ class ImportRunAdmin(admin.ModelAdmin):
                 name="records_importrun_progress",
             ),
             path(
+                "<int:pk>/cancel/",
+                self.admin_site.admin_view(self.cancel_view),
+                name="records_importrun_cancel",
+            ),
+            path(
                 "<int:pk>/mapping/",
                 self.admin_site.admin_view(MappingStep(self)),
                 name="records_importrun_mapping",
@@ -327,9 +418,31 @@ class ImportRunAdmin(admin.ModelAdmin):
             raise PermissionDenied
         return run
 
+    def can_cancel(self, request, run: ImportRun) -> bool:
+        """Whoever started the run, or anyone who may import files (a colleague's stuck run)."""
+        return run.created_by_id == request.user.pk or self.has_add_permission(request)
+
     def progress_view(self, request, pk: int):
-        """The progress bar's JSON, polled by the change page while the run is not finished."""
-        return JsonResponse(_progress_payload(self._visible_run(request, pk)))
+        """The progress box's JSON, polled by the change page while the run is not finished."""
+        run = self._visible_run(request, pk)
+        return JsonResponse(import_run_progress(run, can_cancel=self.can_cancel(request, run)))
+
+    def cancel_view(self, request, pk: int):
+        """POST: stop a run that has not finished (nothing of it is imported)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        run = self._visible_run(request, pk)
+        if not self.can_cancel(request, run):
+            raise PermissionDenied
+        try:
+            import_run_cancel(import_run_id=run.pk, user=request.user)
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+        else:
+            self.message_user(
+                request, f"Import run {run.pk} cancelled; nothing was imported.", messages.SUCCESS
+            )
+        return HttpResponseRedirect(reverse("admin:records_importrun_change", args=[run.pk]))
 
     def error_report_view(self, request, pk: int):
         """Download the error report (row, column, severity, code, reason, and the row's
@@ -401,10 +514,15 @@ class ImportRunAdmin(admin.ModelAdmin):
         return TemplateResponse(request, self.add_form_template, context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {
-            **(extra_context or {}),
-            "progress_url": reverse("admin:records_importrun_progress", args=[object_id]),
-        }
+        run = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if run is not None:
+            extra_context.update(
+                progress_url=reverse("admin:records_importrun_progress", args=[run.pk]),
+                progress=import_run_progress(run, can_cancel=self.can_cancel(request, run)),
+                # A re-import of unchanged rows stages nothing new: the link would list no one.
+                records_changed=run.rows_created + run.rows_updated + run.rows_invalid,
+            )
         return super().change_view(request, object_id, form_url, extra_context)
 
 

@@ -12,6 +12,7 @@ import json
 import tempfile
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
@@ -82,6 +83,47 @@ def render_delivery_history(record: Any) -> str:
     if renderer is None or record.pk is None:
         return "No deliveries yet."
     return renderer(record)
+
+
+# ---------------------------------------------------------------------------------------------
+# CDP outcome hook: what CDP last answered about a record lives in the batches app, which
+# registers how to read it (a filter by kind of answer, and the answer per listed record).
+
+
+@dataclass(frozen=True)
+class CdpOutcomes:
+    """How the record lists read CDP's answers (supplied by batches.admin)."""
+
+    # (key, title) of each kind of answer CDP gives for a rejected record.
+    groups: Callable[[], list[tuple[str, str]]]
+    # The refs of the records whose rejection is of this kind (a subquery).
+    refs_in_group: Callable[[str], Any]
+    # An expression: CDP's latest rejection of the record at OuterRef("ref"), or NULL.
+    latest_rejection: Callable[[], Any]
+
+
+_cdp_outcomes: list[CdpOutcomes] = []
+
+
+def register_cdp_outcomes(outcomes: CdpOutcomes) -> None:
+    """Give the record lists their CDP-outcome filter and the answer in the delivery column."""
+    _cdp_outcomes[:] = [outcomes]
+
+
+class CdpOutcomeFilter(admin.SimpleListFilter):
+    """Records CDP rejected, by what its answer means (batches.cdpcodes' groups)."""
+
+    title = "CDP rejected it for"
+    parameter_name = "cdp_rejected"
+
+    def lookups(self, request, model_admin):
+        return _cdp_outcomes[0].groups() if _cdp_outcomes else []
+
+    def queryset(self, request, queryset):
+        if self.value() and _cdp_outcomes:
+            refs = _cdp_outcomes[0].refs_in_group(self.value())
+            return queryset.filter(delivery_status=DeliveryStatus.REJECTED, ref__in=refs)
+        return queryset
 
 
 # Search: terms at least this long match by prefix (email, identifier id, name); shorter ones
@@ -357,8 +399,12 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
         return PERSONAL_FIELD_NAMES[self.schema]
 
     def get_queryset(self, request):
-        # The live batch of each row shown: one probe of the membership index per row.
-        return with_live_batch(super().get_queryset(request))
+        # The live batch of each row shown: one probe of the membership index per row; and
+        # CDP's latest rejection, likewise a subquery evaluated for the listed page only.
+        queryset = with_live_batch(super().get_queryset(request))
+        if _cdp_outcomes:
+            queryset = queryset.annotate(cdp_rejection=_cdp_outcomes[0].latest_rejection())
+        return queryset
 
     def has_change_permission(self, request, obj=None):
         # A record in a live batch is frozen: its page becomes read-only (with a banner). A
@@ -448,12 +494,17 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
             return f"#{obj.import_run_id}"
         return format_html('<a href="{}">#{}</a>', url, obj.import_run_id)
 
-    @admin.display(description="delivery", ordering="delivery_status")
+    @admin.display(description="delivery / CDP outcome", ordering="delivery_status")
     def delivery_display(self, obj):
-        """The delivery status, with the live batch holding the record (one column, not two)."""
-        if live_batch(obj) is None:
-            return obj.get_delivery_status_display()
-        return f"{obj.get_delivery_status_display()} ({obj.live_batch})"
+        """The delivery status, with the live batch holding the record (one column, not two)
+        and, for a rejected record, what CDP answered."""
+        status = obj.get_delivery_status_display()
+        if live_batch(obj) is not None:
+            return f"{status} ({obj.live_batch})"
+        answer = getattr(obj, "cdp_rejection", None)
+        if obj.delivery_status == DeliveryStatus.REJECTED and answer:
+            return format_html("{}<br><small>{}</small>", status, answer)
+        return status
 
     @admin.display(description="personal data")
     def purged_display(self, obj):
@@ -840,6 +891,7 @@ class GuestAdmin(StagedRecordAdmin):
     list_filter = (
         "review_status",
         "delivery_status",
+        CdpOutcomeFilter,
         ErrorCodeFilter,
         ImportRunFilter,
         CountryFilter,
@@ -1037,6 +1089,7 @@ class TrackingEventAdmin(StagedRecordAdmin):
     list_filter = (
         "review_status",
         "delivery_status",
+        CdpOutcomeFilter,
         ErrorCodeFilter,
         TrackingImportRunFilter,
         LockedFilter,

@@ -1,4 +1,6 @@
-"""Services: every write to staged records goes through one of these functions."""
+"""Services: every write to staged records goes through one of these modules.
 
-from records.services.imports import *  # noqa: F403
-from records.services.review import *  # noqa: F403
+Import from the module that holds a service (`records.services.review`, `.imports`, `.values`):
+the package re-exports nothing, so the import engine can use `records.services.values`
+without loading `records.services.imports`, which uses the engine.
+"""

@@ -9,6 +9,7 @@ transaction is open, and finishes with a conditional UPDATE inside that transact
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
 import traceback
@@ -25,6 +26,8 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
 from cdpstage.errors import ApplicationError
@@ -56,6 +59,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ImportProgress",
     "guests_refresh_values",
+    "import_run_cancel",
     "import_run_create",
     "import_run_execute",
     "import_run_fail",
@@ -122,8 +126,6 @@ def import_run_create(
     if delimiter not in DELIMITERS:
         raise ApplicationError("The delimiter must be a comma, semicolon, tab or pipe.")
     if encoding:
-        import codecs
-
         try:
             codecs.lookup(encoding)
         except LookupError:
@@ -225,7 +227,8 @@ class ImportStopped(Exception):
 
 
 class LeaseLost(Exception):
-    """Another attempt owns the run now (our lease expired); stop without writing."""
+    """Another attempt owns the run now (our lease expired), or someone cancelled it; stop
+    without writing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +271,7 @@ class _ProgressWriter:
             .update(lease_until=lease, updated_at=timezone.now(), **fields)
         )
         if not updated:
+            # Cancelled (import_run_cancel) or taken over: the caller rolls the data back.
             raise LeaseLost
 
     def __call__(self, counts: Counts, bytes_read: int) -> None:
@@ -378,7 +382,9 @@ def import_run_execute(
             counts = rollback.counts
             _end_failed(run, attempt, report, counts, _abort_message(counts, report))
         except LeaseLost:
-            logger.warning("Import run %s attempt %s: lease lost, rolled back", run.pk, attempt)
+            logger.warning(
+                "Import run %s attempt %s: cancelled or lease lost, rolled back", run.pk, attempt
+            )
             return None
         except (OperationalError, InterfaceError):
             # The database went away: leave the run to its lease; the reconciler retries it.
@@ -440,7 +446,11 @@ def _stage(
         try:
             if source.rows_estimate and not run.rows_total:
                 run.rows_total = progress.rows_total = source.rows_estimate
-                progress.write(rows_total=run.rows_total)
+            progress.write(
+                rows_total=run.rows_total,
+                detected_encoding=source.encoding,
+                detected_delimiter=source.delimiter,
+            )
             with transaction.atomic():
                 stage_source(
                     source,
@@ -523,11 +533,14 @@ def _end_failed(
 
 
 def _abort_message(counts: Counts, report: ErrorReport) -> str:
-    first = report.first_refused.as_sentence() if report.first_refused else ""
+    """Why nothing was imported, the refused row that blocked it first (not a row staged as
+    invalid, which blocks nothing)."""
+    blocking = report.first_refused
+    first = f" Blocked by {blocking.as_sentence().rstrip('.')}." if blocking is not None else ""
     rows = "row" if counts.read == 1 else "rows"
     return (
-        f"Nothing was imported: {counts.bad:,} of {counts.read:,} {rows} could not be staged "
-        f"(first: {first}). Fix them, or import again choosing to skip refused rows; the "
+        f"Nothing was imported: {counts.bad:,} of {counts.read:,} {rows} could not be "
+        f"staged.{first} Fix them, or import again choosing to skip refused rows; the "
         "error report lists them."
     )
 
@@ -544,6 +557,34 @@ def _success_message(counts: Counts) -> str:
     if counts.bad:
         text += f" {counts.bad:,} refused rows skipped (see the error report)."
     return text
+
+
+CANCELLABLE = (Status.MAPPING, Status.PENDING, Status.RUNNING)
+
+
+def import_run_cancel(*, import_run_id: int, user: Any) -> ImportRun:
+    """Stop a run that has not finished; nothing of it is imported.
+
+    The run is marked failed at once. A running job notices at its next progress write (about
+    every second: _ProgressWriter's conditional UPDATE matches no row) and rolls its data
+    transaction back; a pending job finds nothing to claim. A run whose data transaction is
+    already committing holds its row, so this waits, then finds it finished and says so.
+    """
+    who = user.get_username() if getattr(user, "pk", None) else "the command line"
+    now = timezone.now()
+    reason = f"Cancelled by {who} at {timezone.localtime(now):%H:%M:%S}; nothing was imported."
+    if not ImportRun.objects.filter(pk=import_run_id, status__in=CANCELLABLE).update(
+        status=Status.FAILED, message=reason, finished_at=now, lease_until=None, updated_at=now
+    ):
+        run = ImportRun.objects.filter(pk=import_run_id).first()
+        if run is None:
+            raise ApplicationError("There is no such import run.")
+        raise ApplicationError(
+            f"Import run {run.pk} has already finished ({run.get_status_display().lower()}); "
+            "there is nothing to cancel."
+        )
+    logger.info("Import run %s cancelled by user %s", import_run_id, getattr(user, "pk", None))
+    return ImportRun.objects.get(pk=import_run_id)
 
 
 def import_run_fail(*, import_run_id: int, reason: str) -> bool:
@@ -567,9 +608,6 @@ def import_run_fail(*, import_run_id: int, reason: str) -> bool:
 
 def _job_alive(job_id: str) -> bool:
     """True when RQ still holds this job in a state that will run it."""
-    from rq.job import Job, JobStatus
-    from rq.serializers import JSONSerializer
-
     queue = django_rq.get_queue(QUEUE)
     try:
         job = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)

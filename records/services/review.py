@@ -25,6 +25,7 @@ from records.models import (
     TrackingEvent,
 )
 from records.selectors import held_by_live_batch, in_live_batch, live_batch_of, live_batches_settle
+from records.services.values import guests_refresh_values, tracking_refresh_values
 
 logger = logging.getLogger(__name__)
 
@@ -308,8 +309,6 @@ def guest_update(
     admin passes its inline formsets' save); the refresh then recomputes the CDP value, hash,
     validation errors and review status from what is stored. A new guest (no pk) is created.
     """
-    from records.services import imports
-
     _check_edit(
         model=Guest,
         schema="guest",
@@ -321,7 +320,7 @@ def guest_update(
     _apply(guest, fields)
     if save_children is not None:
         save_children()
-    imports.guests_refresh_values(guest_ids=[guest.pk])
+    guests_refresh_values(guest_ids=[guest.pk])
     guest.refresh_from_db()
     logger.info("review: user %s edited guest %s", user.pk, guest.pk)
     return guest
@@ -335,8 +334,6 @@ def tracking_event_update(
     user: Any,
 ) -> TrackingEvent:
     """Change a tracking event's fields and re-validate it; refuses locked events."""
-    from records.services import imports
-
     _check_edit(
         model=TrackingEvent,
         schema="tracking",
@@ -346,7 +343,7 @@ def tracking_event_update(
         user=user,
     )
     _apply(event, fields)
-    imports.tracking_refresh_values(event_ids=[event.pk])
+    tracking_refresh_values(event_ids=[event.pk])
     event.refresh_from_db()
     logger.info("review: user %s edited tracking event %s", user.pk, event.pk)
     return event

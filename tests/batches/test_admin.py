@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from batches import services
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem
+from records.models import BatchMembership, Guest
 from tests.batches.conftest import make_ready_guests
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -256,3 +257,151 @@ def test_admin_cdp_messages_masked_and_error_log_only_with_view_pii(client, buil
         "zed.quoted@example.org" in client.get(reverse("admin:batches_batchitem_changelist")).text
     )
     assert client.get(log_url).status_code == 200
+
+
+def test_admin_progress_json_matches_the_page_and_carries_the_retries(client, built, approver):
+    """The page polls this instead of reloading itself: the same texts as the page."""
+    reason = "CDP answered HTTP 503: Service temporarily unavailable. It will be tried again."
+    Batch.objects.filter(pk=built.pk).update(status=Batch.Status.UPLOADING)
+    BatchFile.objects.filter(batch=built).update(
+        status=BatchFile.Status.PENDING, failures=1, last_error=reason
+    )
+    _login(client, approver)
+    page = client.get(reverse("admin:batches_batch_change", args=[built.pk])).content.decode()
+    box = client.get(reverse("admin:batches_batch_progress", args=[built.pk])).json()
+    assert box["phase"] == "Uploading"
+    assert box["text"] == "0 of 1 file finished at CDP"
+    assert box["retries"] == [f"File 1: {reason} (try 2 of 8; the next one starts by itself)."]
+    assert box["live"] is True
+    assert f'<p id="batch-progress-text">{box["text"]}</p>' in page
+    assert 'http-equiv="refresh"' not in page
+    assert 'data-live="1"' in page
+
+
+def test_admin_progress_json_needs_view_permission(client, built, user_factory):
+    client.force_login(user_factory("nobody", is_staff=True))
+    assert client.get(reverse("admin:batches_batch_progress", args=[built.pk])).status_code == 403
+
+
+@pytest.fixture
+def partially_failed(built):
+    """The built batch as CDP left it: two lines delivered, three rejected (an identity
+    problem, a validation error, a CDP-side 500), one guest fixed since."""
+    items = list(BatchItem.objects.filter(file__batch=built).order_by("line"))
+    answers = [
+        ("delivered", "", ""),
+        ("delivered", "", ""),
+        ("rejected", "400", "Not enough identifying information"),
+        ("rejected", "400", "Validation error"),
+        ("rejected", "400", "Validation error"),
+        ("rejected", "500", "Internal error"),
+    ]
+    for item, (outcome, code, message) in zip(items, answers, strict=True):
+        BatchItem.objects.filter(pk=item.pk).update(outcome=outcome, code=code, message=message)
+    Batch.objects.filter(pk=built.pk).update(
+        status=Batch.Status.PARTIALLY_FAILED, records_delivered=2, records_rejected=4
+    )
+    BatchFile.objects.filter(batch=built).update(status=BatchFile.Status.ERROR)
+    # Guests leave the batch when it ends: rejected ones are free, one was fixed since.
+    BatchMembership.objects.update(live=False)
+    for item, (outcome, _, _) in zip(items, answers, strict=True):
+        Guest.objects.filter(pk=item.record_id).update(delivery_status=outcome)
+    Guest.objects.filter(pk=items[3].record_id).update(value_hash="0" * 32)
+    built.refresh_from_db()
+    return built, items
+
+
+def _rejected_table(page: str) -> str:
+    start = page.index('id="batch-rejected-table"')
+    return page[start : page.index("</table>", start)]
+
+
+def test_admin_rejected_records_table_grouped_masked_filterable(client, partially_failed, approver):
+    batch, items = partially_failed
+    _login(client, approver)
+    url = reverse("admin:batches_batch_change", args=[batch.pk])
+    page = client.get(url).content.decode()
+    assert "Rejected records (4) · personal data masked" in page
+    groups = page[
+        page.index('id="batch-rejection-groups"') : page.index('id="batch-rejected-table"')
+    ]
+    # Largest group first, each with its plain-language meaning and CDP's own words.
+    assert groups.index("A value CDP does not accept") < groups.index("CDP could not tell who")
+    assert "2 records" in groups
+    assert "400 “Validation error”" in groups
+    assert "CDP failed on its side" in groups
+    assert "Re-sending takes the record as it is" in groups
+    table = _rejected_table(page)
+    guest = Guest.objects.get(pk=items[2].record_id)
+    assert guest.email not in page
+    assert reverse("admin:records_guest_change", args=[guest.pk]) in table
+    assert "Not enough identifying information" in table
+    only = client.get(url, {"rejected": "cdp_side"}).content.decode()
+    table = _rejected_table(only)
+    assert table.count("<tr>") == 2  # header + the one 500
+    assert "Internal error" in table
+    assert "Validation error" not in table
+
+
+def test_admin_rejected_records_csv(client, partially_failed, approver):
+    batch, items = partially_failed
+    _login(client, approver)
+    response = client.get(reverse("admin:batches_batch_rejected_csv", args=[batch.pk]))
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    assert (
+        response["Content-Disposition"] == f'attachment; filename="batch-{batch.pk}-rejected.csv"'
+    )
+    assert lines[0] == "file,batch_ref,line,record_ref,record_id,record,code,meaning,message"
+    assert len(lines) == 5
+    assert f",{items[2].record_ref},{items[2].record_id}," in lines[1]
+    assert "@example.com" not in "\n".join(lines[1:]).replace("***", "")
+    only = client.get(
+        reverse("admin:batches_batch_rejected_csv", args=[batch.pk]), {"rejected": "validation"}
+    )
+    assert len(b"".join(only.streaming_content).decode().splitlines()) == 3
+
+
+def test_admin_resend_is_for_whoever_may_create_batches_and_says_what_it_takes(
+    client, partially_failed, user_factory
+):
+    batch, _ = partially_failed
+    colleague = user_factory(
+        "colleague", perms=("batches.add_batch", "batches.view_batch"), is_staff=True
+    )
+    client.force_login(colleague)
+    page = client.get(reverse("admin:batches_batch_change", args=[batch.pk])).content.decode()
+    assert "Re-send undelivered records…" in page
+    confirm = client.get(reverse("admin:batches_batch_resend", args=[batch.pk])).content.decode()
+    # Takes the 500 as it is and the fixed one; leaves out the two rejected unchanged.
+    assert "A new batch is created and built with 2 records of batch" in confirm
+    assert (
+        "1 record CDP failed on its side (5xx) as they are, and 1 rejected record fixed" in confirm
+    )
+    assert "It leaves out 2 rejected records not changed since CDP rejected them" in confirm
+    assert Batch.objects.count() == 1
+    response = client.post(reverse("admin:batches_batch_resend", args=[batch.pk]))
+    assert response.status_code == 302
+    resend = Batch.objects.get(resend_of=batch)
+    assert resend.created_by == colleague
+    viewer = user_factory("viewer", perms=("batches.view_batch",), is_staff=True)
+    client.force_login(viewer)
+    page = client.get(reverse("admin:batches_batch_change", args=[batch.pk])).content.decode()
+    assert "Re-send undelivered records" not in page
+
+
+def test_admin_guest_list_filters_and_shows_the_cdp_outcome(client, partially_failed, approver):
+    batch, items = partially_failed
+    from django.contrib.auth.models import Permission
+
+    approver.user_permissions.add(Permission.objects.get(codename="view_guest"))
+    _login(client, approver)
+    url = reverse("admin:records_guest_changelist")
+    page = client.get(url).content.decode()
+    assert "CDP rejected it for" in page
+    assert "Rejected by CDP<br><small>400 Validation error</small>" in page
+    assert "Rejected by CDP<br><small>500 Internal error</small>" in page
+    assert '?cdp_rejected=identity"' in page
+    only = client.get(url, {"cdp_rejected": "validation"}).content.decode()
+    assert only.count("400 Validation error") == 2
+    assert "500 Internal error" not in only
+    assert "Not enough identifying information" not in only

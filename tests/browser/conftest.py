@@ -42,31 +42,32 @@ class Screens:
 
 
 @pytest.fixture
-def screens(page, tmp_path):
-    """Screenshots of the pages a test visits, kept as test artefacts in tmp_path/screenshots."""
-    return Screens(page, tmp_path / "screenshots")
+def screens(page, output_path):
+    """Screenshots of the pages a test visits, kept as test artefacts: pytest-playwright's
+    output folder for the test (test-results/<test>/screenshots; `--output` moves it)."""
+    return Screens(page, Path(output_path) / "screenshots")
+
+
+# pytest-playwright provides playwright, browser, context and page; these fixtures point it at
+# Debian's Chromium and give every page the same window and patience.
 
 
 @pytest.fixture(scope="session")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
+def browser_type_launch_args(browser_type_launch_args):
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"Chromium not found at {CHROMIUM}; run `make browser-deps`.")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": {"width": 1400, "height": 1000}}
 
 
 @pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    yield page
-    context.close()
+def page(page):
+    page.set_default_timeout(20_000)
+    return page
 
 
 @pytest.fixture

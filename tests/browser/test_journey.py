@@ -18,7 +18,6 @@ from playwright.sync_api import Page, expect
 
 from batches.models import BatchItem
 from records.models import Guest, ReviewStatus
-from tests.browser.conftest import Screens
 
 pytestmark = [
     pytest.mark.browser,
@@ -106,11 +105,11 @@ def test_journey_import_review_build_approve_send_and_audit(
     role_groups,
     delivery_history_hook,
     journey_workers,
+    screens,
     tmp_path,
 ):
     sandbox = journey_workers
     base = live_server.url
-    screens = Screens(page, tmp_path / "screenshots")
     # A small team: the stager may approve batches too, so only the four-eyes rule (not a
     # missing permission) keeps them from approving their own.
     user_factory("stager", groups=("Stager", "Approver"), is_staff=True, email="s@example.org")
@@ -138,9 +137,9 @@ def test_journey_import_review_build_approve_send_and_audit(
     expect(page.locator("#importrun-status")).to_have_text("Succeeded", timeout=IMPORT_TIMEOUT_MS)
     expect(page.locator("#importrun-bar")).to_have_attribute("value", "100")
     expect(page.locator("#importrun-summary")).to_have_text(
-        ": 40 created, 0 updated, 0 unchanged, 2 invalid, 0 bad"
+        "40 created, 0 updated, 0 unchanged, 2 staged as invalid."
     )
-    expect(page.locator("#importrun-detail")).to_contain_text("40 / 40 rows")
+    expect(page.locator("#importrun-detail")).to_have_text("40 of about 40 rows read (100 %)")
     screens.take("import-succeeded")
     log_out(page, base)
 

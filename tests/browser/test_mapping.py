@@ -18,7 +18,7 @@ from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
 from records.models import Guest, ImportRun, Mapping
-from tests.browser.test_journey import IMPORT_TIMEOUT_MS, Screens, open_model
+from tests.browser.test_journey import IMPORT_TIMEOUT_MS, open_model
 from tests.processes import running_worker
 
 pytestmark = [
@@ -84,10 +84,10 @@ def staged(email_or_key: str) -> dict:
 
 
 def test_crm_export_mapped_once_then_reused(
-    page: Page, admin_login, live_server, user_factory, role_groups, imports_worker, tmp_path
-):
+    page: Page, admin_login, live_server, user_factory, role_groups, imports_worker, screens,
+    tmp_path,
+):  # fmt: skip
     base = live_server.url
-    screens = Screens(page, tmp_path / "screenshots")
     user_factory("steward", groups=("Stager",), is_staff=True)
     admin_login("steward", "pw-steward")
 
@@ -125,7 +125,7 @@ def test_crm_export_mapped_once_then_reused(
     screens.take("mapping-preview")
     page.fill("#id_mapping_name", "CRM export")
     page.get_by_role("button", name="Import", exact=True).click()
-    wait_succeeded(page, ": 2 created")
+    wait_succeeded(page, "2 created")
     screens.take("mapped-import-succeeded")
 
     anna = staged("email:anna.kelly@example.com")
@@ -155,7 +155,7 @@ def test_crm_export_mapped_once_then_reused(
     expect(page.locator("#mapping-problems")).to_have_count(0)
     screens.take("mapping-preselected")
     page.get_by_role("button", name="Import", exact=True).click()
-    wait_succeeded(page, ": 1 created")
+    wait_succeeded(page, "1 created")
     liam = staged("email:liam@example.ie")
     assert liam["identifiers"][1] == {"provider": "CUSTOMER_NO", "id": "C-2001"}
     assert (liam["country"], liam["extensions"][0]["loyaltyTier"]) == ("IE", "bronze")

@@ -142,7 +142,7 @@ def test_batch_page_built_confirm_approve_and_cancel(
     problems = page.locator("#batch-problems li").all_inner_texts()
     assert problems, "the demo's invalid rows should be summarised"
     assert all(re.fullmatch(r"[A-Z][^_]+: \d+ records?", p) for p in problems), problems
-    expect(page.locator("#batch-validation")).to_contain_text("297 records selected.")
+    expect(page.locator("#batch-validation")).to_contain_text("297 records selected")
     expect(page.locator("#batch-validation")).to_contain_text("Invalid: 3")
     expect(page.locator("#batch-files")).not_to_contain_text("file sent")  # nothing sent yet
     assert fits_the_screen(page)

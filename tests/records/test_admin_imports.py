@@ -2,15 +2,18 @@
 
 import io
 import os
+import re
 import stat
 import tempfile
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
+from django.utils import timezone
 
 from records.models import Guest, ImportRun
 from records.services.imports import import_run_create, import_run_execute
@@ -198,3 +201,114 @@ def test_no_view_reads_a_file_named_by_the_client(stager):
         assert not Guest.objects.filter(email="victim@example.com").exists()
     finally:
         planted.unlink()
+
+
+# A file whose first problem is a row staged as invalid (row 2, a bad country: staged, blocks
+# nothing) and whose refused row comes later (row 4: more cells than the header names).
+BLOCKED = (
+    b"identifiers.0.provider,identifiers.0.id,country\n"
+    b"email,a@example.com,XX\n"
+    b"email,b@example.com,IE\n"
+    b"email,c@example.com,IE,extra\n"
+)
+
+
+def run_file(content: bytes, **options) -> ImportRun:
+    run = import_run_create(
+        uploaded_file=ContentFile(content, name="guests.csv"), schema="guest", enqueue=False,
+        **options,
+    )  # fmt: skip
+    return import_run_execute(import_run_id=run.pk, attempt=run.attempt)
+
+
+def test_failed_run_names_the_blocking_row_and_reads_as_a_failure(stager):
+    run = run_file(BLOCKED)
+    assert run.status == "failed"
+    assert "Blocked by row 4: The row has 4 cells" in run.message
+    assert "row 2" not in run.message
+    body = stager.get(reverse("admin:records_importrun_change", args=[run.pk])).content.decode()
+    assert 'class="module importrun-failed"' in body
+    assert '<p id="importrun-message" class="failure">Nothing was imported' in body
+    # The bar shows how far it got, not a full bar that reads like success.
+    payload = stager.get(reverse("admin:records_importrun_progress", args=[run.pk])).json()
+    assert payload["failed"] is True
+    assert payload["percent"] < 100
+    assert payload["counts_text"] == "Nothing imported (3 rows read; 1 refused)."
+    assert "Review the guests" not in body
+
+
+def test_status_and_counts_come_from_one_payload(stager):
+    """The fields below the box no longer repeat status and rows (they were stale while the
+    box was live): the page and the JSON show the same texts."""
+    run = import_run_create(
+        uploaded_file=ContentFile(BAD, name="guests.csv"), schema="guest", enqueue=False
+    )
+    ImportRun.objects.filter(pk=run.pk).update(
+        status="running", rows_total=120_000, rows_read=66_000, bytes_read=5_000_000,
+        bytes_total=9_000_000, started_at=timezone.now() - timedelta(seconds=20),
+    )  # fmt: skip
+    page = stager.get(reverse("admin:records_importrun_change", args=[run.pk])).content.decode()
+    payload = stager.get(reverse("admin:records_importrun_progress", args=[run.pk])).json()
+    assert payload["status_display"] == "Running"
+    assert payload["detail_text"].startswith("66,000 of about 120,000 rows read (55 %) · 4.8 MB")
+    assert " rows/s · about " in payload["detail_text"]
+    assert payload["times_text"].startswith("Started ")
+    assert "running for 2" in payload["times_text"]
+    assert f'<h2 id="importrun-status">{payload["status_display"]}</h2>' in page
+    assert payload["detail_text"].split(" · ")[0] in page
+    assert "Pending" not in page
+    assert payload["can_cancel"] is True
+    assert 'id="importrun-cancel"' in page
+    assert f'formaction="{reverse("admin:records_importrun_cancel", args=[run.pk])}"' in page
+
+
+def test_times_durations_sizes_and_detected_reading(stager):
+    run = run_file(b"identifiers.0.provider;identifiers.0.id\nemail;a@example.com\n")
+    assert (run.detected_encoding, run.detected_delimiter) == ("utf-8-sig", ";")
+    body = stager.get(reverse("admin:records_importrun_change", args=[run.pk])).content.decode()
+    assert "Detect: found Semicolon" in body
+    assert "Detect: found UTF-8" in body
+    assert re.search(r"finished \d{4}-\d\d-\d\d \d\d:\d\d:\d\d: took \d+\.\d s", body)
+    assert f'title="{run.bytes_total} bytes">{run.bytes_total} bytes<' in body
+    chosen = run_file(b"identifiers.0.provider,identifiers.0.id\nemail,a@example.com\n",
+                      delimiter=";", encoding="cp1252")  # fmt: skip
+    body = stager.get(reverse("admin:records_importrun_change", args=[chosen.pk])).content.decode()
+    assert "Semicolon (chosen)" in body
+    assert "Windows-1252 (Western European, Excel on Windows) (chosen)" in body
+
+
+def test_unchanged_reimport_says_it_changed_nothing(stager):
+    content = b"identifiers.0.provider,identifiers.0.id\nemail,a@example.com\n"
+    run_file(content)
+    again = run_file(content)
+    assert again.rows_unchanged == 1
+    body = stager.get(reverse("admin:records_importrun_change", args=[again.pk])).content.decode()
+    assert "this run changed nothing" in body
+    assert "?import_run=" not in body
+
+
+def test_cancel_button_stops_a_pending_run(stager):
+    run = import_run_create(
+        uploaded_file=ContentFile(BAD, name="guests.csv"), schema="guest", enqueue=False
+    )
+    url = reverse("admin:records_importrun_cancel", args=[run.pk])
+    assert stager.get(url).status_code == 405
+    response = stager.post(url)
+    assert response.status_code == 302
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert run.message.startswith("Cancelled by stager")
+    again = stager.post(url, follow=True).content.decode()
+    assert "has already finished (failed); there is nothing to cancel." in again
+
+
+def test_auditor_cannot_cancel(client, user_factory):
+    run = import_run_create(
+        uploaded_file=ContentFile(BAD, name="guests.csv"), schema="guest", enqueue=False
+    )
+    client.force_login(user_factory("auditor", groups=("Auditor",), is_staff=True))
+    page = client.get(reverse("admin:records_importrun_change", args=[run.pk])).content.decode()
+    assert 'id="importrun-cancel" hidden' in page
+    assert client.post(reverse("admin:records_importrun_cancel", args=[run.pk])).status_code == 403
+    run.refresh_from_db()
+    assert run.status == "pending"

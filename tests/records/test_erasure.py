@@ -21,7 +21,6 @@ from records.models import (
     ReviewStatus,
     SuppressedIdentity,
 )
-from records.services import guests_refresh_values, records_mark_ready
 from records.services.erasure import (
     SUPPRESSED_CODE,
     deletions_apply_outcomes,
@@ -29,6 +28,8 @@ from records.services.erasure import (
     identity_hash,
     parse_identifier,
 )
+from records.services.review import records_mark_ready
+from records.services.values import guests_refresh_values
 from tests.records.factories import GuestFactory, TrackingEventFactory
 
 pytestmark = pytest.mark.django_db

@@ -3,12 +3,14 @@ progress visible while the data transaction is open, and the reconciler."""
 
 import csv
 import io
+import threading
 
 import psycopg
 import pytest
 from django.core.files.base import ContentFile
 from django.db import connection
 
+from cdpstage.errors import ApplicationError
 from records import jobs
 from records.importing import pipeline
 from records.models import Guest, ImportRun
@@ -156,6 +158,61 @@ def test_execute_with_lost_lease_rolls_back(monkeypatch, settings):
     assert Guest.objects.count() == 0
     run.refresh_from_db()
     assert run.status == "running"
+
+
+def cancel_in_another_connection(run_id: int, user) -> None:
+    """import_run_cancel as the admin's cancel button runs it: another request, another
+    connection, committed at once."""
+
+    def cancel():
+        try:
+            import_services.import_run_cancel(import_run_id=run_id, user=user)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=cancel)
+    thread.start()
+    thread.join()
+
+
+@REAL_DB
+def test_cancel_stops_a_running_import_and_nothing_is_imported(monkeypatch, settings, user_factory):
+    settings.IMPORT_BATCH_ROWS = 50
+    monkeypatch.setattr(pipeline, "PROGRESS_SECONDS", 0)
+    monkeypatch.setattr(pipeline, "PROGRESS_EVERY_ROWS", 100)
+    stager = user_factory("stager")
+    run = import_run_create(
+        uploaded_file=ContentFile(guest_csv(1000), name="guests.csv"), schema="guest", enqueue=False
+    )
+    seen = []
+
+    def cancel_midway(progress):
+        seen.append(progress.rows_read)
+        if len(seen) == 2:
+            cancel_in_another_connection(run.pk, stager)
+
+    assert import_run_execute(import_run_id=run.pk, attempt=1, on_progress=cancel_midway) is None
+    # The job noticed at its next progress write, well before the end of the file.
+    assert seen[-1] < 1000
+    assert Guest.objects.count() == 0
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert run.message.startswith("Cancelled by stager at ")
+    assert run.message.endswith("nothing was imported.")
+    assert run.finished_at is not None
+    assert (run.rows_created, run.rows_updated) == (0, 0)
+
+
+@REAL_DB
+def test_cancel_of_a_pending_run_leaves_its_job_nothing_to_do(user_factory):
+    run = import_run_create(
+        uploaded_file=ContentFile(guest_csv(5), name="guests.csv"), schema="guest", enqueue=False
+    )
+    import_services.import_run_cancel(import_run_id=run.pk, user=user_factory("stager"))
+    assert import_run_execute(import_run_id=run.pk, attempt=1) is None
+    assert Guest.objects.count() == 0
+    with pytest.raises(ApplicationError, match="already finished"):
+        import_services.import_run_cancel(import_run_id=run.pk, user=None)
 
 
 @pytest.mark.integration

@@ -4,7 +4,7 @@ import pytest
 
 from cdpstage.errors import ApplicationError
 from records.models import BatchMembership, DeliveryStatus, Guest, ReviewStatus, TrackingEvent
-from records.services import (
+from records.services.review import (
     ReviewResult,
     guest_update,
     records_delete,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from django.core.management.base import CommandError
 
 from batches.models import Batch
+from batches.selectors import batch_progress
 from cdpstage.commandline import get_user
 
 __all__ = ["ACTOR_LABEL", "follow", "get_batch", "get_user"]
@@ -32,8 +33,6 @@ def follow(
     interval: float = 2.0,
 ) -> Batch:
     """Poll the batch row until `until(batch)`, reporting each change of status or progress."""
-    from batches.selectors import batch_progress
-
     deadline = time.monotonic() + timeout
     last = ""
     while True:

@@ -19,6 +19,7 @@ from records.rules import (
     normalize_email,
 )
 from records.serializing import UnstorableValue, dump_value, guest_children_from_value
+from records.services.values import guests_refresh_values
 
 
 @dataclass(slots=True)
@@ -68,8 +69,6 @@ class ChildStager(Stager):
             return
         touched = self.apply(batch)
         if touched and self.writing:
-            from records.services.imports import guests_refresh_values
-
             guests_refresh_values(guest_ids=touched)
 
     def apply(self, batch: list[_Child]) -> set[int]:

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from cdpstage.commandline import get_user
 from cdpstage.errors import ApplicationError
 from records.models import Guest, ImportRun, ReviewStatus, Schema, TrackingEvent
-from records.services import records_mark_ready
+from records.services.review import records_mark_ready
 
 # One service call (one transaction) per chunk: at 1M records a single UPDATE holds its row
 # locks for minutes (measured 7,000-12,000 rows/s here, each update touching every index),

@@ -236,7 +236,7 @@ RQ_QUEUES = {
 RQ = {"WORKER_CLASS": "cdpstage.worker.CdpStageWorker", "JOB_CLASS": "cdpstage.worker.CdpStageJob"}
 # The only modules whose public functions a worker runs (cdpstage.worker.job_function).
 RQ_JOB_MODULES = ("records.jobs", "batches.jobs")
-# The job dashboard's admin entry (cdpstage.admin): Operators only.
+# The job dashboard's admin entry (cdpstage.admin.jobs): Operators only.
 RQ_SHOW_ADMIN_LINK = True
 # Seconds between a worker's maintenance passes (RQ registry cleanup + our reconcilers).
 RQ_MAINTENANCE_INTERVAL = env_int("RQ_MAINTENANCE_INTERVAL", 10)

@@ -1,4 +1,4 @@
-"""URL routes: the admin is the whole UI (the job dashboard is an admin page: cdpstage.admin)."""
+"""URL routes: the admin is the whole UI (the job dashboard is an admin page, cdpstage.admin)."""
 
 from django.contrib import admin
 from django.templatetags.static import static

@@ -13,7 +13,7 @@ from cdpstage.errors import ApplicationError
 from cdpstage.roles import ROLES
 from records.masking import can_view_pii
 from records.models import Guest
-from records.services import records_mark_ready
+from records.services.review import records_mark_ready
 from tests.batches.conftest import make_ready_guests
 
 # The build streams with its own connection (COPY): it must see committed rows.

@@ -48,6 +48,16 @@ def can_cancel(user, batch: Batch) -> bool:
     )
 
 
+def can_resend_unconfirmed(user, batch: Batch) -> bool:
+    """The explicit re-send of unknown outcomes: only upserted schemas (never tracking)."""
+    return (
+        batch.status in (Batch.Status.PARTIALLY_FAILED, Batch.Status.FAILED)
+        and batch.records_unconfirmed > 0
+        and services.SCHEMAS[batch.schema].default_mode != "insert"
+        and user.has_perm("batches.add_batch")
+    )
+
+
 def file_status_label(batch: Batch, batch_file: BatchFile) -> str:
     """A file's status as the batch page shows it: a cancelled batch's files were not sent,
     so "Failed (we gave up)" would misstate what happened."""
@@ -101,6 +111,7 @@ class BatchAdmin(ReadOnlyAdmin):
                     "records_delivered",
                     "records_rejected",
                     "records_failed",
+                    "records_unconfirmed",
                 )
             },
         ),
@@ -150,6 +161,16 @@ class BatchAdmin(ReadOnlyAdmin):
             path("<int:pk>/send/", view(self.send_view), name="batches_batch_send"),
             path("<int:pk>/cancel/", view(self.cancel_view), name="batches_batch_cancel"),
             path("<int:pk>/resend/", view(self.resend_view), name="batches_batch_resend"),
+            path(
+                "<int:pk>/resend-unconfirmed/",
+                view(self.resend_unconfirmed_view),
+                name="batches_batch_resend_unconfirmed",
+            ),
+            path(
+                "file/<int:pk>/fetch-log/",
+                view(self.fetch_log_view),
+                name="batches_batchfile_fetch_log",
+            ),
             path(
                 "file/<int:pk>/download/",
                 view(self.download_view),
@@ -225,6 +246,8 @@ class BatchAdmin(ReadOnlyAdmin):
                 can_cancel=can_cancel(request.user, batch),
                 can_resend=batch.status in (Batch.Status.PARTIALLY_FAILED, Batch.Status.FAILED)
                 and request.user.has_perm("batches.add_batch"),
+                can_resend_unconfirmed=can_resend_unconfirmed(request.user, batch),
+                can_fetch_log=request.user.has_perm("batches.send_batch"),
                 can_download=can_view_pii(request.user),
                 # Only while something happens by itself: a batch waiting for a person
                 # (built, approved) would otherwise reload under the approver every 5 s.
@@ -345,6 +368,46 @@ class BatchAdmin(ReadOnlyAdmin):
             pk,
             lambda batch: services.batch_resend(batch=batch, user=request.user),
             lambda batch: f"Batch {batch.pk} created with the records to send again.",
+        )
+
+    def resend_unconfirmed_view(self, request, pk):
+        if request.method == "GET":
+            return self._confirm(
+                request,
+                pk,
+                allowed=lambda batch: can_resend_unconfirmed(request.user, batch),
+                verb="re-sent with its records of unknown outcome",
+                button="Re-send including records of unknown outcome",
+                consequences=lambda batch: [
+                    f"A new batch takes the records batch {batch.pk} did not deliver and its "
+                    f"{batch.records_unconfirmed:,} records of unknown outcome.",
+                    services.RESEND_UNCONFIRMED_WARNING,
+                ],
+            )
+        return self._post_action(
+            request,
+            pk,
+            lambda batch: services.batch_resend(
+                batch=batch, user=request.user, include_unconfirmed=True
+            ),
+            lambda batch: f"Batch {batch.pk} created with the records to send again.",
+        )
+
+    def fetch_log_view(self, request, pk):
+        """Fetch CDP's error log again for a file whose log could not be fetched."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        batch_file = get_object_or_404(BatchFile.objects.select_related("batch"), pk=pk)
+        if not request.user.has_perm("batches.send_batch"):
+            raise PermissionDenied
+        try:
+            summary = services.batchfile_log_fetch(batch_file=batch_file, user=request.user)
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+        else:
+            self.message_user(request, f"File {batch_file.sequence}: {summary}", messages.SUCCESS)
+        return HttpResponseRedirect(
+            reverse("admin:batches_batch_change", args=[batch_file.batch_id])
         )
 
     def download_view(self, request, pk):

@@ -30,6 +30,9 @@ class DeliveryStatus(models.TextChoices):
     IN_BATCH = "in_batch", "In a batch"
     DELIVERED = "delivered", "Delivered"
     REJECTED = "rejected", "Rejected by CDP"
+    # Sent, but CDP's answer about it is unknown (its error log could not be read or fetched):
+    # never picked again as "not sent", which could apply it twice.
+    UNCONFIRMED = "unknown", "Sent, outcome unknown"
 
 
 # Which review statuses a reviewer may move a record between; `invalid` is set and cleared only

@@ -52,6 +52,7 @@ __all__ = [
     "batch_build_failed",
     "batch_cancel",
     "batch_create",
+    "RESEND_UNCONFIRMED_WARNING",
     "batch_resend",
     "records_release",
 ]
@@ -87,26 +88,35 @@ ELIGIBLE = (
     " AND t.validation_errors = '[]'::jsonb AND t.cdp_value <> ''"
     " AND t.value_hash <> t.delivered_hash"
 )
+# A record sent whose outcome nobody knows (CDP's error log unreadable or never fetched) may
+# have been applied: it is never picked again as if it had not been sent.
+NOT_UNCONFIRMED = f" AND t.delivery_status <> '{DeliveryStatus.UNCONFIRMED}'"
 # For a re-send: the record was in the old batch's live files and did not get through.
 # A rejected record qualifies once it changed (was fixed) or CDP blamed itself (5xx).
+# Records of unknown outcome only by the explicit choice (`resend_unconfirmed`).
 RESEND_CANDIDATE = (
     " AND EXISTS (SELECT 1 FROM batches_batchitem i"
     " JOIN batches_batchfile f ON f.id = i.file_id"
     " WHERE f.batch_id = %(resend_of)s AND i.record_id = t.id"
     " AND NOT EXISTS (SELECT 1 FROM batches_batchfile n WHERE n.previous_id = f.id)"
-    " AND (i.outcome IN ('failed', 'unknown', 'pending')"
+    " AND (i.outcome IN ({outcomes})"
     " OR (i.outcome = 'rejected' AND (i.code LIKE '5%%' OR t.value_hash <> i.value_hash))))"
 )
 
 
-def _eligible_sql(spec: SchemaSpec, resend_of: int | None) -> str:
-    return ELIGIBLE + (RESEND_CANDIDATE if resend_of else "")
+def _eligible_sql(spec: SchemaSpec, resend_of: int | None, resend_unconfirmed: bool = False) -> str:
+    if not resend_of:
+        return ELIGIBLE + NOT_UNCONFIRMED
+    if resend_unconfirmed:
+        return ELIGIBLE + RESEND_CANDIDATE.format(outcomes="'failed', 'pending', 'unknown'")
+    return ELIGIBLE + NOT_UNCONFIRMED + RESEND_CANDIDATE.format(outcomes="'failed', 'pending'")
 
 
-def _has_eligible(spec: SchemaSpec, resend_of: int | None) -> bool:
+def _has_eligible(spec: SchemaSpec, resend_of: int | None, resend_unconfirmed: bool) -> bool:
+    where = _eligible_sql(spec, resend_of, resend_unconfirmed)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT EXISTS (SELECT 1 FROM {spec.table} t WHERE {_eligible_sql(spec, resend_of)})",
+            f"SELECT EXISTS (SELECT 1 FROM {spec.table} t WHERE {where})",
             {"ready": ReviewStatus.READY, "resend_of": resend_of},
         )
         return bool(cursor.fetchone()[0])
@@ -119,6 +129,7 @@ def batch_create(
     user: AbstractBaseUser,
     note: str = "",
     resend_of: Batch | None = None,
+    resend_unconfirmed: bool = False,
     actor_label: str = "",
 ) -> Batch:
     """Create a batch of the ready records of `schema` and enqueue its build."""
@@ -129,18 +140,29 @@ def batch_create(
             f"A batch can hold {' or '.join(SCHEMAS)} records, not {schema!r}."[:200]
         )
     spec = SCHEMAS[schema]
-    if not _has_eligible(spec, resend_of.pk if resend_of else None):
+    if not _has_eligible(spec, resend_of.pk if resend_of else None, resend_unconfirmed):
         if resend_of is not None:
+            unconfirmed = (
+                f" Its {resend_of.records_unconfirmed} record(s) of unknown outcome are not "
+                "re-sent as undelivered (CDP may have applied them): fetch CDP's error log "
+                f"again (manage.py batch_fetch_log {resend_of.pk})."
+                if resend_of.records_unconfirmed and not resend_unconfirmed
+                else ""
+            )
             raise ApplicationError(
                 f"None of the records batch {resend_of.pk} failed to deliver is ready to send "
-                "again. Rejected records must be fixed and marked ready first."
+                f"again. Rejected records must be fixed and marked ready first.{unconfirmed}"
             )
         raise ApplicationError(
             f"There are no ready {schema} records that are not already in a batch or "
             "delivered unchanged."
         )
     batch = Batch.objects.create(
-        schema=schema, created_by=user, note=note[:200], resend_of=resend_of
+        schema=schema,
+        created_by=user,
+        note=note[:200],
+        resend_of=resend_of,
+        resend_unconfirmed=resend_unconfirmed,
     )
     batch_event_create(
         batch_id=batch.pk,
@@ -148,25 +170,55 @@ def batch_create(
         actor=user,
         actor_label=actor_label,
         to_status=batch.status,
-        message=(f"Created as a re-send of batch {resend_of.pk}." if resend_of else "Created."),
+        message=(f"Created as a re-send of batch {resend_of.pk}." if resend_of else "Created.")
+        + (
+            " It also re-sends the records whose outcome is unknown, by the creator's choice."
+            if resend_unconfirmed
+            else ""
+        ),
     )
     schedule_build(batch_id=batch.pk)
     return batch
 
 
+RESEND_UNCONFIRMED_WARNING = (
+    "Records of unknown outcome may already have been applied by CDP: re-sending them sends "
+    "them a second time. Guests are upserted, so a second copy overwrites the profile with the "
+    "same values; prefer fetching CDP's error log again, which tells what was applied."
+)
+
+
 @transaction.atomic
-def batch_resend(*, batch: Batch, user: AbstractBaseUser, actor_label: str = "") -> Batch:
-    """A new batch with the records `batch` failed to deliver that are ready again."""
+def batch_resend(
+    *,
+    batch: Batch,
+    user: AbstractBaseUser,
+    include_unconfirmed: bool = False,
+    actor_label: str = "",
+) -> Batch:
+    """A new batch with the records `batch` failed to deliver that are ready again.
+
+    Records of unknown outcome go too only with `include_unconfirmed` (the caller showed
+    RESEND_UNCONFIRMED_WARNING), and never for an insert-mode schema: CDP inserts every copy
+    of a tracking event it receives, so a second one is a duplicate event.
+    """
     if batch.status not in (Batch.Status.PARTIALLY_FAILED, Batch.Status.FAILED):
         raise ApplicationError(
             "Only a batch that ended with undelivered records can be re-sent "
             f"(batch {batch.pk} is {batch.get_status_display().lower()})."
+        )
+    if include_unconfirmed and SCHEMAS[batch.schema].default_mode == "insert":
+        raise ApplicationError(
+            f"{batch.get_schema_display()} are inserted at CDP, not upserted: re-sending those "
+            "of unknown outcome could record them twice. Fetch CDP's error log again instead "
+            f"(manage.py batch_fetch_log {batch.pk})."
         )
     return batch_create(
         schema=batch.schema,
         user=user,
         note=f"Re-send of batch {batch.pk}",
         resend_of=batch,
+        resend_unconfirmed=include_unconfirmed,
         actor_label=actor_label,
     )
 
@@ -281,7 +333,8 @@ def _select_records(batch: Batch, attempt: int) -> int:
             # another UPDATE locked first, so no record ends up in two batches.
             cursor.execute(
                 f"UPDATE {spec.table} t SET locked_by_batch_id = %(batch)s,"
-                f" delivery_status = %(in_batch)s WHERE {_eligible_sql(spec, batch.resend_of_id)}",
+                f" delivery_status = %(in_batch)s"
+                f" WHERE {_eligible_sql(spec, batch.resend_of_id, batch.resend_unconfirmed)}",
                 {
                     "batch": batch.pk,
                     "in_batch": DeliveryStatus.IN_BATCH,

@@ -199,7 +199,7 @@ class Command(BaseCommand):
         if run.message:
             self.stdout.write(run.message)
         if run.error_report:
-            self.stdout.write(f"Error report: {run.error_report.path}")
+            self.stdout.write(f"Error report: {run.error_report.name} (in the file storage)")
         if run.status == ImportRun.Status.FAILED:
             raise CommandError("Nothing was imported.", returncode=1)
         if run.status == ImportRun.Status.PARTIAL:

@@ -1,7 +1,8 @@
 """Background jobs for batches (queue "batches"): plain functions taking ids, safe to run twice.
 
 Each job claims its row for its own attempt (batches.services.scheduling) and returns
-quietly when the row moved on; the work itself lives in the services. Enqueued only through
+quietly when the row moved on; the work itself lives in the services. While a job runs, a
+heartbeat renews its lease (cdpstage.leases), however long the step. Enqueued only through
 cdpstage.queueing.enqueue_after_commit with ids like `batchfile-9-upload-a3`.
 """
 
@@ -11,23 +12,27 @@ import logging
 from typing import Any
 
 from batches import services
+from batches.models import Batch, BatchFile
 
 logger = logging.getLogger(__name__)
 
 
 def batch_build(batch_id: int, attempt: int) -> None:
     """Build a batch's files from its selected records."""
-    services.batch_build(batch_id=batch_id, attempt=attempt)
+    with services.lease_heartbeat(Batch, batch_id, attempt):
+        services.batch_build(batch_id=batch_id, attempt=attempt)
 
 
 def batchfile_upload(file_id: int, attempt: int) -> None:
     """Allocate a file's batch ref at CDP and upload its bytes."""
-    services.batchfile_upload_step(file_id=file_id, attempt=attempt)
+    with services.lease_heartbeat(BatchFile, file_id, attempt):
+        services.batchfile_upload_step(file_id=file_id, attempt=attempt)
 
 
 def batchfile_poll(file_id: int, attempt: int) -> None:
     """Poll a file's status at CDP; apply the outcomes when it is final."""
-    services.batchfile_poll_step(file_id=file_id, attempt=attempt)
+    with services.lease_heartbeat(BatchFile, file_id, attempt):
+        services.batchfile_poll_step(file_id=file_id, attempt=attempt)
 
 
 def reconcile_batches() -> None:

@@ -223,7 +223,9 @@ CDP_GZIP_CODEC = env_str("CDP_GZIP_CODEC", "isal")
 CDP_GZIP_LEVEL = env_int("CDP_GZIP_LEVEL", 2)
 CDP_HTTP_TIMEOUT = env_int("CDP_HTTP_TIMEOUT", 30)
 CDP_POLL_INTERVALS = [int(s) for s in env_list("CDP_POLL_INTERVALS", "2,5,10,30,60")]
-CDP_LEASE_SECONDS = env_int("CDP_LEASE_SECONDS", 300)
+# Short and renewed every third by a heartbeat (cdpstage/leases.py): a dead worker's work
+# resumes within a lease plus a maintenance pass, whatever the step's length.
+CDP_LEASE_SECONDS = env_int("CDP_LEASE_SECONDS", 30)
 CDP_MAX_ATTEMPTS = env_int("CDP_MAX_ATTEMPTS", 8)
 # Seconds to wait before retry n of a failed CDP call (the last value repeats); a longer
 # Retry-After from CDP wins.

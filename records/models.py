@@ -330,6 +330,31 @@ class ImportRun(TimeStampedModel, LeasedWork):
         return self.status in {self.Status.SUCCEEDED, self.Status.PARTIAL, self.Status.FAILED}
 
 
+class ImportRunEvent(models.Model):
+    """Append-only audit of an import run's status changes (records.services.imports).
+
+    Who (a user or a machine label), when, which attempt, from and to which status, and a
+    sentence; never a cell value.
+    """
+
+    run = models.ForeignKey(ImportRun, on_delete=models.PROTECT, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_label = models.CharField(max_length=50, blank=True)
+    attempt = models.PositiveIntegerField(default=0)
+    from_status = models.CharField(max_length=10, blank=True)
+    to_status = models.CharField(max_length=10)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("id",)
+
+    def __str__(self) -> str:
+        return f"Event {self.pk} of import run {self.run_id}"
+
+
 class IdentityProvider(TimeStampedModel):
     """A provider whose identifiers identify a guest (one of the tenant's identity rules).
 

@@ -50,7 +50,6 @@ from batches.services.building import SCHEMAS, records_release
 from batches.services.scheduling import (
     LeaseLostError,
     batchfile_claim,
-    lease_heartbeat,
     retry_delay,
     schedule_file_step,
 )
@@ -280,8 +279,7 @@ def batchfile_upload_step(*, file_id: int, attempt: int) -> None:
         return
     try:
         client = CdpClient.from_settings(on_call=_recorder(batch_file.batch_id, file_id))
-        with lease_heartbeat(BatchFile, file_id, attempt):
-            _upload(batch_file, attempt, client)
+        _upload(batch_file, attempt, client)
     except LeaseLostError:
         logger.warning("File %s upload attempt %s lost its lease; stopping", file_id, attempt)
     except (CdpUploadExpiredError, CdpConflictError) as exc:

@@ -4,7 +4,10 @@ An import run is a row (the source of truth) plus a job that carries it out. The
 `stage_import` command both call import_run_execute: it claims the run with a conditional
 UPDATE and a lease, stages the file in ONE transaction (all-or-nothing is a rollback), writes
 progress and renews the lease on a second connection so the admin sees it while the data
-transaction is open, and finishes with a conditional UPDATE inside that transaction.
+transaction is open (a heartbeat thread renews it too while one long statement runs), and
+finishes with a conditional UPDATE inside that transaction. Every status change goes through
+import_run_transition (conditional UPDATE + audit event); leases are cdpstage.leases, the
+same as batch work.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import django_rq
 from django.conf import settings
 from django.core.files import File
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
@@ -28,6 +30,7 @@ from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
 from cdpstage.errors import ApplicationError
+from cdpstage.leases import LeaseLostError, lease_heartbeat, lease_renew, lease_until, lease_verdict
 from cdpstage.queueing import enqueue_after_commit
 from records.importing import (
     DELIMITERS,
@@ -46,7 +49,7 @@ from records.mapping.documents import (
     parse_document,
     to_json,
 )
-from records.models import ImportRun, Mapping, Schema
+from records.models import ImportRun, ImportRunEvent, Mapping, Schema
 from records.services.values import guests_refresh_values, tracking_refresh_values
 
 logger = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ __all__ = [
     "import_run_execute",
     "import_run_fail",
     "import_run_start_mapped",
+    "import_run_transition",
     "import_runs_reconcile",
     "tracking_refresh_values",
 ]
@@ -81,6 +85,56 @@ def job_id_for(run_id: int, attempt: int) -> str:
 
 def _transition_sources(target: str) -> list[str]:
     return [s for s, targets in ImportRun.TRANSITIONS.items() if target in targets]
+
+
+# The run is this attempt's while it is running under it.
+RUNNING_OWNED = {"status": ImportRun.Status.RUNNING}
+
+
+def import_run_transition(
+    *,
+    import_run_id: int,
+    target: str,
+    attempt: int | None = None,
+    sources: tuple[str, ...] | None = None,
+    where: Q | None = None,
+    fields: dict[str, Any] | None = None,
+    message: str = "",
+    actor: Any = None,
+    actor_label: str = "",
+) -> bool:
+    """The only place an import run's status changes: conditional UPDATE + audit event.
+
+    Allowed sources come from ImportRun.TRANSITIONS (narrowed by `sources`); `attempt` makes
+    the change conditional on the caller still owning the run, `where` adds conditions.
+    True when this caller won.
+    """
+    allowed = _transition_sources(target)
+    if sources is not None:
+        allowed = [status for status in allowed if status in sources]
+    with transaction.atomic():
+        current = (
+            ImportRun.objects.filter(pk=import_run_id).values_list("status", "attempt").first()
+        )
+        if current is None or current[0] not in allowed:
+            return False
+        rows = ImportRun.objects.filter(pk=import_run_id, status=current[0])
+        if attempt is not None:
+            rows = rows.filter(attempt=attempt)
+        if where is not None:
+            rows = rows.filter(where)
+        if not rows.update(status=target, updated_at=timezone.now(), **(fields or {})):
+            return False
+        ImportRunEvent.objects.create(
+            run_id=import_run_id,
+            actor=actor if actor is not None and actor.is_authenticated else None,
+            actor_label=actor_label or ("" if actor is not None else "worker"),
+            attempt=attempt if attempt is not None else current[1],
+            from_status=current[0],
+            to_status=target,
+            message=message[:2000],
+        )
+    return True
 
 
 # -- create ----------------------------------------------------------------------------------
@@ -194,8 +248,13 @@ def import_run_start_mapped(
         raise ApplicationError(f"This mapping is for {mapping.schema} files, not {run.schema}.")
     fields = _mapping_fields(mapping, saved_mapping)
     job_id = job_id_for(run.pk, run.attempt)
-    updated = ImportRun.objects.filter(pk=run.pk, status=Status.MAPPING).update(
-        status=Status.PENDING, job_id=job_id, updated_at=timezone.now(), **fields
+    updated = import_run_transition(
+        import_run_id=run.pk,
+        target=Status.PENDING,
+        sources=(Status.MAPPING,),
+        fields={"job_id": job_id, **fields},
+        message="Columns mapped; queued.",
+        actor_label="mapping",
     )
     if not updated:
         raise ApplicationError(f"Import run {run.pk} has already started.")
@@ -220,10 +279,6 @@ def _head(uploaded_file: File) -> bytes:
 
 class ImportStopped(Exception):
     """An import failed on an unexpected error; its text names the type only (no data)."""
-
-
-class LeaseLost(Exception):
-    """Another attempt owns the run now (our lease expired); stop without writing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,14 +314,9 @@ class _ProgressWriter:
         self.alias = PROGRESS_DB_ALIAS if separate else DEFAULT_DB_ALIAS
 
     def write(self, **fields: Any) -> None:
-        lease = timezone.now() + timedelta(seconds=settings.CDP_LEASE_SECONDS)
-        updated = (
-            ImportRun.objects.using(self.alias)
-            .filter(pk=self.run_id, attempt=self.attempt, status=Status.RUNNING)
-            .update(lease_until=lease, updated_at=timezone.now(), **fields)
+        lease_renew(
+            ImportRun, self.run_id, self.attempt, owned=RUNNING_OWNED, using=self.alias, **fields
         )
-        if not updated:
-            raise LeaseLost
 
     def __call__(self, counts: Counts, bytes_read: int) -> None:
         self.write(rows_read=counts.read, bytes_read=bytes_read)
@@ -290,36 +340,37 @@ class _RollBack(Exception):
 
 def _claim(run_id: int, attempt: int) -> bool:
     now = timezone.now()
-    return bool(
-        ImportRun.objects.filter(
-            pk=run_id, attempt=attempt, status__in=_transition_sources(Status.RUNNING)
-        )
-        .filter(Q(status=Status.PENDING) | Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(
-            status=Status.RUNNING,
-            lease_until=now + timedelta(seconds=settings.CDP_LEASE_SECONDS),
-            started_at=Coalesce("started_at", now),
-            finished_at=None,
-            rows_read=0,
-            bytes_read=0,
-            rows_created=0,
-            rows_updated=0,
-            rows_unchanged=0,
-            rows_invalid=0,
-            rows_bad=0,
-            message="",
-            updated_at=now,
-        )
+    return import_run_transition(
+        import_run_id=run_id,
+        target=Status.RUNNING,
+        attempt=attempt,
+        where=Q(status=Status.PENDING) | Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+        message=f"Attempt {attempt} started.",
+        fields={
+            "lease_until": lease_until(now=now),
+            "started_at": Coalesce("started_at", now),
+            "finished_at": None,
+            "rows_read": 0,
+            "bytes_read": 0,
+            "rows_created": 0,
+            "rows_updated": 0,
+            "rows_unchanged": 0,
+            "rows_invalid": 0,
+            "rows_bad": 0,
+            "message": "",
+        },
     )
 
 
 def _finish(run_id: int, attempt: int, status: str, **fields: Any) -> bool:
     """The conditional UPDATE that ends a run; False when another attempt owns it now."""
-    now = timezone.now()
-    return bool(
-        ImportRun.objects.filter(pk=run_id, attempt=attempt, status__in=_transition_sources(status))
-        .filter(status=Status.RUNNING)
-        .update(status=status, finished_at=now, lease_until=None, updated_at=now, **fields)
+    return import_run_transition(
+        import_run_id=run_id,
+        target=status,
+        attempt=attempt,
+        sources=(Status.RUNNING,),
+        message=fields.get("message", ""),
+        fields={"finished_at": timezone.now(), "lease_until": None, **fields},
     )
 
 
@@ -368,14 +419,15 @@ def import_run_execute(
             run.rows_total = _estimate_rows(run)
             progress.rows_total = run.rows_total
             progress.write(rows_total=run.rows_total)
-            _stage(run, attempt, report, progress, counts)
+            with lease_heartbeat(ImportRun, run.pk, attempt, owned=RUNNING_OWNED):
+                _stage(run, attempt, report, progress, counts)
         except FileProblem as problem:
             report.add(None, "", problem.code, problem.message)
             _end_failed(run, attempt, report, counts, problem.message)
         except _RollBack as rollback:
             counts = rollback.counts
             _end_failed(run, attempt, report, counts, _abort_message(counts, report))
-        except LeaseLost:
+        except LeaseLostError:
             logger.warning("Import run %s attempt %s: lease lost, rolled back", run.pk, attempt)
             return None
         except (OperationalError, InterfaceError):
@@ -459,7 +511,7 @@ def _stage(
                     fields["error_report"] = _save_report(run, report)
                 fields["message"] = _success_message(counts)
                 if not _finish(run.pk, attempt, status, **fields):
-                    raise LeaseLost
+                    raise LeaseLostError(f"Import run {run.pk} attempt {attempt} lost its lease.")
         finally:
             source.close()
 
@@ -528,41 +580,31 @@ def _success_message(counts: Counts) -> str:
     return text
 
 
-def import_run_fail(*, import_run_id: int, reason: str) -> bool:
+def import_run_fail(
+    *,
+    import_run_id: int,
+    reason: str,
+    attempt: int | None = None,
+    actor: Any = None,
+    actor_label: str = "",
+) -> bool:
     """Mark a pending or running run failed with a readable reason (e.g. stopped by the user)."""
-    now = timezone.now()
-    return bool(
-        ImportRun.objects.filter(
-            pk=import_run_id, status__in=_transition_sources(Status.FAILED)
-        ).update(
-            status=Status.FAILED,
-            message=reason,
-            finished_at=now,
-            lease_until=None,
-            updated_at=now,
-        )
+    return import_run_transition(
+        import_run_id=import_run_id,
+        target=Status.FAILED,
+        attempt=attempt,
+        message=reason,
+        actor=actor,
+        actor_label=actor_label,
+        fields={
+            "message": reason,
+            "finished_at": timezone.now(),
+            "lease_until": None,
+        },
     )
 
 
 # -- reconcile -------------------------------------------------------------------------------
-
-
-def _job_alive(job_id: str) -> bool:
-    """True when RQ still holds this job in a state that will run it."""
-    from rq.job import Job, JobStatus
-    from rq.serializers import JSONSerializer
-
-    queue = django_rq.get_queue(QUEUE)
-    try:
-        job = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
-    except Exception:  # NoSuchJobError, or a hash RQ cannot read
-        return False
-    return job.get_status(refresh=False) in {
-        JobStatus.QUEUED,
-        JobStatus.STARTED,
-        JobStatus.SCHEDULED,
-        JobStatus.DEFERRED,
-    }
 
 
 @transaction.atomic
@@ -580,40 +622,53 @@ def import_runs_reconcile() -> dict[str, int]:
             return {"skipped": 1}
     now = timezone.now()
     done = {"requeued": 0, "failed": 0}
-    stale_pending = ImportRun.objects.filter(
-        status=Status.PENDING, updated_at__lt=now - PENDING_GRACE
-    ).values_list("pk", "attempt", "job_id")
-    expired = ImportRun.objects.filter(status=Status.RUNNING, lease_until__lt=now).values_list(
-        "pk", "attempt", "job_id"
-    )
-    candidates = [(pk, attempt, job, Status.PENDING) for pk, attempt, job in stale_pending]
-    candidates += [(pk, attempt, job, Status.RUNNING) for pk, attempt, job in expired]
-    for pk, attempt, job, status in candidates:
-        if status == Status.PENDING and job and _job_alive(job):
-            continue  # queued behind other work: not lost
+    candidates = ImportRun.objects.filter(
+        Q(status=Status.PENDING, updated_at__lt=now - PENDING_GRACE)
+        | Q(status=Status.RUNNING, lease_until__lt=now)
+    ).only("pk", "status", "attempt", "job_id", "lease_until", "updated_at")
+    for run in candidates:
         # (A pending run without a job id was created by stage_import, which claims it at
         # once; still pending after the grace period means that process died: adopt it.)
-        if attempt >= settings.CDP_MAX_ATTEMPTS:
-            if ImportRun.objects.filter(pk=pk, status=status, attempt=attempt).update(
-                status=Status.FAILED,
-                finished_at=now,
-                lease_until=None,
-                updated_at=now,
-                message=(
-                    f"The import stopped {attempt} times without finishing (its worker was "
-                    "stopped or ran out of time) and was given up; nothing was imported. "
-                    "Start a new import run."
-                ),
+        verdict = lease_verdict(
+            claimed=run.status == Status.RUNNING,
+            lease_until=run.lease_until if run.status == Status.RUNNING else None,
+            updated_at=run.updated_at,
+            job_id=run.job_id,
+            queue=QUEUE,
+            now=now,
+            grace=PENDING_GRACE,
+        )
+        if verdict is None:
+            continue  # queued behind other work: not lost
+        if run.attempt >= settings.CDP_MAX_ATTEMPTS:
+            if import_run_transition(
+                import_run_id=run.pk,
+                target=Status.FAILED,
+                attempt=run.attempt,
+                sources=(run.status,),
+                actor_label="reconciler",
+                message=f"Given up: {verdict[0]}.",
+                fields={
+                    "finished_at": now,
+                    "lease_until": None,
+                    "message": (
+                        f"The import stopped {run.attempt} times without finishing (its worker "
+                        "was stopped or ran out of time) and was given up; nothing was "
+                        "imported. Start a new import run."
+                    ),
+                },
             ):
                 done["failed"] += 1
-                logger.warning("Import run %s failed after %s attempts", pk, attempt)
+                logger.warning("Import run %s failed after %s attempts", run.pk, run.attempt)
             continue
-        next_attempt = attempt + 1
-        new_job = job_id_for(pk, next_attempt)
-        if ImportRun.objects.filter(pk=pk, status=status, attempt=attempt).update(
+        next_attempt = run.attempt + 1
+        new_job = job_id_for(run.pk, next_attempt)
+        if ImportRun.objects.filter(pk=run.pk, status=run.status, attempt=run.attempt).update(
             attempt=next_attempt, job_id=new_job, lease_until=None, updated_at=now
         ):
-            enqueue_after_commit(QUEUE, JOB_FUNC, pk, next_attempt, job_id=new_job)
+            enqueue_after_commit(QUEUE, JOB_FUNC, run.pk, next_attempt, job_id=new_job)
             done["requeued"] += 1
-            logger.info("Import run %s: re-enqueued as attempt %s", pk, next_attempt)
+            logger.info(
+                "Import run %s: re-enqueued as attempt %s (%s)", run.pk, next_attempt, verdict[0]
+            )
     return done

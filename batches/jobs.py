@@ -13,6 +13,7 @@ from typing import Any
 
 from batches import services
 from batches.models import Batch, BatchFile
+from cdpstage.queueing import run_failure_callback
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +55,11 @@ def on_job_failure(job: Any, connection: Any, exc_type: type, value: Any, traceb
         logger.exception("Job %s failed and its arguments are unreadable", getattr(job, "id", "?"))
         return
     logger.error("Job %s failed with %s", job.id, error)
-    try:
+
+    def record() -> None:
         if kind == "batch_build":
             services.batch_build_crashed(batch_id=row_id, attempt=attempt, error=error)
         elif kind in ("batchfile_upload", "batchfile_poll"):
             services.batchfile_job_crashed(file_id=row_id, attempt=attempt, error=error)
-    finally:
-        # The callback may run in the worker's main process: never keep its DB socket open
-        # across the next fork.
-        from django.db import connections
 
-        connections.close_all()
+    run_failure_callback(record, job_id=job.id)

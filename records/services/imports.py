@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ImportProgress",
     "guests_refresh_values",
+    "import_run_crashed",
     "import_run_create",
     "import_run_execute",
     "import_run_fail",
@@ -69,6 +70,7 @@ __all__ = [
 Status = ImportRun.Status
 PROGRESS_DB_ALIAS = "progress"
 JOB_FUNC = "records.jobs.import_run_execute"
+ON_FAILURE = "records.jobs.on_import_failure"
 QUEUE = "imports"
 FLAT_FORMATS = (ImportRun.Format.CSV, ImportRun.Format.XLSX)
 # A pending run whose job has not started after this long is enqueued again (Redis lost it,
@@ -218,7 +220,7 @@ def import_run_create(
     run.job_id = job_id_for(run.pk, 1) if enqueue else ""
     run.save(update_fields=["job_id"])
     if enqueue:
-        enqueue_after_commit(QUEUE, JOB_FUNC, run.pk, 1, job_id=run.job_id)
+        enqueue_after_commit(QUEUE, JOB_FUNC, run.pk, 1, job_id=run.job_id, on_failure=ON_FAILURE)
     logger.info("Import run %s created (%s, %s)", run.pk, schema, detected)
     return run
 
@@ -258,7 +260,7 @@ def import_run_start_mapped(
     )
     if not updated:
         raise ApplicationError(f"Import run {run.pk} has already started.")
-    enqueue_after_commit(QUEUE, JOB_FUNC, run.pk, run.attempt, job_id=job_id)
+    enqueue_after_commit(QUEUE, JOB_FUNC, run.pk, run.attempt, job_id=job_id, on_failure=ON_FAILURE)
     logger.info("Import run %s: mapped, enqueued", run.pk)
     run.refresh_from_db()
     return run
@@ -604,6 +606,16 @@ def import_run_fail(
     )
 
 
+def import_run_crashed(*, import_run_id: int, attempt: int, error: str) -> bool:
+    """The run's job died while running it: expire its lease now, so the next reconciler pass
+    (every RQ_MAINTENANCE_INTERVAL) retries it or gives up, instead of waiting out the lease."""
+    now = timezone.now()
+    expired = ImportRun.objects.filter(
+        pk=import_run_id, attempt=attempt, status=Status.RUNNING
+    ).update(lease_until=now, last_error=error[:1000], updated_at=now)
+    return bool(expired)
+
+
 # -- reconcile -------------------------------------------------------------------------------
 
 
@@ -666,7 +678,9 @@ def import_runs_reconcile() -> dict[str, int]:
         if ImportRun.objects.filter(pk=run.pk, status=run.status, attempt=run.attempt).update(
             attempt=next_attempt, job_id=new_job, lease_until=None, updated_at=now
         ):
-            enqueue_after_commit(QUEUE, JOB_FUNC, run.pk, next_attempt, job_id=new_job)
+            enqueue_after_commit(
+                QUEUE, JOB_FUNC, run.pk, next_attempt, job_id=new_job, on_failure=ON_FAILURE
+            )
             done["requeued"] += 1
             logger.info(
                 "Import run %s: re-enqueued as attempt %s (%s)", run.pk, next_attempt, verdict[0]

@@ -12,6 +12,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
+from django.db.utils import InterfaceError, OperationalError
 
 from cdpstage.errors import ApplicationError
 from records.importing import DELIMITERS, ENCODINGS, FileProblem
@@ -127,6 +128,13 @@ class Command(BaseCommand):
             finished = import_run_execute(
                 import_run_id=run.pk, attempt=run.attempt, on_progress=self.progress
             )
+        except (OperationalError, InterfaceError) as exc:
+            raise CommandError(
+                f"Lost the database connection while importing run {run.pk} "
+                f"({type(exc).__name__}); nothing of this attempt was kept. A running worker "
+                "picks the run up again once its lease runs out, or run this command again.",
+                returncode=3,
+            ) from None
         except KeyboardInterrupt:
             import_run_fail(
                 import_run_id=run.pk,

@@ -32,7 +32,7 @@ class DeliveryStatus(models.TextChoices):
     REJECTED = "rejected", "Rejected by CDP"
     # Sent, but CDP's answer about it is unknown (its error log could not be read or fetched):
     # never picked again as "not sent", which could apply it twice.
-    UNCONFIRMED = "unknown", "Sent, outcome unknown"
+    UNCONFIRMED = "unknown", "Outcome unknown"
 
 
 # Which review statuses a reviewer may move a record between; `invalid` is set and cleared only

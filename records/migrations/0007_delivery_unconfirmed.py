@@ -13,11 +13,11 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='guest',
             name='delivery_status',
-            field=models.CharField(choices=[('not_sent', 'Not sent'), ('in_batch', 'In a batch'), ('delivered', 'Delivered'), ('rejected', 'Rejected by CDP'), ('unknown', 'Sent, outcome unknown')], default='not_sent', max_length=10),
+            field=models.CharField(choices=[('not_sent', 'Not sent'), ('in_batch', 'In a batch'), ('delivered', 'Delivered'), ('rejected', 'Rejected by CDP'), ('unknown', 'Outcome unknown')], default='not_sent', max_length=10),
         ),
         migrations.AlterField(
             model_name='trackingevent',
             name='delivery_status',
-            field=models.CharField(choices=[('not_sent', 'Not sent'), ('in_batch', 'In a batch'), ('delivered', 'Delivered'), ('rejected', 'Rejected by CDP'), ('unknown', 'Sent, outcome unknown')], default='not_sent', max_length=10),
+            field=models.CharField(choices=[('not_sent', 'Not sent'), ('in_batch', 'In a batch'), ('delivered', 'Delivered'), ('rejected', 'Rejected by CDP'), ('unknown', 'Outcome unknown')], default='not_sent', max_length=10),
         ),
     ]

@@ -48,28 +48,28 @@ def _guests_csv(rows: int) -> bytes:
     return out.getvalue().encode()
 
 
-def _active_rows() -> dict[tuple[str, int], int]:
-    """The work rows being worked on now, with their attempt: what a kill can interrupt."""
-    rows: dict[tuple[str, int], int] = {}
+def _active_rows() -> dict[tuple[str, int], tuple[int, str]]:
+    """The work rows being worked on now, with attempt and status: what a kill can interrupt."""
+    rows: dict[tuple[str, int], tuple[int, str]] = {}
     for pk, attempt in ImportRun.objects.filter(status="running").values_list("pk", "attempt"):
-        rows[("import", pk)] = attempt
-    for pk, attempt in Batch.objects.filter(status__in=("draft", "building")).values_list(
-        "pk", "attempt"
+        rows[("import", pk)] = (attempt, "running")
+    for pk, status, attempt in Batch.objects.filter(status__in=("draft", "building")).values_list(
+        "pk", "status", "attempt"
     ):
-        rows[("build", pk)] = attempt
+        rows[("build", pk)] = (attempt, status)
     for pk, status, attempt in BatchFile.objects.filter(
         status__in=(*BATCHFILE_IN_FLIGHT_STATUSES, "pending"), dispatched_at__isnull=False
     ).values_list("pk", "status", "attempt"):
         step = {"pending": "allocate", "allocated": "upload"}.get(status, "poll")
-        rows[(step, pk)] = attempt
+        rows[(step, pk)] = (attempt, status)
     return rows
 
 
-def _moved_on(kind: str, pk: int, attempt: int) -> bool:
+def _moved_on(kind: str, pk: int, seen: tuple[int, str]) -> bool:
+    """A later attempt took the row, or its status moved: the work goes on."""
     model = {"import": ImportRun, "build": Batch}.get(kind, BatchFile)
     row = model.objects.filter(pk=pk).values("attempt", "status").first()
-    finished = {"succeeded", "partial", "failed", "built", "success", "error", "superseded"}
-    return row is None or row["attempt"] > attempt or row["status"] in finished
+    return row is None or row["attempt"] > seen[0] or row["status"] != seen[1]
 
 
 @dataclass
@@ -108,8 +108,8 @@ class Chaos:
         deadline = kill["at"] + 120
         pending = dict(kill["active"])
         while pending and time.monotonic() < deadline and not self.stop.is_set():
-            for (kind, pk), attempt in list(pending.items()):
-                if _moved_on(kind, pk, attempt):
+            for (kind, pk), seen in list(pending.items()):
+                if _moved_on(kind, pk, seen):
                     kill["resumed"][f"{kind} {pk}"] = round(time.monotonic() - kill["at"], 1)
                     del pending[(kind, pk)]
             time.sleep(0.5)

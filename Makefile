@@ -19,7 +19,7 @@ export SANDBOX_PORT ?= 8443
 WORKER_OPTS := --with-scheduler --worker-ttl 30 --serializer rq.serializers.JSONSerializer
 
 .PHONY: help install db migrate demo run web worker worker-imports worker-batches sandbox \
-        test test-fast lint fmt bench browser-deps clean
+        test test-fast chaos lint fmt bench browser-deps clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -85,6 +85,10 @@ test: install browser-deps db ## Run the whole test suite
 
 test-fast: install db ## Unit tests only (no worker, sandbox or browser)
 	$(TEST_ENV) $(PY) -m pytest -m "not integration and not browser"
+
+chaos: install db ## SIGKILL random workers during import -> build -> send, longer; prints figures
+	$(TEST_ENV) CHAOS_KILLS=$${CHAOS_KILLS:-15} CHAOS_ROWS=$${CHAOS_ROWS:-10000} \
+		$(PY) -m pytest -p no:cacheprovider -q tests/batches/test_chaos.py
 
 # vulture: unused imports, variables and unreachable code (80 %: what it is sure of; below that
 # it reports every admin option, command and job that Django or RQ calls by name). `explain` is

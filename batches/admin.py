@@ -72,6 +72,16 @@ def can_cancel(user, batch: Batch) -> bool:
     )
 
 
+def can_resend_unconfirmed(user, batch: Batch) -> bool:
+    """The explicit re-send of unknown outcomes: only upserted schemas (never tracking)."""
+    return (
+        batch.status in (Batch.Status.PARTIALLY_FAILED, Batch.Status.FAILED)
+        and batch.records_unconfirmed > 0
+        and services.SCHEMAS[batch.schema].default_mode != "insert"
+        and user.has_perm("batches.add_batch")
+    )
+
+
 def file_status_label(batch: Batch, batch_file: BatchFile) -> str:
     """A file's status as the batch page shows it: a cancelled batch's files were not sent,
     so "Failed (we gave up)" would misstate what happened."""
@@ -239,6 +249,7 @@ class BatchAdmin(ReadOnlyAdmin):
                     "records_delivered",
                     "records_rejected",
                     "records_failed",
+                    "records_unconfirmed",
                 )
             },
         ),
@@ -293,6 +304,16 @@ class BatchAdmin(ReadOnlyAdmin):
                 "<int:pk>/rejected.csv",
                 view(self.rejected_csv_view),
                 name="batches_batch_rejected_csv",
+            ),
+            path(
+                "<int:pk>/resend-unconfirmed/",
+                view(self.resend_unconfirmed_view),
+                name="batches_batch_resend_unconfirmed",
+            ),
+            path(
+                "file/<int:pk>/fetch-log/",
+                view(self.fetch_log_view),
+                name="batches_batchfile_fetch_log",
             ),
             path(
                 "file/<int:pk>/download/",
@@ -372,6 +393,8 @@ class BatchAdmin(ReadOnlyAdmin):
                 can_send=services.can_send(request.user, batch),
                 can_cancel=can_cancel(request.user, batch),
                 can_resend=can_resend(request.user, batch),
+                can_resend_unconfirmed=can_resend_unconfirmed(request.user, batch),
+                can_fetch_log=request.user.has_perm("batches.send_batch"),
                 can_download=can_view_pii(request.user),
             )
         return super().change_view(request, object_id, form_url, extra)
@@ -517,6 +540,46 @@ class BatchAdmin(ReadOnlyAdmin):
             pk,
             lambda batch: services.batch_resend(batch=batch, user=request.user),
             lambda batch: f"Batch {batch.pk} created with the records to send again.",
+        )
+
+    def resend_unconfirmed_view(self, request, pk):
+        if request.method == "GET":
+            return self._confirm(
+                request,
+                pk,
+                allowed=lambda batch: can_resend_unconfirmed(request.user, batch),
+                verb="re-sent with its records of unknown outcome",
+                button="Re-send including records of unknown outcome",
+                consequences=lambda batch: [
+                    f"A new batch takes the records batch {batch.pk} did not deliver and its "
+                    f"{batch.records_unconfirmed:,} records of unknown outcome.",
+                    services.RESEND_UNCONFIRMED_WARNING,
+                ],
+            )
+        return self._post_action(
+            request,
+            pk,
+            lambda batch: services.batch_resend(
+                batch=batch, user=request.user, include_unconfirmed=True
+            ),
+            lambda batch: f"Batch {batch.pk} created with the records to send again.",
+        )
+
+    def fetch_log_view(self, request, pk):
+        """Fetch CDP's error log again for a file whose log could not be fetched."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        batch_file = get_object_or_404(BatchFile.objects.select_related("batch"), pk=pk)
+        if not request.user.has_perm("batches.send_batch"):
+            raise PermissionDenied
+        try:
+            summary = services.batchfile_log_fetch(batch_file=batch_file, user=request.user)
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+        else:
+            self.message_user(request, f"File {batch_file.sequence}: {summary}", messages.SUCCESS)
+        return HttpResponseRedirect(
+            reverse("admin:batches_batch_change", args=[batch_file.batch_id])
         )
 
     def download_view(self, request, pk):

@@ -86,6 +86,12 @@ class Batch(TimeStampedModel, LeasedWork):
     records_delivered = models.PositiveIntegerField(default=0)
     records_rejected = models.PositiveIntegerField(default=0)
     records_failed = models.PositiveIntegerField(default=0)
+    # Records whose outcome nobody knows (CDP's error log could not be read or fetched):
+    # never counted as failed, never re-sent as undelivered (they may well have been applied).
+    records_unconfirmed = models.PositiveIntegerField(default=0)
+    # A re-send that also takes the records of unknown outcome: an explicit, warned choice,
+    # refused for insert-mode schemas (tracking), where a second copy is a duplicate event.
+    resend_unconfirmed = models.BooleanField(default=False)
     # A readable sentence about the final state (why it failed, what to do).
     message = models.TextField(blank=True)
     # Lease bookkeeping besides LeasedWork: when the current attempt's job claimed the row
@@ -183,6 +189,9 @@ class BatchFile(TimeStampedModel, LeasedWork):
         CORRUPTED = "corrupted", "Corrupted (re-sent under a new ref)"
         FAILED = "failed", "Failed (we gave up)"
         SUPERSEDED = "superseded", "Replaced by a new ref"
+        # CDP said `error` but its log could not be fetched: outcomes unknown until it is
+        # fetched again (batches.services.batchfile_log_fetch), which moves the file to `error`.
+        LOG_UNAVAILABLE = "log_unavailable", "Error, outcomes unknown (log unavailable)"
 
     batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="files")
     # 1-based position in the batch; a re-send under a new ref keeps the number.
@@ -238,6 +247,7 @@ BATCHFILE_FINAL_STATUSES = frozenset(
         BatchFile.Status.CORRUPTED,
         BatchFile.Status.FAILED,
         BatchFile.Status.SUPERSEDED,
+        BatchFile.Status.LOG_UNAVAILABLE,
     }
 )
 # Statuses in which a file's ref is at CDP and counts against CDP_MAX_IN_FLIGHT.
@@ -246,6 +256,7 @@ BATCHFILE_IN_FLIGHT_STATUSES = frozenset(
 )
 
 # allocated -> success/error/...: a resumed upload finds the file already processed at CDP.
+# log_unavailable -> error: CDP's log, fetched again later, gave the records their outcomes.
 BATCHFILE_TRANSITIONS: dict[str, frozenset[str]] = {
     BatchFile.Status.PENDING: frozenset(
         {BatchFile.Status.ALLOCATED, BatchFile.Status.FAILED, BatchFile.Status.SUPERSEDED}
@@ -256,6 +267,7 @@ BATCHFILE_TRANSITIONS: dict[str, frozenset[str]] = {
             BatchFile.Status.PROCESSING,
             BatchFile.Status.SUCCESS,
             BatchFile.Status.ERROR,
+            BatchFile.Status.LOG_UNAVAILABLE,
             BatchFile.Status.CORRUPTED,
             BatchFile.Status.FAILED,
             BatchFile.Status.SUPERSEDED,
@@ -266,6 +278,7 @@ BATCHFILE_TRANSITIONS: dict[str, frozenset[str]] = {
             BatchFile.Status.PROCESSING,
             BatchFile.Status.SUCCESS,
             BatchFile.Status.ERROR,
+            BatchFile.Status.LOG_UNAVAILABLE,
             BatchFile.Status.CORRUPTED,
             BatchFile.Status.FAILED,
             BatchFile.Status.SUPERSEDED,
@@ -275,6 +288,7 @@ BATCHFILE_TRANSITIONS: dict[str, frozenset[str]] = {
         {
             BatchFile.Status.SUCCESS,
             BatchFile.Status.ERROR,
+            BatchFile.Status.LOG_UNAVAILABLE,
             BatchFile.Status.CORRUPTED,
             BatchFile.Status.FAILED,
             BatchFile.Status.SUPERSEDED,
@@ -285,6 +299,7 @@ BATCHFILE_TRANSITIONS: dict[str, frozenset[str]] = {
     BatchFile.Status.CORRUPTED: frozenset(),
     BatchFile.Status.FAILED: frozenset(),
     BatchFile.Status.SUPERSEDED: frozenset(),
+    BatchFile.Status.LOG_UNAVAILABLE: frozenset({BatchFile.Status.ERROR}),
 }
 
 
@@ -296,7 +311,10 @@ class BatchItem(models.Model):
         DELIVERED = "delivered", "Delivered"
         REJECTED = "rejected", "Rejected by CDP"
         FAILED = "failed", "Not delivered (the file failed)"
-        UNKNOWN = "unknown", "Unconfirmed (CDP could not read some lines)"
+        # CDP could not read some lines, or its error log could not be fetched: the record may
+        # or may not have been applied. Resolved to delivered/rejected only by a log fetched
+        # later (migration 0006 allows exactly that change).
+        UNKNOWN = "unknown", "Unconfirmed (outcome unknown)"
         RESENT = "resent", "Re-sent under a new ref"
 
     # No separate index on file: the unique (file, line) constraint leads with it. No database

@@ -228,6 +228,7 @@ def batch_detail(batch: Batch) -> dict[str, Any]:
         "delivered": batch.records_delivered,
         "rejected": batch.records_rejected,
         "not_delivered": batch.records_failed,
+        "unconfirmed": batch.records_unconfirmed,
         "message": batch.message,
         "progress": {
             "done": progress.done,

@@ -19,7 +19,8 @@ DEFAULT_CLIENT_KEY = "sandbox-client-key"
 DEFAULT_API_TOKEN = "sandbox-api-token"
 
 FAULT_TARGETS = ("allocate", "upload", "status", "log")
-FAULT_KINDS = ("500", "503", "429", "reset", "stall")
+# 404: an S3 object (the error log) that is not there (yet), as S3 answers NoSuchKey.
+FAULT_KINDS = ("500", "503", "429", "404", "reset", "stall")
 
 
 @dataclass(frozen=True)

@@ -230,6 +230,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             500: ("InternalError", "We encountered an internal error. Please try again."),
             503: ("SlowDown", "Service temporarily unavailable, please retry."),
             429: ("TooManyRequests", "Too many requests, please retry later."),
+            404: ("NoSuchKey", "The specified key does not exist."),
         }
         code, message = texts[status]
         self.error(status, code, message, headers)

@@ -1,10 +1,13 @@
 """The one way jobs are enqueued: after commit, by dotted path, ids only, deterministic job id."""
 
 import logging
+import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import django_rq
-from django.db import transaction
+from django.db import connections, transaction
+from django.db.utils import InterfaceError, OperationalError
 from rq import Callback, Retry
 from rq.exceptions import DuplicateJobError
 
@@ -46,3 +49,37 @@ def enqueue_after_commit(
             logger.exception("Could not enqueue job %s; the reconciler will retry", job_id)
 
     transaction.on_commit(push)
+
+
+# A failure callback's database work is retried this often when the connection is down.
+CALLBACK_ATTEMPTS = 5
+
+
+def run_failure_callback(action: Callable[[], None], *, job_id: str) -> None:
+    """Run an on_failure callback's database work on a fresh connection, retrying blips.
+
+    The job often failed *because* the database dropped its connection; that dead connection
+    is still the thread's, so the callback reconnects first (closing makes Django open a new
+    one), and tries again a few times while the database comes back. Otherwise the row would
+    wait out its whole lease instead of its short back-off. The connection is closed at the
+    end: the callback may run in the worker's main process, whose socket must not leak into
+    the next fork.
+    """
+    try:
+        for attempt in range(1, CALLBACK_ATTEMPTS + 1):
+            connections.close_all()
+            try:
+                action()
+                return
+            except (OperationalError, InterfaceError):
+                if attempt == CALLBACK_ATTEMPTS:
+                    logger.exception(
+                        "Failure callback of job %s gave up: no database; the reconciler "
+                        "will pick the work up when its lease runs out",
+                        job_id,
+                    )
+                    return
+                logger.warning("Failure callback of job %s: database unavailable, retrying", job_id)
+                time.sleep(attempt)
+    finally:
+        connections.close_all()

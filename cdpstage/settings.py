@@ -41,6 +41,10 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
+def _missing(name: str) -> str:
+    raise ImproperlyConfigured(f"{name} is not set.")
+
+
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
@@ -171,10 +175,36 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("DJANGO_MEDIA_ROOT", str(BASE_DIR / "media")))
+# Uploaded sources, error reports, batch files and CDP's error logs. `filesystem` keeps them
+# under MEDIA_ROOT (one host); `s3` puts them in an S3-compatible bucket that every host's
+# workers share (docs/operations.md). Credentials are boto3's own AWS_ACCESS_KEY_ID /
+# AWS_SECRET_ACCESS_KEY (or an instance role), never a setting.
+STORAGE_BACKEND = env_str("DJANGO_STORAGE_BACKEND", "filesystem")
+if STORAGE_BACKEND == "filesystem":
+    DEFAULT_STORAGE = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+elif STORAGE_BACKEND == "s3":
+    DEFAULT_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("DJANGO_S3_BUCKET") or _missing("DJANGO_S3_BUCKET"),
+            # Empty: AWS itself; else the S3-compatible server (MinIO, Ceph, a test server).
+            "endpoint_url": env_str("DJANGO_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("DJANGO_S3_REGION") or None,
+            "location": env_str("DJANGO_S3_PREFIX"),
+            "addressing_style": env_str("DJANGO_S3_ADDRESSING_STYLE") or None,
+            # Names are unique per batch attempt; never overwrite what was approved or sent.
+            "file_overwrite": False,
+            "default_acl": None,
+            # Files are served by the admin's own views, never by a public bucket URL.
+            "querystring_auth": True,
+            # A download spools to disk past this size (0 would keep a 50 MB file in memory).
+            "max_memory_size": 2_621_440,
+        },
+    }
+else:
+    raise ImproperlyConfigured("DJANGO_STORAGE_BACKEND must be 'filesystem' or 's3'.")
 STORAGES = {
-    # Uploaded sources, batch files and error logs. Point "default" at an S3-compatible bucket
-    # (django-storages) when workers run on several hosts.
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": DEFAULT_STORAGE,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 # Big files go to disk, not memory, while they are uploaded; none over DJANGO_UPLOAD_MAX_MB
@@ -275,7 +305,9 @@ CDP_GZIP_CODEC = env_str("CDP_GZIP_CODEC", "isal")
 CDP_GZIP_LEVEL = env_int("CDP_GZIP_LEVEL", 2)
 CDP_HTTP_TIMEOUT = env_int("CDP_HTTP_TIMEOUT", 30)
 CDP_POLL_INTERVALS = [int(s) for s in env_list("CDP_POLL_INTERVALS", "2,5,10,30,60")]
-CDP_LEASE_SECONDS = env_int("CDP_LEASE_SECONDS", 300)
+# Short and renewed every third by a heartbeat (cdpstage/leases.py): a dead worker's work
+# resumes within a lease plus a maintenance pass, whatever the step's length.
+CDP_LEASE_SECONDS = env_int("CDP_LEASE_SECONDS", 30)
 CDP_MAX_ATTEMPTS = env_int("CDP_MAX_ATTEMPTS", 8)
 # Seconds to wait before retry n of a failed CDP call (the last value repeats); a longer
 # Retry-After from CDP wins.

@@ -2,13 +2,15 @@
 retention purge."""
 
 import logging
+from typing import Any
 
 import django_rq
 from django.conf import settings
 
+from cdpstage.queueing import run_failure_callback
 from records.importing.pipeline import import_process_tuning
+from records.services.imports import import_run_crashed, import_runs_reconcile
 from records.services.imports import import_run_execute as execute_run
-from records.services.imports import import_runs_reconcile
 from records.services.retention import records_purge, retention_cutoff
 
 logger = logging.getLogger(__name__)
@@ -19,6 +21,27 @@ def import_run_execute(import_run_id: int, attempt: int) -> str:
     with import_process_tuning():  # a worker's work horse: the process is the job's
         run = execute_run(import_run_id=import_run_id, attempt=attempt)
     return run.status if run is not None else "skipped"
+
+
+def on_import_failure(
+    job: Any, connection: Any, exc_type: type, value: Any, traceback: Any
+) -> None:
+    """RQ's on_failure callback: the import job died (database gone, worker killed, a bug).
+
+    Only the exception's class is recorded (its text may quote data). A run left running is
+    handed to the reconciler at once instead of after its lease.
+    """
+    error = getattr(exc_type, "__name__", "error")
+    try:
+        run_id, attempt = int(job.args[0]), int(job.args[1])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        logger.exception("Job %s failed and its arguments are unreadable", getattr(job, "id", "?"))
+        return
+    logger.error("Job %s failed with %s", job.id, error)
+    run_failure_callback(
+        lambda: import_run_crashed(import_run_id=run_id, attempt=attempt, error=error),
+        job_id=job.id,
+    )
 
 
 def reconcile_import_runs() -> None:

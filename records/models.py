@@ -38,6 +38,9 @@ class DeliveryStatus(models.TextChoices):
     NOT_SENT = "not_sent", "Not sent"
     DELIVERED = "delivered", "Delivered"
     REJECTED = "rejected", "Rejected by CDP"
+    # Sent, but CDP's answer about it is unknown (its error log could not be read or fetched):
+    # never picked again as "not sent", which could apply it twice.
+    UNCONFIRMED = "unknown", "Outcome unknown"
 
 
 # Which review statuses a reviewer may move a record between; `invalid` is set and cleared only
@@ -441,6 +444,31 @@ class ImportRun(TimeStampedModel, LeasedWork):
     @property
     def is_finished(self) -> bool:
         return self.status in {self.Status.SUCCEEDED, self.Status.PARTIAL, self.Status.FAILED}
+
+
+class ImportRunEvent(models.Model):
+    """Append-only audit of an import run's status changes (records.services.imports).
+
+    Who (a user or a machine label), when, which attempt, from and to which status, and a
+    sentence; never a cell value.
+    """
+
+    run = models.ForeignKey(ImportRun, on_delete=models.PROTECT, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_label = models.CharField(max_length=50, blank=True)
+    attempt = models.PositiveIntegerField(default=0)
+    from_status = models.CharField(max_length=10, blank=True)
+    to_status = models.CharField(max_length=10)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("id",)
+
+    def __str__(self) -> str:
+        return f"Event {self.pk} of import run {self.run_id}"
 
 
 class IdentityProvider(TimeStampedModel):

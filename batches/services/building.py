@@ -54,6 +54,7 @@ __all__ = [
     "batch_build_failed",
     "batch_cancel",
     "batch_create",
+    "RESEND_UNCONFIRMED_WARNING",
     "batch_resend",
     "records_release",
 ]
@@ -90,31 +91,42 @@ SCHEMAS: dict[str, SchemaSpec] = {
 }
 
 # For a re-send: the records that were in the old batch's live files and did not get through.
-# A rejected record qualifies once it changed (was fixed) or CDP blamed itself (5xx). The
-# files are looked up first (a handful of ids), so the items are found through their
-# (file, line) index and the records by primary key: no step can re-scan a table per row.
+# A rejected record qualifies once it changed (was fixed) or CDP blamed itself (5xx); a record
+# whose outcome nobody knows (CDP's error log unreadable) only by the creator's explicit choice
+# (`resend_unconfirmed`): CDP may have applied it. The files are looked up first (a handful of
+# ids), so the items are found through their (file, line) index and the records by primary
+# key: no step can re-scan a table per row.
 RESEND_CANDIDATES = (
     "SELECT i.record_id FROM batches_batchitem i"
     " JOIN {table} r ON r.id = i.record_id"
     " WHERE i.file_id = ANY(%s)"
-    " AND (i.outcome IN ('failed', 'unknown', 'pending')"
+    " AND (i.outcome IN ({outcomes})"
     " OR (i.outcome = 'rejected' AND (i.code LIKE '5%%' OR r.value_hash <> i.value_hash)))"
 )
 
 
-def _resend_candidates(spec: SchemaSpec, resend_of: int | None) -> lifecycle.Query | None:
+def _resend_candidates(
+    spec: SchemaSpec, resend_of: int | None, resend_unconfirmed: bool
+) -> lifecycle.Query | None:
     if resend_of is None:
         return None
     # The files whose bytes were last sent (a file re-sent under a new ref was replaced).
     files = list(
         BatchFile.objects.filter(batch_id=resend_of, next__isnull=True).values_list("pk", flat=True)
     )
-    return RESEND_CANDIDATES.format(table=spec.table), [files]
+    outcomes = "'failed', 'pending', 'unknown'" if resend_unconfirmed else "'failed', 'pending'"
+    return RESEND_CANDIDATES.format(table=spec.table, outcomes=outcomes), [files]
 
 
-def _has_eligible(spec: SchemaSpec, resend_of: int | None, include_unchanged: bool) -> bool:
-    eligible = lifecycle.eligible_sql(model=spec.model, include_unchanged=include_unchanged)
-    candidates = _resend_candidates(spec, resend_of)
+def _has_eligible(
+    spec: SchemaSpec, resend_of: int | None, include_unchanged: bool, resend_unconfirmed: bool
+) -> bool:
+    eligible = lifecycle.eligible_sql(
+        model=spec.model,
+        include_unchanged=include_unchanged,
+        include_unconfirmed=resend_unconfirmed,
+    )
+    candidates = _resend_candidates(spec, resend_of, resend_unconfirmed)
     with connection.cursor() as cursor:
         if candidates is None:
             cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {spec.table} t WHERE {eligible})")
@@ -135,6 +147,7 @@ def batch_create(
     user: AbstractBaseUser,
     note: str = "",
     resend_of: Batch | None = None,
+    resend_unconfirmed: bool = False,
     actor_label: str = "",
     include_unchanged: bool = False,
 ) -> Batch:
@@ -150,11 +163,20 @@ def batch_create(
             f"A batch can hold {' or '.join(SCHEMAS)} records, not {schema!r}."[:200]
         )
     spec = SCHEMAS[schema]
-    if not _has_eligible(spec, resend_of.pk if resend_of else None, include_unchanged):
+    if not _has_eligible(
+        spec, resend_of.pk if resend_of else None, include_unchanged, resend_unconfirmed
+    ):
         if resend_of is not None:
+            unconfirmed = (
+                f" Its {resend_of.records_unconfirmed} record(s) of unknown outcome are not "
+                "re-sent as undelivered (CDP may have applied them): fetch CDP's error log "
+                f"again (manage.py batch_fetch_log {resend_of.pk})."
+                if resend_of.records_unconfirmed and not resend_unconfirmed
+                else ""
+            )
             raise ApplicationError(
                 f"None of the records batch {resend_of.pk} failed to deliver is ready to send "
-                "again. Rejected records must be fixed and marked ready first."
+                f"again. Rejected records must be fixed and marked ready first.{unconfirmed}"
             )
         raise ApplicationError(
             f"There are no ready {schema} records that are not already in a batch or "
@@ -166,6 +188,7 @@ def batch_create(
         note=note[:200],
         resend_of=resend_of,
         include_unchanged=include_unchanged,
+        resend_unconfirmed=resend_unconfirmed,
     )
     batch_event_create(
         batch_id=batch.pk,
@@ -179,25 +202,55 @@ def batch_create(
             else "Created (full send: unchanged records included)."
             if include_unchanged
             else "Created."
+        )
+        + (
+            " It also re-sends the records whose outcome is unknown, by the creator's choice."
+            if resend_unconfirmed
+            else ""
         ),
     )
     schedule_build(batch_id=batch.pk)
     return batch
 
 
+RESEND_UNCONFIRMED_WARNING = (
+    "Records of unknown outcome may already have been applied by CDP: re-sending them sends "
+    "them a second time. Guests are upserted, so a second copy overwrites the profile with the "
+    "same values; prefer fetching CDP's error log again, which tells what was applied."
+)
+
+
 @transaction.atomic
-def batch_resend(*, batch: Batch, user: AbstractBaseUser, actor_label: str = "") -> Batch:
-    """A new batch with the records `batch` failed to deliver that are ready again."""
+def batch_resend(
+    *,
+    batch: Batch,
+    user: AbstractBaseUser,
+    include_unconfirmed: bool = False,
+    actor_label: str = "",
+) -> Batch:
+    """A new batch with the records `batch` failed to deliver that are ready again.
+
+    Records of unknown outcome go too only with `include_unconfirmed` (the caller showed
+    RESEND_UNCONFIRMED_WARNING), and never for an insert-mode schema: CDP inserts every copy
+    of a tracking event it receives, so a second one is a duplicate event.
+    """
     if batch.status not in (Batch.Status.PARTIALLY_FAILED, Batch.Status.FAILED):
         raise ApplicationError(
             "Only a batch that ended with undelivered records can be re-sent "
             f"(batch {batch.pk} is {batch.get_status_display().lower()})."
+        )
+    if include_unconfirmed and SCHEMAS[batch.schema].default_mode == "insert":
+        raise ApplicationError(
+            f"{batch.get_schema_display()} are inserted at CDP, not upserted: re-sending those "
+            "of unknown outcome could record them twice. Fetch CDP's error log again instead "
+            f"(manage.py batch_fetch_log {batch.pk})."
         )
     return batch_create(
         schema=batch.schema,
         user=user,
         note=f"Re-send of batch {batch.pk}",
         resend_of=batch,
+        resend_unconfirmed=include_unconfirmed,
         actor_label=actor_label,
     )
 
@@ -308,8 +361,9 @@ def _select_records(batch: Batch, attempt: int) -> int:
         selected = lifecycle.records_lock(
             model=spec.model,
             batch_id=batch.pk,
-            among=_resend_candidates(spec, batch.resend_of_id),
+            among=_resend_candidates(spec, batch.resend_of_id, batch.resend_unconfirmed),
             include_unchanged=batch.include_unchanged,
+            include_unconfirmed=batch.resend_unconfirmed,
         )
         summary = _validation_summary(
             spec, batch.pk, selected, include_unchanged=batch.include_unchanged

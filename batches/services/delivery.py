@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.core.mail import send_mail
@@ -32,6 +33,7 @@ from batches.client import (
     CdpCall,
     CdpClient,
     CdpConflictError,
+    CdpError,
     CdpPermanentError,
     CdpTransientError,
     CdpUploadExpiredError,
@@ -50,11 +52,11 @@ from batches.services.building import SCHEMAS, records_release
 from batches.services.scheduling import (
     LeaseLostError,
     batchfile_claim,
-    lease_heartbeat,
     retry_delay,
     schedule_file_step,
 )
 from batches.services.transitions import batch_event_create, batch_transition, batchfile_transition
+from cdpstage.errors import ApplicationError
 from records.services import lifecycle
 from records.services.erasure import deletions_apply_outcomes
 
@@ -66,6 +68,7 @@ __all__ = [
     "batch_refresh",
     "batchfile_fail",
     "batchfile_job_crashed",
+    "batchfile_log_fetch",
     "batchfile_poll_step",
     "batchfile_upload_step",
     "batchfiles_dispatch",
@@ -83,6 +86,12 @@ STUCK_UPLOADING = timedelta(hours=1)
 # A file is sent under at most this many refs (expired URLs, `corrupted`) before we give up.
 MAX_REFS_PER_FILE = 5
 MAX_FILE_ERRORS_KEPT = 20
+LOG_UNAVAILABLE_ITEM_MESSAGE = (
+    "CDP's error log of this file could not be fetched; whether this record was applied is unknown."
+)
+REACHED_CDP_ITEM_MESSAGE = (
+    "The file reached CDP before we gave up on it; whether this record was applied is unknown."
+)
 NO_LOG_MESSAGE = (
     "CDP reported an error for the whole file and gave no log; the file may not have been readable."
 )
@@ -274,8 +283,7 @@ def batchfile_upload_step(*, file_id: int, attempt: int) -> None:
         return
     try:
         client = CdpClient.from_settings(on_call=_recorder(batch_file.batch_id, file_id))
-        with lease_heartbeat(BatchFile, file_id, attempt):
-            _upload(batch_file, attempt, client)
+        _upload(batch_file, attempt, client)
     except LeaseLostError:
         logger.warning("File %s upload attempt %s lost its lease; stopping", file_id, attempt)
     except (CdpUploadExpiredError, CdpConflictError) as exc:
@@ -422,14 +430,15 @@ def _finish_error(
     # Outside the transaction: a failed download is retried with the poll, which asks CDP
     # for the status again and so gets a freshly signed log URL (an expired signature is a
     # 403 from S3: permanent for that URL, not for the log).
-    try:
-        log_name = _download_log(batch_file, client, status.log_url) if status.log_url else ""
-    except CdpUrlRefusedError:
-        raise  # a new link would point at the same host: the poll step fails the file
-    except CdpPermanentError as exc:
-        raise CdpTransientError(
-            f"The error log could not be fetched ({exc.message}); asking CDP for a new link."
-        ) from exc
+    log_name = ""
+    if status.log_url:
+        try:
+            log_name = _download_log(batch_file, client, status.log_url)
+        except CdpUrlRefusedError:
+            raise  # a new link would point at the same host: the poll step fails the file
+        except CdpError as exc:
+            _log_not_fetched(batch_file, attempt, exc.message, observed)
+            return
     with transaction.atomic():
         _owned(
             batchfile_transition(
@@ -461,13 +470,153 @@ def _finish_error(
     _file_finished(batch_file.batch_id)
 
 
-def _apply_error_log(batch_file: BatchFile, log_name: str) -> dict[str, Any]:
+def _counts_text(stats: dict[str, Any] | None) -> str:
+    """CDP's own counts from a status reply ("3803 applied, 423 failed"), or ""."""
+    stats = stats or {}
+    parts = [
+        f"{stats[key]} {label}"
+        for key, label in (("successCount", "applied"), ("errorCount", "failed"))
+        if isinstance(stats.get(key), int)
+    ]
+    return f" (CDP's counts: {', '.join(parts)})" if parts else ""
+
+
+def _log_not_fetched(
+    batch_file: BatchFile, attempt: int, reason: str, observed: dict[str, Any]
+) -> None:
+    """CDP said `error` but its log did not come: ask again with a fresh link, then stop guessing.
+
+    After CDP_MAX_ATTEMPTS the file ends `log_unavailable`: CDP applied some of its records
+    (its counts say how many) and only the log says which, so none is marked delivered or not
+    delivered, and none is offered for re-send; batchfile_log_fetch tries again later.
+    """
+    failures = batch_file.failures + 1
+    limit = int(settings.CDP_MAX_ATTEMPTS)
+    seen = {**observed, "failures": failures, "last_error": reason[:1000]}
+    if failures < limit:
+        delay = retry_delay(failures)
+        with transaction.atomic():
+            if schedule_file_step(
+                file_id=batch_file.pk,
+                step="poll",
+                delay=delay,
+                expected_attempt=attempt,
+                fields=seen,
+            ):
+                batch_event_create(
+                    batch_id=batch_file.batch_id,
+                    file_id=batch_file.pk,
+                    kind="note",
+                    message=f"CDP's error log could not be fetched ({reason}). Asking CDP for a "
+                    f"fresh link in {delay:.0f} s ({failures} of {limit}).",
+                    data={"failures": failures, "delay_seconds": delay},
+                )
+        return
+    message = (
+        f"CDP reported errors, but its error log could not be fetched after {failures} "
+        f"attempts ({reason}). The outcomes of the {batch_file.record_count} records are "
+        f"unknown{_counts_text(observed.get('stats'))}; none is counted as delivered or as not "
+        "delivered. Fetch the log again later: “Fetch CDP's error log again” on the batch page, "
+        f"or manage.py batch_fetch_log {batch_file.batch_id}."
+    )
+    with transaction.atomic():
+        _owned(
+            batchfile_transition(
+                file_id=batch_file.pk,
+                target=BatchFile.Status.LOG_UNAVAILABLE,
+                attempt=attempt,
+                message=message,
+                fields={
+                    **seen,
+                    "message": message,
+                    "finished_at": timezone.now(),
+                    "lease_until": None,
+                },
+            ),
+            batch_file,
+            attempt,
+        )
+        BatchItem.objects.filter(file_id=batch_file.pk, outcome=BatchItem.Outcome.PENDING).update(
+            outcome=BatchItem.Outcome.UNKNOWN, message=LOG_UNAVAILABLE_ITEM_MESSAGE
+        )
+        _apply_record_outcomes(batch_file)
+    _file_finished(batch_file.batch_id)
+
+
+def batchfile_log_fetch(
+    *, batch_file: BatchFile, user: AbstractBaseUser | None = None, actor_label: str = ""
+) -> str:
+    """Fetch the error log of a `log_unavailable` file again and give its records their outcomes.
+
+    CDP signs a new log URL with every status reply, so this asks for the status first. The
+    records resolved are those still of unknown outcome; the batch's counts are recounted (its
+    status stays: a final status never changes). Returns the file's new summary.
+    """
+    if batch_file.status != BatchFile.Status.LOG_UNAVAILABLE:
+        raise ApplicationError(
+            f"File {batch_file.sequence} of batch {batch_file.batch_id} is "
+            f"{batch_file.get_status_display().lower()}: only a file whose error log could not "
+            "be fetched needs it fetched again."
+        )
+    client = CdpClient.from_settings(on_call=_recorder(batch_file.batch_id, batch_file.pk))
+    try:
+        status = client.status(str(batch_file.batch_ref))
+        if status.code != "error" or not status.log_url:
+            raise CdpPermanentError(
+                f"CDP now reports the file as {status.code[:20]!r} with no error log to fetch."
+            )
+        log_name = _download_log(batch_file, client, status.log_url)
+    except CdpError as exc:
+        batch_event_create(
+            batch_id=batch_file.batch_id,
+            file_id=batch_file.pk,
+            kind="note",
+            actor=user,
+            actor_label=actor_label,
+            message=f"CDP's error log could not be fetched again: {exc.message}",
+        )
+        raise ApplicationError(
+            f"CDP's error log of file {batch_file.sequence} still cannot be fetched: "
+            f"{exc.message} The outcomes stay unknown; try again later."
+        ) from exc
+    with transaction.atomic():
+        won = batchfile_transition(
+            file_id=batch_file.pk,
+            target=BatchFile.Status.ERROR,
+            sources=(BatchFile.Status.LOG_UNAVAILABLE,),
+            actor=user,
+            actor_label=actor_label,
+            message="CDP's error log fetched again; outcomes taken from it.",
+            fields={
+                "error_log": log_name,
+                "remote_status": status.code[:20],
+                "status_json": status.raw,
+                "stats": status.stats,
+            },
+        )
+        if not won:
+            raise ApplicationError(
+                f"File {batch_file.sequence} of batch {batch_file.batch_id} was resolved by "
+                "someone else meanwhile."
+            )
+        summary = _apply_error_log(batch_file, log_name, awaiting=BatchItem.Outcome.UNKNOWN)
+        BatchFile.objects.filter(pk=batch_file.pk).update(**summary)
+        _apply_record_outcomes(batch_file, released=True)
+        _batch_recount(batch_file.batch_id, user=user, actor_label=actor_label)
+    return summary["message"]
+
+
+def _apply_error_log(
+    batch_file: BatchFile, log_name: str, *, awaiting: str = BatchItem.Outcome.PENDING
+) -> dict[str, Any]:
     """Join the log's lines to the file's items by record ref; returns the file's summary.
 
     Lines are streamed into a temporary table with COPY and applied with one UPDATE, so a log
     of a million lines costs no memory. Records the log does not name were applied (current
     docs: the log lists failures only), unless some lines could not be attributed to a record
     (`"ref":"null"`): then nobody knows which records those were, and the rest are `unknown`.
+    `awaiting` is the outcome of the items the log resolves: pending, or unknown for a log
+    fetched after the file ended.
     """
     file_errors: list[dict[str, str]] = []
     file_error_count = 0
@@ -509,20 +658,22 @@ def _apply_error_log(batch_file: BatchFile, log_name: str) -> dict[str, Any]:
             "UPDATE batches_batchitem i SET outcome = CASE WHEN l.ok THEN %(delivered)s"
             " ELSE %(rejected)s END, code = l.code, message = l.message"
             " FROM batch_log_outcomes l"
-            " WHERE i.file_id = %(file)s AND i.record_ref = l.ref AND i.outcome = %(pending)s",
+            " WHERE i.file_id = %(file)s AND i.record_ref = l.ref AND i.outcome = %(awaiting)s",
             {
                 "delivered": BatchItem.Outcome.DELIVERED,
                 "rejected": BatchItem.Outcome.REJECTED,
-                "pending": BatchItem.Outcome.PENDING,
+                "awaiting": awaiting,
                 "file": batch_file.pk,
             },
         )
         matched = cursor.rowcount
         cursor.execute("SELECT count(*) FROM batch_log_outcomes")
         strangers = cursor.fetchone()[0] - matched
-    items = BatchItem.objects.filter(file_id=batch_file.pk, outcome=BatchItem.Outcome.PENDING)
+    items = BatchItem.objects.filter(file_id=batch_file.pk, outcome=awaiting)
+    # Items already unknown stay as they are (an outcome changes once, and only to a known one).
+    unresolved = items.exclude(outcome=BatchItem.Outcome.UNKNOWN)
     if file_error_count:
-        items.update(
+        unresolved.update(
             outcome=BatchItem.Outcome.UNKNOWN,
             message=(
                 f"CDP could not read {file_error_count} line(s) of this file; whether this "
@@ -531,7 +682,7 @@ def _apply_error_log(batch_file: BatchFile, log_name: str) -> dict[str, Any]:
         )
     elif not logged:
         # `error` says at least one record failed, yet the log names none: nobody knows which.
-        items.update(
+        unresolved.update(
             outcome=BatchItem.Outcome.UNKNOWN,
             message="CDP reported an error but its log names no record; whether this record "
             "was applied is unknown.",
@@ -555,20 +706,25 @@ def _apply_error_log(batch_file: BatchFile, log_name: str) -> dict[str, Any]:
     }
 
 
-def _apply_record_outcomes(batch_file: BatchFile) -> None:
-    """Write delivered / rejected onto the records (they stay held until the batch ends)."""
+def _apply_record_outcomes(batch_file: BatchFile, *, released: bool = False) -> None:
+    """Write delivered / rejected / unconfirmed onto the records.
+
+    They stay held until the batch ends; `released`: the batch ended, and only records still
+    of unknown outcome take the outcome a log fetched later gave their item.
+    """
     lifecycle.records_record_outcomes(
         model=SCHEMAS[batch_file.batch.schema].model,
         outcomes=(
-            "SELECT record_id, outcome = %s, value_hash FROM batches_batchitem"
-            " WHERE file_id = %s AND outcome IN (%s, %s)",
+            "SELECT record_id, outcome, value_hash FROM batches_batchitem"
+            " WHERE file_id = %s AND outcome IN (%s, %s, %s)",
             [
-                BatchItem.Outcome.DELIVERED,
                 batch_file.pk,
                 BatchItem.Outcome.DELIVERED,
                 BatchItem.Outcome.REJECTED,
+                BatchItem.Outcome.UNKNOWN,
             ],
         ),
+        only_unconfirmed=released,
     )
     if batch_file.batch.schema == BatchSchema.GUEST_DELETION:
         # An erasure is done only when CDP has no matching guest left (records decides).
@@ -616,8 +772,17 @@ def _retry_later(
 
 
 def batchfile_fail(*, batch_file: BatchFile, attempt: int | None, message: str) -> bool:
-    """Our side gives up on a file: it fails with a readable reason, its records undelivered."""
+    """Our side gives up on a file: it fails with a readable reason.
+
+    Its records are not delivered if the bytes never reached CDP; once they did (uploaded,
+    processing), CDP may have applied them, so their outcome is unknown, not "not delivered".
+    """
     with transaction.atomic():
+        reached_cdp = BatchFile.objects.filter(
+            Q(status__in=(BatchFile.Status.UPLOADED, BatchFile.Status.PROCESSING))
+            | Q(uploaded_at__isnull=False),
+            pk=batch_file.pk,
+        ).exists()
         won = batchfile_transition(
             file_id=batch_file.pk,
             target=BatchFile.Status.FAILED,
@@ -630,7 +795,12 @@ def batchfile_fail(*, batch_file: BatchFile, attempt: int | None, message: str) 
                 "lease_until": None,
             },
         )
-        if won:
+        if won and reached_cdp:
+            BatchItem.objects.filter(
+                file_id=batch_file.pk, outcome=BatchItem.Outcome.PENDING
+            ).update(outcome=BatchItem.Outcome.UNKNOWN, message=REACHED_CDP_ITEM_MESSAGE)
+            _apply_record_outcomes(batch_file)
+        elif won:
             BatchItem.objects.filter(
                 file_id=batch_file.pk, outcome=BatchItem.Outcome.PENDING
             ).update(outcome=BatchItem.Outcome.FAILED, message=message[:500])
@@ -771,49 +941,82 @@ def _batch_finish(batch_id: int) -> None:
     """Every file is final: count the outcomes, end the batch, release its records, tell people."""
     with transaction.atomic():
         batch = Batch.objects.get(pk=batch_id)
-        counts = dict(
-            BatchItem.objects.filter(file__batch_id=batch_id, file__next__isnull=True)
-            .values_list("outcome")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-        total = sum(counts.values())
-        delivered = counts.get(BatchItem.Outcome.DELIVERED, 0)
-        rejected = counts.get(BatchItem.Outcome.REJECTED, 0)
-        failed = total - delivered - rejected
-        if delivered == total:
-            target, message = Batch.Status.SUCCEEDED, f"All {total} records were delivered."
+        counts, message = _batch_outcomes(batch_id)
+        if counts["records_delivered"] == sum(counts.values()):
+            target = Batch.Status.SUCCEEDED
+        elif counts["records_delivered"]:
+            target = Batch.Status.PARTIALLY_FAILED
         else:
-            target = Batch.Status.PARTIALLY_FAILED if delivered else Batch.Status.FAILED
-            message = (
-                f"{delivered} of {total} records delivered, {rejected} rejected by CDP, "
-                f"{failed} not delivered."
-            )
-            reason = (
-                BatchFile.objects.filter(
-                    batch_id=batch_id, status=BatchFile.Status.FAILED, next__isnull=True
-                )
-                .values_list("message", flat=True)
-                .first()
-            )
-            if reason:
-                message += f" {reason}"
+            target = Batch.Status.FAILED
         won = batch_transition(
             batch_id=batch_id,
             target=target,
             sources=SENDING,
             message=message,
-            fields={
-                "finished_at": timezone.now(),
-                "records_delivered": delivered,
-                "records_rejected": rejected,
-                "records_failed": failed,
-                "message": message,
-            },
+            fields={"finished_at": timezone.now(), "message": message, **counts},
         )
         if won:
             records_release(batch_id=batch_id, schema=batch.schema)
             transaction.on_commit(lambda: batch_notify(batch_id=batch_id))
+
+
+def _batch_outcomes(batch_id: int) -> tuple[dict[str, int], str]:
+    """The batch's outcome counts (its live files' items) and the sentence that sums them up."""
+    counts = dict(
+        BatchItem.objects.filter(file__batch_id=batch_id, file__next__isnull=True)
+        .values_list("outcome")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    total = sum(counts.values())
+    delivered = counts.get(BatchItem.Outcome.DELIVERED, 0)
+    rejected = counts.get(BatchItem.Outcome.REJECTED, 0)
+    unconfirmed = counts.get(BatchItem.Outcome.UNKNOWN, 0)
+    failed = total - delivered - rejected - unconfirmed
+    result = {
+        "records_delivered": delivered,
+        "records_rejected": rejected,
+        "records_failed": failed,
+        "records_unconfirmed": unconfirmed,
+    }
+    if delivered == total:
+        return result, f"All {total} records were delivered."
+    message = (
+        f"{delivered} of {total} records delivered, {rejected} rejected by CDP, "
+        f"{failed} not delivered"
+    )
+    if unconfirmed:
+        message += (
+            f", {unconfirmed} of unknown outcome (CDP may have applied them; they are not "
+            "re-sent as undelivered)"
+        )
+    message += "."
+    live = BatchFile.objects.filter(batch_id=batch_id, next__isnull=True)
+    reason = (
+        live.filter(status__in=(BatchFile.Status.FAILED, BatchFile.Status.LOG_UNAVAILABLE))
+        .order_by("sequence")
+        .values_list("message", flat=True)
+        .first()
+    )
+    if reason:
+        message += f" {reason}"
+    return result, message
+
+
+def _batch_recount(
+    batch_id: int, *, user: AbstractBaseUser | None = None, actor_label: str = ""
+) -> None:
+    """Recount a finished batch's outcomes after a late error log resolved some of them."""
+    counts, message = _batch_outcomes(batch_id)
+    Batch.objects.filter(pk=batch_id).update(message=message, updated_at=timezone.now(), **counts)
+    batch_event_create(
+        batch_id=batch_id,
+        kind="note",
+        actor=user,
+        actor_label=actor_label,
+        message=f"Outcomes recounted from CDP's error log: {message}",
+        data=counts,
+    )
 
 
 def batch_notify(*, batch_id: int) -> int:
@@ -833,7 +1036,8 @@ def batch_notify(*, batch_id: int) -> int:
         f"{batch.message}\n\n"
         f"Delivered: {batch.records_delivered}\n"
         f"Rejected by CDP: {batch.records_rejected}\n"
-        f"Not delivered: {batch.records_failed}\n\n"
+        f"Not delivered: {batch.records_failed}\n"
+        f"Outcome unknown: {batch.records_unconfirmed}\n\n"
         f"Details: {settings.SITE_URL}{reverse('admin:batches_batch_change', args=[batch.pk])}\n"
     )
     try:

@@ -9,14 +9,10 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-import django_rq
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
-from rq.serializers import JSONSerializer
 
 from batches.models import BATCHFILE_IN_FLIGHT_STATUSES, Batch, BatchFile
 from batches.services.building import batch_build_failed
@@ -28,6 +24,7 @@ from batches.services.delivery import (
 )
 from batches.services.scheduling import QUEUE, retry_delay, schedule_build, schedule_file_step
 from batches.services.transitions import batch_event_create
+from cdpstage.leases import lease_verdict
 
 logger = logging.getLogger(__name__)
 
@@ -38,42 +35,19 @@ RECONCILE_LOCK = 0x43445052
 PASS_LIMIT = 100
 # An unclaimed row younger than this may still be waiting for its after-commit enqueue.
 ENQUEUE_GRACE = timedelta(seconds=15)
-DEAD_JOB_STATUSES = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
-
-
-def _job_status(job_id: str) -> str | None:
-    """RQ's status of the job with this id, or None when RQ does not have it."""
-    if not job_id:
-        return None
-    try:
-        job = Job.fetch(
-            job_id, connection=django_rq.get_connection(QUEUE), serializer=JSONSerializer
-        )
-    except NoSuchJobError:
-        return None
-    return job.get_status(refresh=False)
 
 
 def _verdict(row: Batch | BatchFile, now) -> tuple[str, bool] | None:
-    """Whether a waiting or working row needs its step enqueued again: (reason, is a failure).
-
-    A claimed row whose lease ran out lost its worker. An unclaimed row is waiting for its
-    job: if RQ no longer has it (flushed Redis, lost enqueue), it is re-enqueued at once; a
-    scheduled job past its lease may have no live scheduler and is re-enqueued too (not a
-    failure); a job still queued is left alone, however long the queue.
-    """
-    if row.claimed_at is not None:
-        if row.lease_until is not None and row.lease_until < now:
-            return "its lease expired", True
-        return None
-    if row.updated_at > now - ENQUEUE_GRACE:
-        return None  # its after-commit enqueue may not have happened yet
-    status = _job_status(row.job_id)
-    if status is None or status in DEAD_JOB_STATUSES:
-        return "its job was lost", True
-    if status == JobStatus.SCHEDULED and row.lease_until is not None and row.lease_until < now:
-        return "its scheduled job is overdue", False
-    return None
+    """Whether a waiting or working row needs its step enqueued again (cdpstage.leases)."""
+    return lease_verdict(
+        claimed=row.claimed_at is not None,
+        lease_until=row.lease_until,
+        updated_at=row.updated_at,
+        job_id=row.job_id,
+        queue=QUEUE,
+        now=now,
+        grace=ENQUEUE_GRACE,
+    )
 
 
 def _working_files() -> Q:

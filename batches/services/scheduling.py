@@ -1,4 +1,4 @@
-"""Leases and enqueueing for batch work: the database row decides what runs, the queue only wakes.
+"""Enqueueing and claims for batch work: the database row decides what runs, the queue only wakes.
 
 Every (re-)enqueue bumps the row's `attempt`, names the job after it
 (`batch-7-build-a2`, `batchfile-9-upload-a3`, `batchfile-9-poll-a4`) and sets `lease_until`
@@ -6,22 +6,23 @@ to the moment the job must have started by; a job claims its row only for its ow
 and only once (`claimed_at` is NULL until then), then holds the lease while it works. The
 reconciler re-enqueues a row whose lease ran out under the next attempt, so a job lost with a
 killed worker or a flushed Redis is redone and a stale duplicate can never claim the row
-(shared/rq-crash-semantics.md section 8).
+(shared/rq-crash-semantics.md section 8). The lease itself (claim, renewal, expiry) is
+cdpstage.leases, shared with import runs.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from batches.models import Batch, BatchFile
+from cdpstage.leases import LeaseLostError, lease_claim, lease_renew, lease_seconds, lease_until
+from cdpstage.leases import lease_heartbeat as _heartbeat
 from cdpstage.queueing import enqueue_after_commit
 
 logger = logging.getLogger(__name__)
@@ -43,12 +44,8 @@ __all__ = [
 ]
 
 
-class LeaseLostError(Exception):
-    """This job no longer owns its row (the reconciler gave the work to a newer attempt)."""
-
-
-def lease_seconds() -> int:
-    return max(1, int(settings.CDP_LEASE_SECONDS))
+# A batch or file row is this attempt's once its job claimed it.
+CLAIMED = {"claimed_at__isnull": False}
 
 
 def retry_delay(failures: int, retry_after: float | None = None) -> float:
@@ -76,7 +73,7 @@ def schedule_build(
             attempt=attempt,
             job_id=job_id,
             claimed_at=None,
-            lease_until=now + timedelta(seconds=delay + lease_seconds()),
+            lease_until=lease_until(now=now, delay=delay),
             updated_at=now,
         )
         enqueue_after_commit(
@@ -118,7 +115,7 @@ def schedule_file_step(
             attempt=attempt,
             job_id=job_id,
             claimed_at=None,
-            lease_until=now + timedelta(seconds=delay + lease_seconds()),
+            lease_until=lease_until(now=now, delay=delay),
             updated_at=now,
             **(fields or {}),
         )
@@ -136,24 +133,24 @@ def schedule_file_step(
 
 def batch_claim(*, batch_id: int, attempt: int) -> bool:
     """Claim a batch's build for `attempt`; False if another attempt owns it or it ran."""
-    now = timezone.now()
-    return bool(
-        Batch.objects.filter(pk=batch_id, attempt=attempt, claimed_at__isnull=True).update(
-            claimed_at=now, lease_until=now + timedelta(seconds=lease_seconds()), updated_at=now
-        )
+    return lease_claim(
+        Batch.objects.filter(pk=batch_id, attempt=attempt, claimed_at__isnull=True),
+        claimed_at=timezone.now(),
     )
 
 
 def batchfile_claim(*, file_id: int, attempt: int, statuses: tuple[str, ...]) -> BatchFile | None:
     """Claim a file for `attempt` if it is in one of `statuses` and its batch is being sent."""
-    now = timezone.now()
-    claimed = BatchFile.objects.filter(
-        pk=file_id,
-        attempt=attempt,
-        claimed_at__isnull=True,
-        status__in=statuses,
-        batch__status__in=(Batch.Status.UPLOADING, Batch.Status.PROCESSING),
-    ).update(claimed_at=now, lease_until=now + timedelta(seconds=lease_seconds()), updated_at=now)
+    claimed = lease_claim(
+        BatchFile.objects.filter(
+            pk=file_id,
+            attempt=attempt,
+            claimed_at__isnull=True,
+            status__in=statuses,
+            batch__status__in=(Batch.Status.UPLOADING, Batch.Status.PROCESSING),
+        ),
+        claimed_at=timezone.now(),
+    )
     if not claimed:
         return None
     return BatchFile.objects.select_related("batch").get(pk=file_id)
@@ -161,40 +158,12 @@ def batchfile_claim(*, file_id: int, attempt: int, statuses: tuple[str, ...]) ->
 
 def renew_lease(model: type[Batch] | type[BatchFile], pk: int, attempt: int, **fields) -> None:
     """Push the lease forward (and save `fields`); LeaseLostError if we no longer own the row."""
-    now = timezone.now()
-    renewed = model.objects.filter(pk=pk, attempt=attempt, claimed_at__isnull=False).update(
-        lease_until=now + timedelta(seconds=lease_seconds()), updated_at=now, **fields
-    )
-    if not renewed:
-        raise LeaseLostError(f"{model.__name__} {pk} attempt {attempt} lost its lease.")
+    lease_renew(model, pk, attempt, owned=CLAIMED, **fields)
 
 
 @contextmanager
 def lease_heartbeat(model: type[Batch] | type[BatchFile], pk: int, attempt: int) -> Iterator[None]:
-    """Renew the lease from a thread while a long blocking call (an upload) runs.
-
-    The thread has its own database connection (Django's are per thread) and closes it.
-    """
-    stop = threading.Event()
-    interval = max(1.0, lease_seconds() / 3)
-
-    def beat() -> None:
-        try:
-            while not stop.wait(interval):
-                try:
-                    renew_lease(model, pk, attempt)
-                except LeaseLostError:
-                    logger.warning("%s %s attempt %s lost its lease", model.__name__, pk, attempt)
-                    return
-                except Exception:
-                    logger.exception("Lease renewal of %s %s failed", model.__name__, pk)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=beat, name=f"lease-{model.__name__}-{pk}", daemon=True)
-    thread.start()
-    try:
+    """Keep this attempt's lease on a batch or file alive while the block runs (a build, an
+    upload, a poll writing outcomes)."""
+    with _heartbeat(model, pk, attempt, owned=CLAIMED):
         yield
-    finally:
-        stop.set()
-        thread.join(timeout=30)

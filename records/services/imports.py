@@ -4,7 +4,10 @@ An import run is a row (the source of truth) plus a job that carries it out. The
 `stage_import` command both call import_run_execute: it claims the run with a conditional
 UPDATE and a lease, stages the file in ONE transaction (all-or-nothing is a rollback), writes
 progress and renews the lease on a second connection so the admin sees it while the data
-transaction is open, and finishes with a conditional UPDATE inside that transaction.
+transaction is open (a heartbeat thread renews it too while one long statement runs), and
+finishes with a conditional UPDATE inside that transaction. Every status change goes through
+import_run_transition (conditional UPDATE + audit event); leases are cdpstage.leases, the
+same as batch work.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import django_rq
 from django.conf import settings
 from django.core.files import File
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
@@ -26,11 +28,10 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
-from rq.job import Job, JobStatus
-from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
 from cdpstage.errors import ApplicationError
+from cdpstage.leases import LeaseLostError, lease_heartbeat, lease_renew, lease_until, lease_verdict
 from cdpstage.queueing import enqueue_after_commit
 from records.importing import (
     DELIMITERS,
@@ -50,7 +51,7 @@ from records.mapping.documents import (
     parse_document,
     to_json,
 )
-from records.models import Guest, ImportRun, Mapping, Schema, TrackingEvent
+from records.models import Guest, ImportRun, ImportRunEvent, Mapping, Schema, TrackingEvent
 from records.services.erasure import suppression_mark_invalid
 from records.services.values import guests_refresh_values, tracking_refresh_values
 
@@ -60,10 +61,12 @@ __all__ = [
     "ImportProgress",
     "guests_refresh_values",
     "import_run_cancel",
+    "import_run_crashed",
     "import_run_create",
     "import_run_execute",
     "import_run_fail",
     "import_run_start_mapped",
+    "import_run_transition",
     "import_runs_reconcile",
     "tracking_refresh_values",
 ]
@@ -71,6 +74,7 @@ __all__ = [
 Status = ImportRun.Status
 PROGRESS_DB_ALIAS = "progress"
 JOB_FUNC = "records.jobs.import_run_execute"
+ON_FAILURE = "records.jobs.on_import_failure"
 QUEUE = "imports"
 FLAT_FORMATS = (ImportRun.Format.CSV, ImportRun.Format.XLSX)
 # A pending run whose job has not started after this long is enqueued again (Redis lost it,
@@ -87,6 +91,56 @@ def job_id_for(run_id: int, attempt: int) -> str:
 
 def _transition_sources(target: str) -> list[str]:
     return [s for s, targets in ImportRun.TRANSITIONS.items() if target in targets]
+
+
+# The run is this attempt's while it is running under it.
+RUNNING_OWNED = {"status": ImportRun.Status.RUNNING}
+
+
+def import_run_transition(
+    *,
+    import_run_id: int,
+    target: str,
+    attempt: int | None = None,
+    sources: tuple[str, ...] | None = None,
+    where: Q | None = None,
+    fields: dict[str, Any] | None = None,
+    message: str = "",
+    actor: Any = None,
+    actor_label: str = "",
+) -> bool:
+    """The only place an import run's status changes: conditional UPDATE + audit event.
+
+    Allowed sources come from ImportRun.TRANSITIONS (narrowed by `sources`); `attempt` makes
+    the change conditional on the caller still owning the run, `where` adds conditions.
+    True when this caller won.
+    """
+    allowed = _transition_sources(target)
+    if sources is not None:
+        allowed = [status for status in allowed if status in sources]
+    with transaction.atomic():
+        current = (
+            ImportRun.objects.filter(pk=import_run_id).values_list("status", "attempt").first()
+        )
+        if current is None or current[0] not in allowed:
+            return False
+        rows = ImportRun.objects.filter(pk=import_run_id, status=current[0])
+        if attempt is not None:
+            rows = rows.filter(attempt=attempt)
+        if where is not None:
+            rows = rows.filter(where)
+        if not rows.update(status=target, updated_at=timezone.now(), **(fields or {})):
+            return False
+        ImportRunEvent.objects.create(
+            run_id=import_run_id,
+            actor=actor if actor is not None and actor.is_authenticated else None,
+            actor_label=actor_label or ("" if actor is not None else "worker"),
+            attempt=attempt if attempt is not None else current[1],
+            from_status=current[0],
+            to_status=target,
+            message=message[:2000],
+        )
+    return True
 
 
 # -- create ----------------------------------------------------------------------------------
@@ -168,7 +222,7 @@ def import_run_create(
     run.job_id = job_id_for(run.pk, 1) if enqueue else ""
     run.save(update_fields=["job_id"])
     if enqueue:
-        enqueue_after_commit(QUEUE, JOB_FUNC, run.pk, 1, job_id=run.job_id)
+        enqueue_after_commit(QUEUE, JOB_FUNC, run.pk, 1, job_id=run.job_id, on_failure=ON_FAILURE)
     logger.info("Import run %s created (%s, %s)", run.pk, schema, detected)
     return run
 
@@ -198,12 +252,17 @@ def import_run_start_mapped(
         raise ApplicationError(f"This mapping is for {mapping.schema} files, not {run.schema}.")
     fields = _mapping_fields(mapping, saved_mapping)
     job_id = job_id_for(run.pk, run.attempt)
-    updated = ImportRun.objects.filter(pk=run.pk, status=Status.MAPPING).update(
-        status=Status.PENDING, job_id=job_id, updated_at=timezone.now(), **fields
+    updated = import_run_transition(
+        import_run_id=run.pk,
+        target=Status.PENDING,
+        sources=(Status.MAPPING,),
+        fields={"job_id": job_id, **fields},
+        message="Columns mapped; queued.",
+        actor_label="mapping",
     )
     if not updated:
         raise ApplicationError(f"Import run {run.pk} has already started.")
-    enqueue_after_commit(QUEUE, JOB_FUNC, run.pk, run.attempt, job_id=job_id)
+    enqueue_after_commit(QUEUE, JOB_FUNC, run.pk, run.attempt, job_id=job_id, on_failure=ON_FAILURE)
     logger.info("Import run %s: mapped, enqueued", run.pk)
     run.refresh_from_db()
     return run
@@ -224,11 +283,6 @@ def _head(uploaded_file: File) -> bytes:
 
 class ImportStopped(Exception):
     """An import failed on an unexpected error; its text names the type only (no data)."""
-
-
-class LeaseLost(Exception):
-    """Another attempt owns the run now (our lease expired), or someone cancelled it; stop
-    without writing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,15 +318,9 @@ class _ProgressWriter:
         self.alias = PROGRESS_DB_ALIAS if separate else DEFAULT_DB_ALIAS
 
     def write(self, **fields: Any) -> None:
-        lease = timezone.now() + timedelta(seconds=settings.CDP_LEASE_SECONDS)
-        updated = (
-            ImportRun.objects.using(self.alias)
-            .filter(pk=self.run_id, attempt=self.attempt, status=Status.RUNNING)
-            .update(lease_until=lease, updated_at=timezone.now(), **fields)
+        lease_renew(
+            ImportRun, self.run_id, self.attempt, owned=RUNNING_OWNED, using=self.alias, **fields
         )
-        if not updated:
-            # Cancelled (import_run_cancel) or taken over: the caller rolls the data back.
-            raise LeaseLost
 
     def __call__(self, counts: Counts, bytes_read: int) -> None:
         self.write(rows_read=counts.read, bytes_read=bytes_read)
@@ -296,36 +344,37 @@ class _RollBack(Exception):
 
 def _claim(run_id: int, attempt: int) -> bool:
     now = timezone.now()
-    return bool(
-        ImportRun.objects.filter(
-            pk=run_id, attempt=attempt, status__in=_transition_sources(Status.RUNNING)
-        )
-        .filter(Q(status=Status.PENDING) | Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(
-            status=Status.RUNNING,
-            lease_until=now + timedelta(seconds=settings.CDP_LEASE_SECONDS),
-            started_at=Coalesce("started_at", now),
-            finished_at=None,
-            rows_read=0,
-            bytes_read=0,
-            rows_created=0,
-            rows_updated=0,
-            rows_unchanged=0,
-            rows_invalid=0,
-            rows_bad=0,
-            message="",
-            updated_at=now,
-        )
+    return import_run_transition(
+        import_run_id=run_id,
+        target=Status.RUNNING,
+        attempt=attempt,
+        where=Q(status=Status.PENDING) | Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+        message=f"Attempt {attempt} started.",
+        fields={
+            "lease_until": lease_until(now=now),
+            "started_at": Coalesce("started_at", now),
+            "finished_at": None,
+            "rows_read": 0,
+            "bytes_read": 0,
+            "rows_created": 0,
+            "rows_updated": 0,
+            "rows_unchanged": 0,
+            "rows_invalid": 0,
+            "rows_bad": 0,
+            "message": "",
+        },
     )
 
 
 def _finish(run_id: int, attempt: int, status: str, **fields: Any) -> bool:
     """The conditional UPDATE that ends a run; False when another attempt owns it now."""
-    now = timezone.now()
-    return bool(
-        ImportRun.objects.filter(pk=run_id, attempt=attempt, status__in=_transition_sources(status))
-        .filter(status=Status.RUNNING)
-        .update(status=status, finished_at=now, lease_until=None, updated_at=now, **fields)
+    return import_run_transition(
+        import_run_id=run_id,
+        target=status,
+        attempt=attempt,
+        sources=(Status.RUNNING,),
+        message=fields.get("message", ""),
+        fields={"finished_at": timezone.now(), "lease_until": None, **fields},
     )
 
 
@@ -374,14 +423,15 @@ def import_run_execute(
             run.rows_total = _estimate_rows(run)
             progress.rows_total = run.rows_total
             progress.write(rows_total=run.rows_total)
-            _stage(run, attempt, report, progress, counts)
+            with lease_heartbeat(ImportRun, run.pk, attempt, owned=RUNNING_OWNED):
+                _stage(run, attempt, report, progress, counts)
         except FileProblem as problem:
             report.add(None, "", problem.code, problem.message, severity=REFUSED)
             _end_failed(run, attempt, report, counts, problem.message)
         except _RollBack as rollback:
             counts = rollback.counts
             _end_failed(run, attempt, report, counts, _abort_message(counts, report))
-        except LeaseLost:
+        except LeaseLostError:
             logger.warning(
                 "Import run %s attempt %s: cancelled or lease lost, rolled back", run.pk, attempt
             )
@@ -478,7 +528,7 @@ def _stage(
                         "erased (suppressed)."
                     )
                 if not _finish(run.pk, attempt, status, **fields):
-                    raise LeaseLost
+                    raise LeaseLostError(f"Import run {run.pk} attempt {attempt} lost its lease.")
         finally:
             source.close()
 
@@ -573,8 +623,14 @@ def import_run_cancel(*, import_run_id: int, user: Any) -> ImportRun:
     who = user.get_username() if getattr(user, "pk", None) else "the command line"
     now = timezone.now()
     reason = f"Cancelled by {who} at {timezone.localtime(now):%H:%M:%S}; nothing was imported."
-    if not ImportRun.objects.filter(pk=import_run_id, status__in=CANCELLABLE).update(
-        status=Status.FAILED, message=reason, finished_at=now, lease_until=None, updated_at=now
+    if not import_run_transition(
+        import_run_id=import_run_id,
+        target=Status.FAILED,
+        sources=CANCELLABLE,
+        fields={"message": reason, "finished_at": now, "lease_until": None},
+        message=reason,
+        actor=user if getattr(user, "pk", None) else None,
+        actor_label="" if getattr(user, "pk", None) else "command line",
     ):
         run = ImportRun.objects.filter(pk=import_run_id).first()
         if run is None:
@@ -587,38 +643,41 @@ def import_run_cancel(*, import_run_id: int, user: Any) -> ImportRun:
     return ImportRun.objects.get(pk=import_run_id)
 
 
-def import_run_fail(*, import_run_id: int, reason: str) -> bool:
+def import_run_fail(
+    *,
+    import_run_id: int,
+    reason: str,
+    attempt: int | None = None,
+    actor: Any = None,
+    actor_label: str = "",
+) -> bool:
     """Mark a pending or running run failed with a readable reason (e.g. stopped by the user)."""
-    now = timezone.now()
-    return bool(
-        ImportRun.objects.filter(
-            pk=import_run_id, status__in=_transition_sources(Status.FAILED)
-        ).update(
-            status=Status.FAILED,
-            message=reason,
-            finished_at=now,
-            lease_until=None,
-            updated_at=now,
-        )
+    return import_run_transition(
+        import_run_id=import_run_id,
+        target=Status.FAILED,
+        attempt=attempt,
+        message=reason,
+        actor=actor,
+        actor_label=actor_label,
+        fields={
+            "message": reason,
+            "finished_at": timezone.now(),
+            "lease_until": None,
+        },
     )
 
 
+def import_run_crashed(*, import_run_id: int, attempt: int, error: str) -> bool:
+    """The run's job died while running it: expire its lease now, so the next reconciler pass
+    (every RQ_MAINTENANCE_INTERVAL) retries it or gives up, instead of waiting out the lease."""
+    now = timezone.now()
+    expired = ImportRun.objects.filter(
+        pk=import_run_id, attempt=attempt, status=Status.RUNNING
+    ).update(lease_until=now, last_error=error[:1000], updated_at=now)
+    return bool(expired)
+
+
 # -- reconcile -------------------------------------------------------------------------------
-
-
-def _job_alive(job_id: str) -> bool:
-    """True when RQ still holds this job in a state that will run it."""
-    queue = django_rq.get_queue(QUEUE)
-    try:
-        job = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
-    except Exception:  # NoSuchJobError, or a hash RQ cannot read
-        return False
-    return job.get_status(refresh=False) in {
-        JobStatus.QUEUED,
-        JobStatus.STARTED,
-        JobStatus.SCHEDULED,
-        JobStatus.DEFERRED,
-    }
 
 
 @transaction.atomic
@@ -636,40 +695,55 @@ def import_runs_reconcile() -> dict[str, int]:
             return {"skipped": 1}
     now = timezone.now()
     done = {"requeued": 0, "failed": 0}
-    stale_pending = ImportRun.objects.filter(
-        status=Status.PENDING, updated_at__lt=now - PENDING_GRACE
-    ).values_list("pk", "attempt", "job_id")
-    expired = ImportRun.objects.filter(status=Status.RUNNING, lease_until__lt=now).values_list(
-        "pk", "attempt", "job_id"
-    )
-    candidates = [(pk, attempt, job, Status.PENDING) for pk, attempt, job in stale_pending]
-    candidates += [(pk, attempt, job, Status.RUNNING) for pk, attempt, job in expired]
-    for pk, attempt, job, status in candidates:
-        if status == Status.PENDING and job and _job_alive(job):
-            continue  # queued behind other work: not lost
+    candidates = ImportRun.objects.filter(
+        Q(status=Status.PENDING, updated_at__lt=now - PENDING_GRACE)
+        | Q(status=Status.RUNNING, lease_until__lt=now)
+    ).only("pk", "status", "attempt", "job_id", "lease_until", "updated_at")
+    for run in candidates:
         # (A pending run without a job id was created by stage_import, which claims it at
         # once; still pending after the grace period means that process died: adopt it.)
-        if attempt >= settings.CDP_MAX_ATTEMPTS:
-            if ImportRun.objects.filter(pk=pk, status=status, attempt=attempt).update(
-                status=Status.FAILED,
-                finished_at=now,
-                lease_until=None,
-                updated_at=now,
-                message=(
-                    f"The import stopped {attempt} times without finishing (its worker was "
-                    "stopped or ran out of time) and was given up; nothing was imported. "
-                    "Start a new import run."
-                ),
+        verdict = lease_verdict(
+            claimed=run.status == Status.RUNNING,
+            lease_until=run.lease_until if run.status == Status.RUNNING else None,
+            updated_at=run.updated_at,
+            job_id=run.job_id,
+            queue=QUEUE,
+            now=now,
+            grace=PENDING_GRACE,
+        )
+        if verdict is None:
+            continue  # queued behind other work: not lost
+        if run.attempt >= settings.CDP_MAX_ATTEMPTS:
+            if import_run_transition(
+                import_run_id=run.pk,
+                target=Status.FAILED,
+                attempt=run.attempt,
+                sources=(run.status,),
+                actor_label="reconciler",
+                message=f"Given up: {verdict[0]}.",
+                fields={
+                    "finished_at": now,
+                    "lease_until": None,
+                    "message": (
+                        f"The import stopped {run.attempt} times without finishing (its worker "
+                        "was stopped or ran out of time) and was given up; nothing was "
+                        "imported. Start a new import run."
+                    ),
+                },
             ):
                 done["failed"] += 1
-                logger.warning("Import run %s failed after %s attempts", pk, attempt)
+                logger.warning("Import run %s failed after %s attempts", run.pk, run.attempt)
             continue
-        next_attempt = attempt + 1
-        new_job = job_id_for(pk, next_attempt)
-        if ImportRun.objects.filter(pk=pk, status=status, attempt=attempt).update(
+        next_attempt = run.attempt + 1
+        new_job = job_id_for(run.pk, next_attempt)
+        if ImportRun.objects.filter(pk=run.pk, status=run.status, attempt=run.attempt).update(
             attempt=next_attempt, job_id=new_job, lease_until=None, updated_at=now
         ):
-            enqueue_after_commit(QUEUE, JOB_FUNC, pk, next_attempt, job_id=new_job)
+            enqueue_after_commit(
+                QUEUE, JOB_FUNC, run.pk, next_attempt, job_id=new_job, on_failure=ON_FAILURE
+            )
             done["requeued"] += 1
-            logger.info("Import run %s: re-enqueued as attempt %s", pk, next_attempt)
+            logger.info(
+                "Import run %s: re-enqueued as attempt %s (%s)", run.pk, next_attempt, verdict[0]
+            )
     return done

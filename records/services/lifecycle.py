@@ -33,16 +33,22 @@ __all__ = [
 Query = tuple[str, Sequence[Any]]
 
 
-def eligible_sql(*, model: StagedModel, include_unchanged: bool = False) -> str:
+def eligible_sql(
+    *, model: StagedModel, include_unchanged: bool = False, include_unconfirmed: bool = False
+) -> str:
     """A record may go into a batch when it is ready, valid, holds a value, is in no live
     batch, and was not already delivered with exactly this content (alias `t`) — a delta
-    send; `include_unchanged` takes delivered, unchanged records too (a full send)."""
+    send; `include_unchanged` takes delivered, unchanged records too (a full send). A record
+    whose outcome nobody knows (CDP's error log unreadable) may have been applied: only an
+    explicit re-send takes it (`include_unconfirmed`)."""
     sql = (
         f"t.review_status = '{ReviewStatus.READY}' AND t.validation_errors = '[]'::jsonb"
         f" AND t.cdp_value <> '' AND NOT {live_batch_sql(model=model)}"
     )
     if not include_unchanged:
         sql += " AND t.value_hash <> t.delivered_hash"
+    if not include_unconfirmed:
+        sql += f" AND t.delivery_status <> '{DeliveryStatus.UNCONFIRMED}'"
     # Checked again although such records are invalid: one staged before an erasure request
     # (or in a race with it) must not go out. Only while the list has entries, so an empty
     # list costs the build nothing.
@@ -69,6 +75,7 @@ def records_lock(
     batch_id: int,
     among: Query | None = None,
     include_unchanged: bool = False,
+    include_unconfirmed: bool = False,
 ) -> int:
     """Make `batch_id` the live batch of every eligible record; returns how many it took.
 
@@ -89,10 +96,14 @@ def records_lock(
         if among is not None:
             _ids_table(cursor, "batch_candidates", "record_id bigint PRIMARY KEY", among)
             join = " JOIN batch_candidates c ON c.record_id = t.id"
+        eligible = eligible_sql(
+            model=model,
+            include_unchanged=include_unchanged,
+            include_unconfirmed=include_unconfirmed,
+        )
         cursor.execute(
             "INSERT INTO records_batchmembership (batch_id, kind, record_id, live)"
-            f" SELECT %s, %s, t.id, true FROM {table} t{join}"
-            f" WHERE {eligible_sql(model=model, include_unchanged=include_unchanged)}",
+            f" SELECT %s, %s, t.id, true FROM {table} t{join} WHERE {eligible}",
             [batch_id, kind],
         )
         taken = cursor.rowcount
@@ -118,27 +129,37 @@ def records_release(*, model: StagedModel, batch_id: int) -> int:
 
 
 @transaction.atomic
-def records_record_outcomes(*, model: StagedModel, outcomes: Query) -> int:
-    """Write what CDP did with records: `outcomes` is a SELECT of (record id, delivered
-    boolean, hash of the value sent). Delivered records remember that hash (an unchanged
-    record is not sent again); rejected ones keep the hash of their last delivery."""
+def records_record_outcomes(
+    *, model: StagedModel, outcomes: Query, only_unconfirmed: bool = False
+) -> int:
+    """Write what CDP did with records: `outcomes` is a SELECT of (record id, outcome —
+    delivered, rejected or unknown —, hash of the value sent). Delivered records remember that
+    hash (an unchanged record is not sent again) and when; rejected ones keep the hash of
+    their last delivery; unknown ones are "outcome unknown" (CDP may have applied them).
+    `only_unconfirmed`: a log fetched after the batch ended resolves only records still of
+    unknown outcome (others may have been edited or batched since)."""
     table = model._meta.db_table
     with connection.cursor() as cursor:
         _ids_table(
             cursor,
             "batch_outcomes",
-            "record_id bigint PRIMARY KEY, delivered boolean NOT NULL, value_hash varchar(32)",
+            "record_id bigint PRIMARY KEY, outcome varchar(10) NOT NULL, value_hash varchar(32)",
             outcomes,
         )
+        still_unconfirmed = " AND t.delivery_status = %(unconfirmed)s" if only_unconfirmed else ""
         cursor.execute(
-            f"UPDATE {table} t SET delivery_status = CASE WHEN o.delivered"
-            " THEN %(delivered)s ELSE %(rejected)s END,"
-            " delivered_hash = CASE WHEN o.delivered THEN o.value_hash ELSE t.delivered_hash END,"
-            " delivered_at = CASE WHEN o.delivered THEN %(now)s ELSE t.delivered_at END"
-            " FROM batch_outcomes o WHERE t.id = o.record_id",
+            f"UPDATE {table} t SET delivery_status = CASE o.outcome"
+            " WHEN 'delivered' THEN %(delivered)s WHEN 'rejected' THEN %(rejected)s"
+            " ELSE %(unconfirmed)s END,"
+            " delivered_hash = CASE WHEN o.outcome = 'delivered' THEN o.value_hash"
+            " ELSE t.delivered_hash END,"
+            " delivered_at = CASE WHEN o.outcome = 'delivered' THEN %(now)s"
+            " ELSE t.delivered_at END"
+            f" FROM batch_outcomes o WHERE t.id = o.record_id{still_unconfirmed}",
             {
                 "delivered": DeliveryStatus.DELIVERED,
                 "rejected": DeliveryStatus.REJECTED,
+                "unconfirmed": DeliveryStatus.UNCONFIRMED,
                 "now": timezone.now(),
             },
         )

@@ -288,7 +288,7 @@ def _deliver(batch: Batch) -> None:
     lifecycle.records_record_outcomes(
         model=Guest,
         outcomes=(
-            "SELECT record_id, true, value_hash FROM batches_batchitem i"
+            "SELECT record_id, 'delivered', value_hash FROM batches_batchitem i"
             " JOIN batches_batchfile f ON f.id = i.file_id WHERE f.batch_id = %s",
             [batch.pk],
         ),

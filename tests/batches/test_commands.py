@@ -81,3 +81,60 @@ def test_batch_send_wait_exits_non_zero_unless_everything_was_delivered(
     # faults are re-sent as they are, a 400 needs a change first).
     with pytest.raises(CommandError, match="must be fixed"):
         _call("batch_resend", batch_id, "--user", "stager")
+
+
+def test_batch_send_exit_status_is_3_when_the_batch_cannot_be_sent(stager):
+    batch = Batch.objects.create(schema="guest", created_by=stager)
+    with pytest.raises(CommandError) as refused:
+        _call("batch_send", str(batch.pk), "--wait")
+    assert refused.value.returncode == 3
+
+
+def test_follow_exit_status_is_2_when_the_timeout_runs_out(stager):
+    from batches.management.commands._common import EXIT_TIMED_OUT, follow
+
+    batch = Batch.objects.create(schema="guest", created_by=stager, status="uploading")
+    with pytest.raises(CommandError, match="carries on in the background") as timed_out:
+        follow(batch, until=lambda b: b.is_finished, timeout=0.1, report=lambda _: None, interval=0)
+    assert timed_out.value.returncode == EXIT_TIMED_OUT
+
+
+def test_follow_rides_out_a_dropped_database_connection(stager, monkeypatch):
+    """Issue 11: `batch_send --wait` died with a traceback when the database terminated its
+    connection; it now says so in one line and carries on once it is back."""
+    from django.db.utils import OperationalError
+
+    from batches.management.commands._common import follow
+
+    batch = Batch.objects.create(schema="guest", created_by=stager, status="uploading")
+    real_refresh = Batch.refresh_from_db
+    drops = iter([True, True])
+
+    def flaky(self, *args, **kwargs):
+        if next(drops, False):
+            raise OperationalError("terminating connection due to administrator command")
+        return real_refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(Batch, "refresh_from_db", flaky)
+    lines: list[str] = []
+    follow(batch, until=lambda b: True, timeout=30, report=lines.append, interval=0)
+    assert lines[0].startswith("Lost the database connection (OperationalError)")
+    assert "Reconnected to the database." in lines
+    assert "terminating" not in " ".join(lines)
+
+
+def test_follow_gives_up_with_one_line_when_the_database_stays_away(stager, monkeypatch):
+    from django.db.utils import OperationalError
+
+    from batches.management.commands import _common
+
+    batch = Batch.objects.create(schema="guest", created_by=stager, status="uploading")
+
+    def down(self, *args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(Batch, "refresh_from_db", down)
+    monkeypatch.setattr(_common, "RECONNECT_SECONDS", 0.0)
+    with pytest.raises(CommandError, match="unreachable") as gone:
+        _common.follow(batch, until=lambda b: True, timeout=30, report=lambda _: None, interval=0)
+    assert gone.value.returncode == _common.EXIT_ERROR

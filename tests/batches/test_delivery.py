@@ -23,6 +23,7 @@ from batches.client import (
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem
 from batches.selectors import batch_sample_lines, delivery_history
 from batches.services import delivery
+from cdpstage.errors import ApplicationError
 from records.models import DeliveryStatus, Guest
 from records.selectors import in_live_batch, live_batch_of
 from tests.batches.conftest import make_ready_guests
@@ -269,15 +270,17 @@ def test_error_log_gives_each_record_its_outcome(sending, enqueued, cdp):
         assert gzip.decompress(stored.read()) == log
     sending.refresh_from_db()
     assert sending.status == Batch.Status.PARTIALLY_FAILED
-    assert (sending.records_delivered, sending.records_rejected, sending.records_failed) == (
-        1,
-        1,
-        2,
-    )
+    assert (
+        sending.records_delivered,
+        sending.records_rejected,
+        sending.records_failed,
+        sending.records_unconfirmed,
+    ) == (1, 1, 0, 2)
     statuses = dict(Guest.objects.values_list("pk", "delivery_status"))
     assert statuses[items[0].record_id] == DeliveryStatus.REJECTED
     assert statuses[items[1].record_id] == DeliveryStatus.DELIVERED
-    assert statuses[items[2].record_id] == DeliveryStatus.NOT_SENT
+    # Not "not sent": CDP may have applied it.
+    assert statuses[items[2].record_id] == DeliveryStatus.UNCONFIRMED
     delivered_at = dict(Guest.objects.values_list("pk", "delivered_at"))
     assert delivered_at[items[0].record_id] is None  # rejected: never delivered
     assert delivered_at[items[1].record_id] is not None
@@ -439,8 +442,12 @@ def test_error_log_that_names_no_record_leaves_outcomes_unknown(sending, enqueue
         "unknown"
     }
     assert "names no record" in batch_file.message
-    # Unknown is not delivered: the records can go again.
-    assert set(Guest.objects.values_list("delivery_status", flat=True)) == {DeliveryStatus.NOT_SENT}
+    # Unknown is neither delivered nor "not sent": no new batch takes the records again.
+    assert set(Guest.objects.values_list("delivery_status", flat=True)) == {
+        DeliveryStatus.UNCONFIRMED
+    }
+    with pytest.raises(ApplicationError, match="no ready guest records"):
+        services.batch_create(schema="guest", user=sending.created_by)
 
 
 def test_error_log_download_refused_is_retried_with_a_fresh_status(sending, enqueued, cdp):
@@ -480,3 +487,122 @@ def test_a_build_that_loses_its_lease_leaves_no_stored_files(stager, enqueued, m
     assert not BatchFile.objects.exists()
     _, files = default_storage.listdir(f"batches/batch-{batch.pk:06d}/a1")
     assert files == []
+
+
+def _poll_until_log_unavailable(batch: Batch, enqueued, cdp) -> BatchFile:
+    """Upload, then poll while CDP says `error` and its log answers 404 every time."""
+    from batches.client import CdpPermanentError
+
+    _run_next(enqueued)  # upload
+    log_url = "https://s3.example.test/log?Signature=s"
+    for _ in range(3):  # CDP_MAX_ATTEMPTS of the cdp fixture
+        cdp.script["status"] = [_status("error", log=log_url)]
+        cdp.script["log"] = [CdpPermanentError("CDP refused the request (HTTP 404: NoSuchKey).")]
+        _run_next(enqueued)
+    return _file(batch)
+
+
+def test_error_log_that_cannot_be_fetched_leaves_outcomes_unknown_not_undelivered(
+    sending, enqueued, cdp
+):
+    batch_file = _poll_until_log_unavailable(sending, enqueued, cdp)
+
+    assert batch_file.status == BatchFile.Status.LOG_UNAVAILABLE
+    assert batch_file.stats == {"totalCount": 1}  # CDP's counts are kept
+    assert "could not be fetched after 3 attempts" in batch_file.message
+    assert "new link" not in batch_file.message
+    assert "batch_fetch_log" in batch_file.message
+    retries = BatchEvent.objects.filter(message__contains="Asking CDP for a fresh link")
+    assert retries.count() == 2
+    assert set(BatchItem.objects.filter(file=batch_file).values_list("outcome", flat=True)) == {
+        "unknown"
+    }
+    assert set(Guest.objects.values_list("delivery_status", flat=True)) == {
+        DeliveryStatus.UNCONFIRMED
+    }
+    sending.refresh_from_db()
+    assert sending.is_finished
+    assert (sending.records_failed, sending.records_unconfirmed) == (0, 4)
+    assert "of unknown outcome" in sending.message
+    # Not offered for re-send as "not delivered", nor taken by a new batch.
+    with pytest.raises(ApplicationError, match="unknown outcome are not re-sent"):
+        services.batch_resend(batch=sending, user=sending.created_by)
+    with pytest.raises(ApplicationError, match="no ready guest records"):
+        services.batch_create(schema="guest", user=sending.created_by)
+
+
+def test_error_log_fetched_later_gives_the_unknown_records_their_outcomes(
+    sending, enqueued, cdp, approver
+):
+    batch_file = _poll_until_log_unavailable(sending, enqueued, cdp)
+    items = list(BatchItem.objects.filter(file=batch_file).order_by("line"))
+    log = orjson.dumps({"ref": str(items[0].record_ref), "code": "400", "message": "Bad"}) + b"\n"
+    cdp.script["status"] = [_status("error", log="https://s3.example.test/log?Signature=t")]
+    cdp.script["log"] = [gzip.compress(log)]
+
+    summary = services.batchfile_log_fetch(batch_file=batch_file, user=approver)
+
+    assert "rejected 1 of 4" in summary
+    batch_file.refresh_from_db()
+    assert batch_file.status == BatchFile.Status.ERROR
+    assert batch_file.error_log.name.endswith(".log.gz")
+    outcomes = list(
+        BatchItem.objects.filter(file=batch_file).order_by("line").values_list("outcome", flat=True)
+    )
+    assert outcomes == ["rejected", "delivered", "delivered", "delivered"]
+    statuses = dict(Guest.objects.values_list("pk", "delivery_status"))
+    assert statuses[items[0].record_id] == DeliveryStatus.REJECTED
+    assert {statuses[i.record_id] for i in items[1:]} == {DeliveryStatus.DELIVERED}
+    sending.refresh_from_db()
+    counts = (
+        sending.records_delivered,
+        sending.records_rejected,
+        sending.records_failed,
+        sending.records_unconfirmed,
+    )
+    assert counts == (3, 1, 0, 0)
+    assert BatchEvent.objects.filter(
+        batch=sending, actor=approver, message__startswith="Outcomes recounted"
+    ).exists()
+    with pytest.raises(ApplicationError, match="only a file whose error log"):
+        services.batchfile_log_fetch(batch_file=batch_file)
+
+
+def test_error_log_fetch_that_fails_again_keeps_outcomes_unknown(sending, enqueued, cdp):
+    from batches.client import CdpPermanentError
+
+    batch_file = _poll_until_log_unavailable(sending, enqueued, cdp)
+    cdp.script["status"] = [_status("error", log="https://s3.example.test/log?Signature=t")]
+    cdp.script["log"] = [CdpPermanentError("CDP refused the request (HTTP 404: NoSuchKey).")]
+    with pytest.raises(ApplicationError, match="still cannot be fetched"):
+        services.batchfile_log_fetch(batch_file=batch_file)
+    assert _file(sending).status == BatchFile.Status.LOG_UNAVAILABLE
+    assert set(Guest.objects.values_list("delivery_status", flat=True)) == {
+        DeliveryStatus.UNCONFIRMED
+    }
+
+
+def test_resend_of_unknown_outcomes_is_an_explicit_choice_for_guests(sending, enqueued, cdp):
+    _poll_until_log_unavailable(sending, enqueued, cdp)
+    sending.refresh_from_db()
+    resend = services.batch_resend(batch=sending, user=sending.created_by, include_unconfirmed=True)
+    services.batch_build(batch_id=resend.pk, attempt=1)
+    resend.refresh_from_db()
+    assert resend.resend_unconfirmed
+    assert resend.records_total == 4
+
+
+def test_resend_of_unknown_tracking_events_is_refused(stager, approver, enqueued, cdp):
+    from tests.batches.conftest import make_ready_tracking
+
+    make_ready_tracking(3)
+    batch = services.batch_create(schema="tracking", user=stager)
+    services.batch_build(batch_id=batch.pk, attempt=1)
+    batch.refresh_from_db()
+    services.batch_approve(batch=batch, user=approver)
+    services.batch_send(batch=batch, user=approver)
+    _poll_until_log_unavailable(batch, enqueued, cdp)
+    batch.refresh_from_db()
+    assert batch.records_unconfirmed == 3
+    with pytest.raises(ApplicationError, match="could record them twice"):
+        services.batch_resend(batch=batch, user=stager, include_unconfirmed=True)

@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 
 from batches import services
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem
@@ -296,3 +298,67 @@ def test_flow_upload_location_on_a_foreign_host_fails_the_file_and_names_the_hos
         sandbox.base_url,
         "https://attacker.example",
     }
+
+
+def accepted_at_cdp(sandbox) -> Counter:
+    """How many times CDP accepted (2xx outcome) each record ref, over every batch it holds."""
+    accepted: Counter = Counter()
+    for summary in sandbox.control.batches():
+        seen = sandbox.control.batch(summary["ref"])
+        accepted.update(
+            o["ref"] for o in seen.get("outcomes", []) if str(o["code"]).startswith("2")
+        )
+    return accepted
+
+
+def test_flow_unreadable_error_log_leaves_outcomes_unknown_and_nothing_is_sent_twice(
+    sandbox, batches_worker, stager, approver
+):
+    """Issue 11: CDP applied most records of an `error` file whose log kept answering 404; the
+    records were marked "not delivered" and `batch_resend` sent them again (3,803 twice)."""
+    guests = make_ready_guests(20)
+    rejected = guests[:2]
+    sandbox.control.fault(
+        fail_records={str(g.ref): {"code": "400", "message": "Validation error"} for g in rejected}
+    )
+    # The log answers 404 as often as the worker tries (CDP_MAX_ATTEMPTS), then is readable.
+    sandbox.control.fault(target="log", kind="404", count=3)
+    batches_worker(CDP_MAX_ATTEMPTS="3")
+    batch = send_and_wait(build_and_approve(stager, approver), approver)
+
+    batch_file = BatchFile.objects.get(batch=batch)
+    assert batch_file.status == BatchFile.Status.LOG_UNAVAILABLE, batch_file.message
+    assert (batch_file.stats["successCount"], batch_file.stats["errorCount"]) == (18, 2)
+    assert "18 applied, 2 failed" in batch_file.message
+    assert "new link" not in batch_file.message + batch.message
+    assert (batch.records_delivered, batch.records_failed, batch.records_unconfirmed) == (0, 0, 20)
+    assert set(Guest.objects.values_list("delivery_status", flat=True)) == {
+        DeliveryStatus.UNCONFIRMED
+    }
+    # What used to send the 18 applied records a second time is refused, and so is a new batch.
+    with pytest.raises(ApplicationError, match="unknown outcome are not re-sent"):
+        services.batch_resend(batch=batch, user=stager)
+    with pytest.raises(ApplicationError, match="no ready guest records"):
+        services.batch_create(schema="guest", user=stager)
+    accepted = accepted_at_cdp(sandbox)
+    assert len(sandbox.control.batches()) == 1
+    assert set(accepted) == {str(g.ref) for g in guests[2:]}
+    assert set(accepted.values()) == {1}
+
+    # Later the log is readable: the command gives every record its real outcome.
+    out = StringIO()
+    call_command("batch_fetch_log", str(batch.pk), stdout=out)
+    assert "rejected 2 of 20" in out.getvalue()
+    batch.refresh_from_db()
+    assert (batch.records_delivered, batch.records_rejected, batch.records_unconfirmed) == (
+        18,
+        2,
+        0,
+    )
+    statuses = dict(Guest.objects.values_list("pk", "delivery_status"))
+    assert {statuses[g.pk] for g in rejected} == {DeliveryStatus.REJECTED}
+    assert {statuses[g.pk] for g in guests[2:]} == {DeliveryStatus.DELIVERED}
+    # Only the rejected ones could go again, once fixed; nothing reached CDP twice.
+    with pytest.raises(ApplicationError, match="must be fixed"):
+        services.batch_resend(batch=batch, user=stager)
+    assert set(accepted_at_cdp(sandbox).values()) == {1}

@@ -100,7 +100,7 @@ def test_dashboard_two_tables_headers_on_one_line_and_a_favicon(
         ["Records", "New", "Ready", "Held", "Invalid", "Total"]
     )
     expect(delivery.locator("thead th")).to_have_text(
-        ["Records", "Not sent", "In a batch", "Delivered", "Rejected by CDP"]
+        ["Records", "Not sent", "In a batch", "Delivered", "Rejected by CDP", "Outcome unknown"]
     )
     guests = review.locator("tbody tr").first.locator("td").all_inner_texts()
     assert guests == ["297", "0", "0", "3", "300"]

@@ -79,6 +79,15 @@ def test_429_carries_retry_after(api, sandbox, setup, target):
     assert call(api, target, setup).status_code in (200, 201)
 
 
+def test_log_404_answers_no_such_key_then_the_log(api, sandbox, setup):
+    sandbox.control.fault(target="log", kind="404", count=2)
+    for _ in range(2):
+        response = call(api, "log", setup)
+        assert response.status_code == 404
+        assert b"<Code>NoSuchKey</Code>" in response.content
+    assert call(api, "log", setup).status_code == 200
+
+
 def test_api_fault_bodies_are_json_and_s3_fault_bodies_are_xml(api, sandbox, setup):
     sandbox.control.fault(target="status", kind="503")
     assert api.status(setup["ref"]).json()["status"] == 503

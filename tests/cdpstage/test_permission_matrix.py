@@ -13,6 +13,7 @@ from cdpstage.errors import ApplicationError
 from cdpstage.roles import ROLES
 from records.masking import can_view_pii
 from records.models import Guest
+from records.selectors import in_live_batch
 from records.services.review import records_mark_ready
 from tests.batches.conftest import make_ready_guests
 
@@ -93,7 +94,7 @@ def test_permission_matrix_in_docs_is_what_each_role_can_really_do(
     assert Batch.objects.get(pk=batch.pk).status == Batch.Status.BUILT
     make_ready_guests(2, prefix="more")  # for "Create a batch"
     world = {
-        "guest": Guest.objects.filter(locked_by_batch_id__isnull=True).first().pk,
+        "guest": in_live_batch(Guest.objects.all(), present=False).first().pk,
         "batch": Batch.objects.get(pk=batch.pk),
         "file": BatchFile.objects.get(batch=batch).pk,
     }

@@ -52,8 +52,8 @@ def test_records_record_outcomes_delivers_and_rejects():
     changed = lifecycle.records_record_outcomes(
         model=Guest,
         outcomes=(
-            "SELECT * FROM (VALUES (%s::bigint, true, %s), (%s::bigint, false, %s))"
-            " AS o (record_id, delivered, value_hash)",
+            "SELECT * FROM (VALUES (%s::bigint, 'delivered', %s), (%s::bigint, 'rejected', %s))"
+            " AS o (record_id, outcome, value_hash)",
             [delivered.pk, delivered.value_hash, rejected.pk, rejected.value_hash],
         ),
     )

@@ -3,7 +3,13 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from batches import services
-from batches.management.commands._common import ACTOR_LABEL, follow, get_user
+from batches.management.commands._common import (
+    ACTOR_LABEL,
+    DATABASE_ERRORS,
+    EXIT_ERROR,
+    follow,
+    get_user,
+)
 from batches.models import Batch, BatchSchema
 from cdpstage.errors import ApplicationError
 
@@ -28,6 +34,16 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait")
 
     def handle(self, *args, **options):
+        try:
+            self._create(options)
+        except DATABASE_ERRORS as exc:
+            raise CommandError(
+                f"The database is unreachable ({type(exc).__name__}); run the command again "
+                "once it is back (a batch already printed above carries on in the background).",
+                returncode=EXIT_ERROR,
+            ) from None
+
+    def _create(self, options) -> None:
         user = get_user(options["user"])
         try:
             batch = services.batch_create(

@@ -29,7 +29,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Created by {detail['created_by']}, approved by {detail['approved_by'] or '-'}; "
             f"{detail['records']} records: {detail['delivered']} delivered, "
-            f"{detail['rejected']} rejected, {detail['not_delivered']} not delivered."
+            f"{detail['rejected']} rejected, {detail['not_delivered']} not delivered"
+            + (f", {detail['unconfirmed']} of unknown outcome." if detail["unconfirmed"] else ".")
         )
         if detail["message"]:
             self.stdout.write(detail["message"])

@@ -13,6 +13,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
+from django.db.utils import InterfaceError, OperationalError
 
 from cdpstage.errors import ApplicationError
 from records.importing import DELIMITERS, ENCODINGS, FileProblem
@@ -130,6 +131,13 @@ class Command(BaseCommand):
                 finished = import_run_execute(
                     import_run_id=run.pk, attempt=run.attempt, on_progress=self.progress
                 )
+        except (OperationalError, InterfaceError) as exc:
+            raise CommandError(
+                f"Lost the database connection while importing run {run.pk} "
+                f"({type(exc).__name__}); nothing of this attempt was kept. A running worker "
+                "picks the run up again once its lease runs out, or run this command again.",
+                returncode=3,
+            ) from None
         except KeyboardInterrupt:
             import_run_fail(
                 import_run_id=run.pk,
@@ -202,7 +210,7 @@ class Command(BaseCommand):
         if run.message:
             self.stdout.write(run.message)
         if run.error_report:
-            self.stdout.write(f"Error report: {run.error_report.path}")
+            self.stdout.write(f"Error report: {run.error_report.name} (in the file storage)")
         if run.status == ImportRun.Status.FAILED:
             raise CommandError("Nothing was imported.", returncode=2)
         if run.status == ImportRun.Status.PARTIAL:

@@ -367,7 +367,7 @@ class BatchAdmin(ReadOnlyAdmin):
             group = request.GET.get("rejected", "")
             rejected = selectors.batch_rejected_items(batch, group=group)
             extra.update(
-                rejection_groups=selectors.batch_rejection_groups(batch),
+                rejection_groups=selectors.batch_rejection_groups(batch, user=request.user),
                 rejected_group=group,
                 rejected_rows=selectors.batch_rejected_rows(
                     batch, rejected[:REJECTED_ON_PAGE], user=request.user

@@ -26,7 +26,7 @@ from batches.models import (
     BatchFile,
     BatchItem,
 )
-from records.masking import can_view_pii, mask_email, mask_identity_key, mask_value
+from records.masking import can_view_pii, mask_email, mask_identity_key, mask_message, mask_value
 from records.models import Guest, ReviewStatus, TrackingEvent
 
 __all__ = [
@@ -271,11 +271,14 @@ def _rejection_answers(batch: Batch) -> list[tuple[str, str, int]]:
     )
 
 
-def batch_rejection_groups(batch: Batch) -> list[RejectionGroup]:
-    """The batch's rejected records grouped by what CDP's answer means, largest group first."""
+def batch_rejection_groups(batch: Batch, *, user: AbstractBaseUser) -> list[RejectionGroup]:
+    """The batch's rejected records grouped by what CDP's answer means, largest group first.
+    CDP's messages may quote a record's value: masked without view_pii."""
+    show_pii = can_view_pii(user)
     grouped: dict[str, list[tuple[str, str, int]]] = {}
     for code, message, count in _rejection_answers(batch):
-        grouped.setdefault(code_group(code, message).key, []).append((code, message, count))
+        shown = message if show_pii else mask_message(message)
+        grouped.setdefault(code_group(code, message).key, []).append((code, shown, count))
     groups = [
         RejectionGroup(BY_KEY[key], sum(n for _, _, n in answers), tuple(answers))
         for key, answers in grouped.items()
@@ -346,9 +349,8 @@ def batch_rejected_rows(
 ) -> list[RejectedRow]:
     """Rows for these rejected items (one query for their records' labels)."""
     items = list(items)
-    labels = _record_labels(
-        batch.schema, [item.record_id for item in items], show_pii=can_view_pii(user)
-    )
+    show_pii = can_view_pii(user)
+    labels = _record_labels(batch.schema, [item.record_id for item in items], show_pii=show_pii)
     return [
         RejectedRow(
             record_id=item.record_id,
@@ -359,7 +361,7 @@ def batch_rejected_rows(
             line=item.line,
             code=item.code,
             group=code_group(item.code, item.message),
-            message=item.message,
+            message=item.message if show_pii else mask_message(item.message),
         )
         for item in items
     ]

@@ -168,7 +168,7 @@ def test_random_worker_kills_lose_nothing_and_send_nothing_twice(
         )
         run.refresh_from_db()
         assert run.status == ImportRun.Status.SUCCEEDED, run.message
-        reviewer = user_factory("reviewer", perms=("records.view_guest", "records.change_guest"))
+        reviewer = user_factory("reviewer", perms=("records.view_guest", "records.review_guest"))
         records_mark_ready(model=Guest, queryset=Guest.objects.all(), user=reviewer)
         batch = services.batch_create(schema="guest", user=stager)
         wait_for(

@@ -157,7 +157,7 @@ def test_import_on_one_host_build_on_another_upload_from_the_first(
     assert result.returncode == 0, result.stderr[-3000:]
     run.refresh_from_db()
     assert run.status == ImportRun.Status.SUCCEEDED, (run.message, result.stderr[-3000:])
-    reviewer = user_factory("reviewer", perms=("records.view_guest", "records.change_guest"))
+    reviewer = user_factory("reviewer", perms=("records.view_guest", "records.review_guest"))
     records_mark_ready(model=Guest, queryset=Guest.objects.all(), user=reviewer)
 
     # Host 2 builds: its batch files go to the bucket.

@@ -34,6 +34,7 @@ from django.utils.html import format_html
 from batches import selectors, services
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem, BatchSchema
 from cdpstage.admin.paginator import CappedCountPaginator
+from cdpstage.admin.pii import ViewerPiiMixin
 from cdpstage.admin.readonly import ReadOnlyAdmin
 from cdpstage.errors import ApplicationError
 from cdpstage.templatetags.humanize_units import duration_text, size_text
@@ -674,7 +675,7 @@ class BatchEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(BatchItem)
-class BatchItemAdmin(ReadOnlyAdmin):
+class BatchItemAdmin(ViewerPiiMixin, ReadOnlyAdmin):
     """Search by record ref: which file, which line, what CDP said."""
 
     list_display = ("record_ref", "file", "line", "outcome", "code", "message_display")
@@ -705,18 +706,10 @@ class BatchItemAdmin(ReadOnlyAdmin):
         except (ValueError, ValidationError):
             return queryset.none(), False
 
-    def changelist_view(self, request, extra_context=None):
-        self._show_pii = can_view_pii(request.user)
-        return super().changelist_view(request, extra_context)
-
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        self._show_pii = can_view_pii(request.user)
-        return super().changeform_view(request, object_id, form_url, extra_context)
-
     @admin.display(description="message")
     def message_display(self, obj):
         # CDP's reason may quote the record's values (an email, a phone number).
-        return obj.message if self._show_pii else mask_message(obj.message)
+        return obj.message if obj.viewer_sees_pii else mask_message(obj.message)
 
 
 def render_delivery_history(record) -> str:

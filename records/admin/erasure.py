@@ -6,9 +6,10 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from cdpstage.admin.pii import ViewerPiiMixin
 from cdpstage.admin.readonly import ReadOnlyAdmin
 from cdpstage.errors import ApplicationError
-from records.masking import can_view_pii, mask_identity_key
+from records.masking import mask_identity_key
 from records.models import GuestDeletion, SuppressedIdentity
 from records.selectors import identity_provider_names, live_batch_of
 from records.services.erasure import guest_deletion_request
@@ -29,7 +30,7 @@ class DeletionRequestForm(forms.Form):
 
 
 @admin.register(GuestDeletion)
-class GuestDeletionAdmin(admin.ModelAdmin):
+class GuestDeletionAdmin(ViewerPiiMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "mode",
@@ -70,17 +71,9 @@ class GuestDeletionAdmin(admin.ModelAdmin):
         if not obj.identifiers:
             return "Cleared (request done; only hashes are kept)"
         shown = [f"{item.get('provider')}:{item.get('id')}" for item in obj.identifiers]
-        if not getattr(self, "_show_pii", False):
+        if not obj.viewer_sees_pii:
             shown = [mask_identity_key(text) for text in shown]
         return ", ".join(shown)
-
-    def changelist_view(self, request, extra_context=None):
-        self._show_pii = can_view_pii(request.user)
-        return super().changelist_view(request, extra_context)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        self._show_pii = can_view_pii(request.user)
-        return super().change_view(request, object_id, form_url, extra_context)
 
     def has_change_permission(self, request, obj=None):
         # Only CDP's outcome changes a request (records.services.erasure).

@@ -174,7 +174,7 @@ def guest_deletion_request(
         ignore_conflicts=True,
     )
     suppression_mark_invalid(Guest, ids=guest_ids)
-    suppression_mark_invalid(TrackingEvent, ids=None, all_records=True)
+    suppression_mark_invalid(TrackingEvent, all_records=True)
     return deletion
 
 

@@ -14,9 +14,6 @@ export SANDBOX_DIR ?= .sandbox
 # Ports of `make run` (the Procfile reads them from the environment).
 export WEB_PORT ?= 8000
 export SANDBOX_PORT ?= 8443
-# Worker options: a short TTL so a dead worker's job is noticed in ~1.5 min instead of 13.5,
-# the JSON serializer, and our worker class (maintenance + reconcilers every few seconds).
-WORKER_OPTS := --with-scheduler --worker-ttl 30 --serializer rq.serializers.JSONSerializer
 
 .PHONY: help install db migrate demo run web worker worker-imports worker-batches sandbox \
         test test-fast chaos lint fmt bench browser-deps clean
@@ -62,10 +59,10 @@ worker: install ## Run one worker per queue, with the scheduler (start more on a
 	exec $(PY) -m cdpstage.devrun worker_imports worker_batches
 
 worker-imports: install
-	$(RUN_ENV) $(MANAGE) rqworker imports $(WORKER_OPTS)
+	$(RUN_ENV) $(MANAGE) worker imports
 
 worker-batches: install
-	$(RUN_ENV) $(MANAGE) rqworker batches $(WORKER_OPTS)
+	$(RUN_ENV) $(MANAGE) worker batches
 
 sandbox: install ## Run the local HTTPS stand-in for the CDP Batch API
 	$(PY) -m cdpsandbox --port $(SANDBOX_PORT) --state-dir $(SANDBOX_DIR)

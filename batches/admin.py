@@ -3,7 +3,7 @@
 Nothing here can edit or delete a batch, a file, an item or an event (not even a superuser):
 every change is a button that calls one service, which enforces the rules (four eyes,
 states). The record pages get their delivery history through the hook in
-records/admin/review.py.
+records/admin/delivery.py.
 """
 
 import csv
@@ -38,7 +38,7 @@ from cdpstage.admin.pii import ViewerPiiMixin
 from cdpstage.admin.readonly import ReadOnlyAdmin
 from cdpstage.errors import ApplicationError
 from cdpstage.templatetags.humanize_units import duration_text, size_text
-from records.admin.review import CdpOutcomes, register_cdp_outcomes, register_delivery_history
+from records.admin.delivery import CdpOutcomes, register_cdp_outcomes, register_delivery_history
 from records.masking import can_view_pii, mask_message
 from records.models import Guest, ReviewStatus, TrackingEvent
 from records.rules import problem_label

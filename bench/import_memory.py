@@ -164,11 +164,9 @@ def main() -> int:
         "-v",
         python,
         "manage.py",
-        "rqworker",
+        "worker",
         "imports",
         "--burst",
-        "--serializer",
-        "rq.serializers.JSONSerializer",
     ]
     say("worker: " + " ".join(command[2:]))
     worker = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)

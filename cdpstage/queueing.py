@@ -8,7 +8,7 @@ from datetime import timedelta
 import django_rq
 from django.db import connections, transaction
 from django.db.utils import InterfaceError, OperationalError
-from rq import Callback, Retry
+from rq import Callback
 from rq.exceptions import DuplicateJobError
 
 logger = logging.getLogger(__name__)
@@ -19,7 +19,6 @@ def enqueue_after_commit(
     func_path: str,
     *args: int | str,
     job_id: str,
-    retry: Retry | None = None,
     delay_seconds: float = 0,
     on_failure: str | None = None,
 ) -> None:
@@ -34,7 +33,6 @@ def enqueue_after_commit(
         queue = django_rq.get_queue(queue_name)
         kwargs = {
             "job_id": job_id,
-            "retry": retry,
             "unique": True,
             "on_failure": Callback(on_failure) if on_failure else None,
         }

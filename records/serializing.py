@@ -18,13 +18,15 @@ from typing import Any
 import orjson
 
 from records.rules import GUEST_FIELDS, format_cdp_date, format_cdp_datetime, parse_cdp_datetime
+from records.rules.identifiers import IDENTIFIER_FIELDS
+from records.rules.subscriptions import SUBSCRIPTION_FIELDS
 from records.rules.tracking import TRACKING_FIELDS
 
 # Canonical key order of a guest value (the rules' order: cdp-batch-api.md section 3.1 table,
 # then identifiers, subscriptions, extensions).
 GUEST_KEYS: tuple[str, ...] = GUEST_FIELDS
-IDENTIFIER_KEYS: tuple[str, ...] = ("provider", "id", "expiryDate")
-SUBSCRIPTION_KEYS: tuple[str, ...] = ("name", "pointOfSale", "channel", "status", "effectiveDate")
+IDENTIFIER_KEYS: tuple[str, ...] = IDENTIFIER_FIELDS
+SUBSCRIPTION_KEYS: tuple[str, ...] = SUBSCRIPTION_FIELDS
 TRACKING_KEYS: tuple[str, ...] = TRACKING_FIELDS
 
 # value key -> (model column, kind). Kinds: text, date (CDP date), datetime, list (of text).

@@ -33,17 +33,7 @@ def worker_env(**extra: str) -> dict[str, str]:
 
 
 def worker_command(queue: str, *, burst: bool) -> list[str]:
-    command = [
-        sys.executable,
-        "manage.py",
-        "rqworker",
-        queue,
-        "--with-scheduler",
-        "--worker-ttl",
-        "30",
-        "--serializer",
-        "rq.serializers.JSONSerializer",
-    ]
+    command = [sys.executable, "manage.py", "worker", queue]
     if burst:
         command.append("--burst")
     return command

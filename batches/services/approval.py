@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from batches.client import CdpClient, CdpConfigurationError
 from batches.models import Batch, BatchFile
-from batches.services.delivery import batchfiles_dispatch
+from batches.services.dispatch import batchfiles_dispatch
 from batches.services.transitions import batch_transition
 from cdpstage.errors import ApplicationError
 

@@ -16,12 +16,9 @@ from django.utils import timezone
 
 from batches.models import BATCHFILE_IN_FLIGHT_STATUSES, Batch, BatchFile
 from batches.services.building import batch_build_failed
-from batches.services.delivery import (
-    SENDING,
-    batch_refresh,
-    batchfile_fail,
-    batchfiles_dispatch,
-)
+from batches.services.dispatch import SENDING, batchfiles_dispatch
+from batches.services.failures import batchfile_fail
+from batches.services.outcomes import batch_refresh
 from batches.services.scheduling import QUEUE, retry_delay, schedule_build, schedule_file_step
 from batches.services.transitions import batch_event_create
 from cdpstage.leases import lease_verdict

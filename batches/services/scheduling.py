@@ -167,3 +167,15 @@ def lease_heartbeat(model: type[Batch] | type[BatchFile], pk: int, attempt: int)
     upload, a poll writing outcomes)."""
     with _heartbeat(model, pk, attempt, owned=CLAIMED):
         yield
+
+
+def poll_delay(poll_number: int) -> float:
+    """Seconds until the n-th poll of a file (CDP_POLL_INTERVALS, the last one repeating)."""
+    intervals = settings.CDP_POLL_INTERVALS or [5]
+    return float(intervals[min(max(poll_number, 1), len(intervals)) - 1])
+
+
+def require_lease(changed: bool, batch_file: BatchFile, attempt: int) -> None:
+    """Stop the step (LeaseLostError) when its conditional UPDATE found the file taken over."""
+    if not changed:
+        raise LeaseLostError(f"File {batch_file.pk} attempt {attempt} no longer owns the file.")

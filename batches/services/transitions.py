@@ -7,13 +7,14 @@ attempt), so of two racing callers exactly one wins; the loser gets False and mu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from batches.client import CdpCall
 from batches.models import (
     BATCH_TRANSITIONS,
     BATCHFILE_TRANSITIONS,
@@ -22,7 +23,13 @@ from batches.models import (
     BatchFile,
 )
 
-__all__ = ["batch_event_create", "batch_transition", "batchfile_transition", "sources_of"]
+__all__ = [
+    "batch_event_create",
+    "batch_transition",
+    "batchfile_transition",
+    "cdp_call_recorder",
+    "sources_of",
+]
 
 
 def sources_of(transitions: dict[str, frozenset[str]], target: str) -> list[str]:
@@ -176,3 +183,24 @@ def batchfile_transition(
         data=data,
     )
     return True
+
+
+def cdp_call_recorder(batch_id: int, file_id: int) -> Callable[[CdpCall], None]:
+    """Record each CDP call as an audit event (committed at once: the call did happen)."""
+
+    def record(call: CdpCall) -> None:
+        batch_event_create(
+            batch_id=batch_id,
+            file_id=file_id,
+            kind=BatchEvent.Kind.CDP_CALL,
+            actor_label="worker",
+            method=call.method,
+            path=call.path,
+            http_status=call.http_status,
+            duration_ms=call.duration_ms,
+            message=call.error,
+            # Scheme and host too: where the bytes went (the path alone would not say).
+            data={"target": call.target, "origin": call.origin},
+        )
+
+    return record

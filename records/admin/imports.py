@@ -30,7 +30,7 @@ from cdpstage.templatetags.humanize_units import duration_text, size_text
 from records import masking
 from records.admin.mapping import MappingStep
 from records.admin.review import ImportFileLink
-from records.importing import DELIMITERS, ENCODINGS, FileProblem
+from records.importing import DELIMITER_BY_NAME, DELIMITERS, ENCODINGS, FileProblem
 from records.importing.preview import source_preview
 from records.importing.report import report_for_viewer
 from records.mapping import MappingError, compile_header
@@ -38,9 +38,8 @@ from records.models import Extension, ImportRun, Schema, Subscription
 from records.selectors import mapping_for_header
 from records.services.imports import CANCELLABLE, import_run_cancel, import_run_create
 
-# The form posts a delimiter by name ("tab" survives a form field; "\t" may not): the names
-# are the readers' labels, the one list of delimiters.
-DELIMITER_VALUES = {label.lower() if char else "": char for char, label in DELIMITERS.items()}
+# The form posts a delimiter by name; "" is "detect".
+DELIMITER_VALUES = {"": "", **DELIMITER_BY_NAME}
 DELIMITER_CHOICES = tuple(
     (name, f"{DELIMITERS[char]} ({char})" if char not in ("", "\t") else DELIMITERS[char])
     for name, char in DELIMITER_VALUES.items()

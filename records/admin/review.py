@@ -1,4 +1,5 @@
-"""Review screens for guests and tracking events: masked lists, filters, actions, safe edits.
+"""What every review screen shares (StagedRecordAdmin): masked lists, search, actions, safe
+edits, export. The guest and tracking screens (guests.py, tracking.py) build on it.
 
 Personal data is shown only to users with `records.view_pii` (records.masking decides); everyone
 else gets masked columns and read-only masked fields, and search still matches for them. Change
@@ -12,245 +13,46 @@ import json
 import tempfile
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
-from django.contrib.postgres.forms import SimpleArrayField
-from django.core.cache import cache
-from django.db import connection, models
 from django.db.models import Q
-from django.db.models.functions import Upper
 from django.http import FileResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
 
 from cdpstage.admin import paginator as counting
 from cdpstage.admin.paginator import CappedCountPaginator
 from cdpstage.errors import ApplicationError
 from records import masking
+from records.admin.delivery import registered_cdp_outcomes, render_delivery_history
+from records.admin.formfields import pretty_json
 from records.exporting import csv_chunks, export_header, export_lines, write_xlsx
 from records.masking import PERSONAL_FIELD_NAMES, can_view_pii, mask_value
-from records.models import (
-    DeliveryStatus,
-    Extension,
-    Guest,
-    Identifier,
-    ReviewStatus,
-    Subscription,
-    TrackingEvent,
-)
-from records.rules import COUNTRY_CODES, GENDERS, LANGUAGE_CODES, problem_label
-from records.selectors import (
-    guest_countries,
-    guests_with_identity,
-    identity_provider_names,
-    import_runs_for_schema,
-    in_live_batch,
-    live_batch_of,
-    with_live_batch,
-)
+from records.models import DeliveryStatus
+from records.selectors import live_batch_of, with_live_batch
 from records.services.review import (
-    GUEST_EDITABLE_FIELDS,
-    TRACKING_EDITABLE_FIELDS,
-    guest_update,
     records_delete,
     records_hold,
     records_mark_new,
     records_mark_ready,
-    tracking_event_update,
 )
-
-# ---------------------------------------------------------------------------------------------
-# Delivery history hook: the batches app (which may import records, never the reverse)
-# registers a renderer per model; the guest and tracking pages show its HTML in their
-# "Delivery history" section.
-
-DeliveryHistoryRenderer = Callable[[Any], str]
-_delivery_history_renderers: dict[type, DeliveryHistoryRenderer] = {}
-
-
-def register_delivery_history(model: type, renderer: DeliveryHistoryRenderer) -> None:
-    """Show `renderer(record)` (safe HTML, no personal data) as the record's delivery history."""
-    _delivery_history_renderers[model] = renderer
-
-
-def render_delivery_history(record: Any) -> str:
-    renderer = _delivery_history_renderers.get(type(record))
-    if renderer is None or record.pk is None:
-        return "No deliveries yet."
-    return renderer(record)
-
-
-# ---------------------------------------------------------------------------------------------
-# CDP outcome hook: what CDP last answered about a record lives in the batches app, which
-# registers how to read it (a filter by kind of answer, and the answer per listed record).
-
-
-@dataclass(frozen=True)
-class CdpOutcomes:
-    """How the record lists read CDP's answers (supplied by batches.admin)."""
-
-    # (key, title) of each kind of answer CDP gives for a rejected record.
-    groups: Callable[[], list[tuple[str, str]]]
-    # The refs of the records whose rejection is of this kind (a subquery).
-    refs_in_group: Callable[[str], Any]
-    # An expression: CDP's latest rejection of the record at OuterRef("ref"), or NULL.
-    latest_rejection: Callable[[], Any]
-
-
-_cdp_outcomes: list[CdpOutcomes] = []
-
-
-def register_cdp_outcomes(outcomes: CdpOutcomes) -> None:
-    """Give the record lists their CDP-outcome filter and the answer in the delivery column."""
-    _cdp_outcomes[:] = [outcomes]
-
-
-class CdpOutcomeFilter(admin.SimpleListFilter):
-    """Records CDP rejected, by what its answer means (batches.cdpcodes' groups)."""
-
-    title = "CDP rejected it for"
-    parameter_name = "cdp_rejected"
-
-    def lookups(self, request, model_admin):
-        return _cdp_outcomes[0].groups() if _cdp_outcomes else []
-
-    def queryset(self, request, queryset):
-        if self.value() and _cdp_outcomes:
-            refs = _cdp_outcomes[0].refs_in_group(self.value())
-            return queryset.filter(delivery_status=DeliveryStatus.REJECTED, ref__in=refs)
-        return queryset
-
 
 # Search: terms at least this long match by prefix (email, identifier id, name); shorter ones
 # exactly. At most SEARCH_MAX_IDS guests are found through their identifiers.
 PREFIX_MIN_LENGTH = 3
+
+
 SEARCH_MAX_IDS = 1000
+
 
 # The change form's "Save and mark ready" button (templates/admin/records/submit_line.html).
 SAVE_AND_MARK_READY = "_save_mark_ready"
 
+
 # Rows read from the database at a time by an export (two passes; memory holds one chunk).
 EXPORT_CHUNK_ROWS = 2_000
-
-# ---------------------------------------------------------------------------------------------
-# Filters.
-
-
-# The distinct codes cost one pass over the invalid rows (measured 280-370 ms with 20,000
-# invalid among 1M guests), so they are computed at most once per process every few minutes.
-ERROR_CODES_CACHE_SECONDS = 300
-
-
-def _error_codes(model: type) -> list[str]:
-    # Only invalid records carry problems, so the review_status index narrows the scan.
-    key = f"records-review-error-codes-{model._meta.model_name}"
-    codes = cache.get(key)
-    if codes is None:
-        table = model._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT DISTINCT e->>'code' FROM {table}, "  # noqa: S608 - model table name
-                "jsonb_array_elements(validation_errors) AS e "
-                "WHERE review_status = %s ORDER BY 1",
-                [ReviewStatus.INVALID],
-            )
-            codes = [row[0] for row in cursor.fetchall() if row[0]]
-        cache.set(key, codes, ERROR_CODES_CACHE_SECONDS)
-    return codes
-
-
-class ErrorCodeFilter(admin.SimpleListFilter):
-    """Records with a validation problem of this code (GIN index on validation_errors)."""
-
-    title = "error code"
-    parameter_name = "error_code"
-
-    def lookups(self, request, model_admin):
-        codes = _error_codes(model_admin.model)
-        if self.value() and self.value() not in codes:
-            codes = [*codes, self.value()]
-        return [(code, problem_label(code)) for code in codes]
-
-    def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(validation_errors__contains=[{"code": self.value()}])
-        return queryset
-
-
-class ImportRunFilter(admin.SimpleListFilter):
-    """Records staged (or last updated) by one import run; lists the latest runs."""
-
-    title = "import run"
-    parameter_name = "import_run"
-    schema = "guest"
-
-    def lookups(self, request, model_admin):
-        runs = list(import_runs_for_schema(schema=self.schema))
-        choices = [(str(run.pk), f"#{run.pk} {run.original_name}") for run in runs]
-        if self.value() and self.value() not in {value for value, _ in choices}:
-            choices.append((self.value(), f"#{self.value()}"))
-        return choices
-
-    def queryset(self, request, queryset):
-        value = self.value()
-        if value and value.isdigit():
-            return queryset.filter(import_run_id=int(value))
-        return queryset
-
-
-class TrackingImportRunFilter(ImportRunFilter):
-    schema = "tracking"
-
-
-class CountryFilter(admin.SimpleListFilter):
-    """Guests of one country; the choices come from a loose index scan, not SELECT DISTINCT."""
-
-    title = "country"
-    parameter_name = "country"
-
-    def lookups(self, request, model_admin):
-        return [(code, code) for code in guest_countries()]
-
-    def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(country=self.value())
-        return queryset
-
-
-class YesNoFilter(admin.SimpleListFilter):
-    def lookups(self, request, model_admin):
-        return [("yes", "Yes"), ("no", "No")]
-
-    def queryset(self, request, queryset):
-        if self.value() in {"yes", "no"}:
-            return self.apply(queryset, present=self.value() == "yes")
-        return queryset
-
-    def apply(self, queryset, *, present: bool):
-        raise NotImplementedError
-
-
-class HasIdentifierFilter(YesNoFilter):
-    """Guests with an identifier of a configured provider (an identity key), or without."""
-
-    title = "has identifier"
-    parameter_name = "has_identifier"
-
-    def apply(self, queryset, *, present: bool):
-        return guests_with_identity(queryset, present=present)
-
-
-class LockedFilter(YesNoFilter):
-    title = "in a live batch"
-    parameter_name = "locked"
-
-    def apply(self, queryset, *, present: bool):
-        return in_live_batch(queryset, present=present)
 
 
 def live_batch(obj) -> int | None:
@@ -259,52 +61,6 @@ def live_batch(obj) -> int | None:
     if not hasattr(obj, "live_batch"):
         obj.live_batch = live_batch_of(model=type(obj), record_id=obj.pk) if obj.pk else None
     return obj.live_batch
-
-
-class PurgedFilter(YesNoFilter):
-    title = "personal data purged"
-    parameter_name = "purged"
-
-    def apply(self, queryset, *, present: bool):
-        return queryset.filter(purged_at__isnull=not present)
-
-
-# ---------------------------------------------------------------------------------------------
-# Form fields that read and write the way people type.
-
-
-class LinesArrayField(SimpleArrayField):
-    """A list of texts edited one per line (street lines may contain commas)."""
-
-    widget = forms.Textarea(attrs={"rows": 3})
-
-    def __init__(self, base_field, **kwargs):
-        kwargs.pop("delimiter", None)
-        super().__init__(base_field, delimiter="\n", **kwargs)
-
-    def to_python(self, value):
-        if isinstance(value, str):
-            value = "\n".join(line.strip() for line in value.splitlines() if line.strip())
-        return super().to_python(value)
-
-
-class PrettyJSONField(forms.JSONField):
-    """JSON shown indented, so attributes and objects are readable and editable."""
-
-    widget = forms.Textarea(attrs={"rows": 6, "cols": 60, "style": "font-family: monospace"})
-
-    def prepare_value(self, value):
-        if isinstance(value, forms.fields.InvalidJSONInput):
-            return value
-        return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)
-
-
-def _pretty_json(value: Any) -> SafeString:
-    return format_html("<pre>{}</pre>", json.dumps(value, ensure_ascii=False, indent=2))
-
-
-# ---------------------------------------------------------------------------------------------
-# Masked displays.
 
 
 def _list_mask(mask: Callable[[object], str]) -> Callable[[object], str]:
@@ -341,10 +97,6 @@ def masked_display(field_name: str, label: str):
 
 def _masked_name(field_name: str) -> str:
     return f"masked_{field_name}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared behaviour of the two review admins.
 
 
 class ImportFileLink:
@@ -402,8 +154,9 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
         # The live batch of each row shown: one probe of the membership index per row; and
         # CDP's latest rejection, likewise a subquery evaluated for the listed page only.
         queryset = with_live_batch(super().get_queryset(request))
-        if _cdp_outcomes:
-            queryset = queryset.annotate(cdp_rejection=_cdp_outcomes[0].latest_rejection())
+        cdp_outcomes = registered_cdp_outcomes()
+        if cdp_outcomes:
+            queryset = queryset.annotate(cdp_rejection=cdp_outcomes.latest_rejection())
         return queryset
 
     def has_change_permission(self, request, obj=None):
@@ -531,7 +284,7 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
         value = json.loads(obj.cdp_value)
         if not getattr(obj, "_show_pii", False):
             value = mask_value(value, self.schema)
-        return _pretty_json(value)
+        return pretty_json(value)
 
     @admin.display(description="delivery history")
     def delivery_history(self, obj):
@@ -707,453 +460,3 @@ class StagedRecordAdmin(ImportFileLink, admin.ModelAdmin):
         if term.isdigit() and len(term) < 18:
             query |= Q(pk=int(term))
         return query
-
-
-# ---------------------------------------------------------------------------------------------
-# Guests.
-
-
-def guest_email_identity(obj, *, email: Callable[[str], str], key: Callable[[str], str]):
-    """The email, and below it the identity key when it is not just that email (for most
-    guests it is "email:<the email>", which would say the same thing twice)."""
-    shown = email(obj.email) if obj.email else "-"
-    identity = obj.identity_key or ""
-    if not identity or identity.partition(":")[2] == obj.email:
-        return shown
-    return format_html("{}<br><small>{}</small>", shown, key(identity))
-
-
-def _choices_with_current(values, current: str | None) -> list[tuple[str, str]]:
-    """The valid values as select options, plus the record's current value if it is not one
-    of them (an imported invalid value stays visible until the reviewer picks a valid one)."""
-    choices = [("", "---------")] + [(v, v) for v in values]
-    if current and current not in values:
-        choices.insert(1, (current, f"{current} (not valid)"))
-    return choices
-
-
-class GuestForm(forms.ModelForm):
-    # Fields with a fixed list of valid values (records.rules holds the lists).
-    CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
-        "gender": GENDERS,
-        "country": tuple(sorted(COUNTRY_CODES)),
-        "language": tuple(sorted(LANGUAGE_CODES)),
-    }
-
-    class Meta:
-        model = Guest
-        fields = sorted(GUEST_EDITABLE_FIELDS)
-        field_classes = {"phone_numbers": LinesArrayField, "street": LinesArrayField}
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        for name, values in self.CHOICE_FIELDS.items():
-            if name not in self.fields:
-                continue
-            field = self.fields[name]
-            field.widget = forms.Select(
-                choices=_choices_with_current(values, getattr(self.instance, name, None))
-            )
-
-
-class ParentLockMixin:
-    """Inline rows follow the guest: read-only whenever the guest's page is (in a live batch,
-    or for a user who may not change guests or see their personal data)."""
-
-    def _parent_frozen(self, request, obj) -> bool:
-        if obj is None:
-            return False
-        parent = obj._meta
-        return (
-            live_batch(obj) is not None
-            or obj.is_purged
-            or not can_view_pii(request.user)
-            or not request.user.has_perm(f"{parent.app_label}.change_{parent.model_name}")
-        )
-
-    def has_add_permission(self, request, obj=None):
-        return not self._parent_frozen(request, obj) and super().has_add_permission(request, obj)
-
-    def has_change_permission(self, request, obj=None):
-        return not self._parent_frozen(request, obj) and super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request, obj=None):
-        return not self._parent_frozen(request, obj) and super().has_delete_permission(request, obj)
-
-
-class IdentifierInline(ParentLockMixin, admin.TabularInline):
-    model = Identifier
-    extra = 0
-    fields = ("position", "provider", "identifier", "expiry_date")
-    ordering = ("position",)
-
-    masked_identifier = masked_display("identifier", "id")
-
-    def get_fields(self, request, obj=None):
-        if can_view_pii(request.user):
-            return self.fields
-        return ("position", "provider", "masked_identifier", "expiry_date")
-
-    def get_readonly_fields(self, request, obj=None):
-        if can_view_pii(request.user):
-            return ()
-        return ("position", "provider", "masked_identifier", "expiry_date")
-
-    # Without view_pii nobody may add or change an identifier they cannot see.
-    def has_add_permission(self, request, obj=None):
-        return can_view_pii(request.user) and super().has_add_permission(request, obj)
-
-    def has_change_permission(self, request, obj=None):
-        return can_view_pii(request.user) and super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request, obj=None):
-        return can_view_pii(request.user) and super().has_delete_permission(request, obj)
-
-
-class SubscriptionInline(ParentLockMixin, admin.TabularInline):
-    model = Subscription
-    extra = 0
-    fields = ("position", "name", "point_of_sale", "channel", "status", "effective_date")
-    ordering = ("position",)
-    # The admin's full-width text inputs put six columns past 1280 px; these fit.
-    formfield_overrides = {models.CharField: {"widget": forms.TextInput(attrs={"size": 16})}}
-
-
-class ExtensionForm(forms.ModelForm):
-    class Meta:
-        model = Extension
-        fields = ("name", "key", "attributes")
-        field_classes = {"attributes": PrettyJSONField}
-
-
-class ExtensionInline(ParentLockMixin, admin.StackedInline):
-    model = Extension
-    form = ExtensionForm
-    extra = 0
-    fields = ("name", "key", "attributes")
-    readonly_when_masked = ("name", "key", "attributes_display")
-    # Inline instances are made per request (get_inline_instances), so this is per request.
-    show_pii = False
-
-    @admin.display(description="attributes")
-    def attributes_display(self, obj):
-        value = {"name": obj.name, "key": obj.key, **(obj.attributes or {})}
-        if not self.show_pii:
-            value = mask_value({"extensions": [value]}, "guest")["extensions"][0]
-        value.pop("name", None)
-        value.pop("key", None)
-        return _pretty_json(value)
-
-    def get_formset(self, request, obj=None, **kwargs):
-        self.show_pii = can_view_pii(request.user)
-        return super().get_formset(request, obj, **kwargs)
-
-    def _editable(self, request, obj) -> bool:
-        return can_view_pii(request.user) and self.has_change_permission(request, obj)
-
-    def get_fields(self, request, obj=None):
-        return self.fields if self._editable(request, obj) else self.readonly_when_masked
-
-    def get_readonly_fields(self, request, obj=None):
-        return () if self._editable(request, obj) else self.readonly_when_masked
-
-    # Without view_pii nobody may change attributes they cannot see.
-    def has_add_permission(self, request, obj=None):
-        return can_view_pii(request.user) and super().has_add_permission(request, obj)
-
-    def has_change_permission(self, request, obj=None):
-        return can_view_pii(request.user) and super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request, obj=None):
-        return can_view_pii(request.user) and super().has_delete_permission(request, obj)
-
-
-@admin.register(Guest)
-class GuestAdmin(StagedRecordAdmin):
-    schema = "guest"
-    editable_fields = GUEST_EDITABLE_FIELDS
-    # Child files (subscriptions, extensions) have their own admins in records.admin.imports.
-    form = GuestForm
-    inlines = (IdentifierInline, SubscriptionInline, ExtensionInline)
-    # What a reviewer needs to decide, narrow enough for 1280 px beside the filters; the
-    # identity key only where it says more than the email (guest_email_identity).
-    list_display = (
-        "id",
-        "email_identity",
-        "full_name",
-        "country",
-        "review_status",
-        "error_count",
-        "delivery_display",
-        "import_run_display",
-    )
-    list_display_links = ("id",)
-    list_filter = (
-        "review_status",
-        "delivery_status",
-        CdpOutcomeFilter,
-        ErrorCodeFilter,
-        ImportRunFilter,
-        CountryFilter,
-        HasIdentifierFilter,
-        LockedFilter,
-        PurgedFilter,
-    )
-    search_help_text = (
-        f"Starts with (at least {PREFIX_MIN_LENGTH} characters): email, identifier id, last name, "
-        "or first and last name (“liam kel”). Exact: identity key (provider:id), ref, "
-        "database id."
-    )
-    search_fields = ("identity_key",)  # shows the search box; matching is search_q's
-
-    masked_identity_key = masked_display("identity_key", "identity key")
-    masked_email = masked_display("email", "email")
-    masked_first_name = masked_display("first_name", "first name")
-    masked_last_name = masked_display("last_name", "last name")
-    masked_date_of_birth = masked_display("date_of_birth", "date of birth")
-    masked_phone_numbers = masked_display("phone_numbers", "phone numbers")
-    masked_street = masked_display("street", "street")
-    masked_city = masked_display("city", "city")
-    masked_post_code = masked_display("post_code", "post code")
-    masked_passport_number = masked_display("passport_number", "passport number")
-    masked_passport_expiry = masked_display("passport_expiry", "passport expiry")
-
-    @admin.display(description="name")
-    def full_name(self, obj):
-        return " ".join(p for p in (obj.first_name, obj.last_name) if p) or "-"
-
-    @admin.display(description="name")
-    def masked_full_name(self, obj):
-        return " ".join(masking.mask_text(p) for p in (obj.first_name, obj.last_name) if p) or "-"
-
-    @admin.display(description="email / identity")
-    def email_identity(self, obj):
-        return guest_email_identity(obj, email=lambda v: v, key=lambda v: v)
-
-    @admin.display(description="email / identity")
-    def masked_email_identity(self, obj):
-        return guest_email_identity(obj, email=masking.mask_email, key=masking.mask_identity_key)
-
-    def get_list_display(self, request):
-        names = super().get_list_display(request)
-        if can_view_pii(request.user):
-            return names
-        masked = {"full_name": "masked_full_name", "email_identity": "masked_email_identity"}
-        return tuple(masked.get(n, n) for n in names)
-
-    def base_fieldsets(self, obj):
-        return [
-            (
-                None,
-                {
-                    "fields": (
-                        "ref",
-                        "identity_key",
-                        "review_status",
-                        "validation_errors_display",
-                        "delivery_status",
-                        "delivered_at",
-                        "purged_display",
-                        "locked_display",
-                    )
-                },
-            ),
-            # Near the top: what CDP was sent and said. The batches app fills it in via
-            # register_delivery_history().
-            ("Delivery history", {"fields": ("delivery_history",)}),
-            (
-                "Person",
-                {
-                    "fields": (
-                        "email",
-                        "title",
-                        "first_name",
-                        "last_name",
-                        "gender",
-                        "date_of_birth",
-                        "nationality",
-                        "language",
-                        "guest_type",
-                    )
-                },
-            ),
-            (
-                "Address and phone",
-                {"fields": ("phone_numbers", "street", "city", "state", "post_code", "country")},
-            ),
-            ("Passport", {"fields": ("passport_number", "passport_expiry")}),
-            ("Activity", {"fields": ("first_seen", "last_seen")}),
-            (
-                "CDP value",
-                {
-                    "fields": ("cdp_value_display", "value_hash", "delivered_hash", "mode"),
-                    # Long JSON: open on demand, below what a reviewer reads first.
-                    "classes": ("collapse",),
-                },
-            ),
-            (
-                "Source",
-                {"fields": ("import_run_display", "source_row", "created_at", "updated_at")},
-            ),
-        ]
-
-    def search_q(self, term: str) -> Q:
-        query = super().search_q(term)
-        providers = identity_provider_names()
-        keys = [term] + [f"{provider}:{term}" for provider in providers]
-        query |= Q(identity_key__in=keys)
-        # Shorter prefixes would match a large part of a big table: exact matches only.
-        prefix = len(term) >= PREFIX_MIN_LENGTH
-        # Identifiers (the identity key's and lower-priority ones): resolved first through the
-        # (provider, identifier) index, so the OR below stays a bitmap of index scans.
-        identifiers = Identifier.objects.filter(provider__in=providers)
-        if prefix:
-            identifiers = identifiers.filter(identifier__startswith=term)
-        else:
-            identifiers = identifiers.filter(identifier=term)
-        guest_ids = list(identifiers.values_list("guest_id", flat=True)[:SEARCH_MAX_IDS])
-        if guest_ids:
-            query |= Q(pk__in=guest_ids)
-        # Emails are stored normalised to lower case by the rules.
-        if prefix:
-            query |= Q(email__startswith=term.lower())
-        elif "@" in term:
-            query |= Q(email=term.lower())
-        if prefix:
-            # Names as given (no case normalisation): matched upper-cased, through the
-            # guest_last_name_prefix index; "first last" narrows by last name first.
-            upper = term.upper()
-            query |= Q(last_name_upper__startswith=upper)
-            first, _, last = upper.partition(" ")
-            if last.strip():
-                query |= Q(first_name_upper__startswith=first) & Q(
-                    last_name_upper__startswith=last.strip()
-                )
-        return query
-
-    def get_search_results(self, request, queryset, search_term):
-        if search_term.strip():
-            # The search_q lookups on names compare upper-cased (the index's expression).
-            queryset = queryset.alias(
-                last_name_upper=Upper("last_name"), first_name_upper=Upper("first_name")
-            )
-        return super().get_search_results(request, queryset, search_term)
-
-    def save_through_service(self, request, form, formsets, change):
-        def save_children():
-            for formset in formsets:
-                self.save_formset(request, form, formset, change=change)
-
-        guest_update(
-            guest=form.instance,
-            fields=self.changed_fields(form, change),
-            user=request.user,
-            save_children=save_children,
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# Tracking events.
-
-
-class TrackingEventForm(forms.ModelForm):
-    class Meta:
-        model = TrackingEvent
-        fields = sorted(TRACKING_EDITABLE_FIELDS)
-        field_classes = {
-            "utms": PrettyJSONField,
-            "feedback": PrettyJSONField,
-            "identifiers": PrettyJSONField,
-        }
-
-
-@admin.register(TrackingEvent)
-class TrackingEventAdmin(StagedRecordAdmin):
-    schema = "tracking"
-    editable_fields = TRACKING_EDITABLE_FIELDS
-    form = TrackingEventForm
-    list_display = (
-        "id",
-        "guest_identity_key",
-        "service_identifier",
-        "type",
-        "channel",
-        "occurred_at",
-        "review_status",
-        "error_count",
-        "delivery_status",
-        "import_run_display",
-        "locked_display",
-    )
-    list_display_links = ("id",)
-    list_filter = (
-        "review_status",
-        "delivery_status",
-        CdpOutcomeFilter,
-        ErrorCodeFilter,
-        TrackingImportRunFilter,
-        LockedFilter,
-        PurgedFilter,
-    )
-    search_help_text = "Exact guest identity (provider:id or id), ref or database id."
-    search_fields = ("guest_identity_key",)
-
-    masked_guest_identity_key = masked_display("guest_identity_key", "guest identity")
-    masked_identifiers = masked_display("identifiers", "identifiers")
-    masked_uotr = masked_display("uotr", "uotr")
-    masked_feedback = masked_display("feedback", "feedback")
-
-    def base_fieldsets(self, obj):
-        return [
-            (
-                None,
-                {
-                    "fields": (
-                        "ref",
-                        "guest_identity_key",
-                        "review_status",
-                        "validation_errors_display",
-                        "delivery_status",
-                        "delivered_at",
-                        "purged_display",
-                        "locked_display",
-                    )
-                },
-            ),
-            (
-                "Event",
-                {
-                    "fields": (
-                        "service_identifier",
-                        "occurred_at",
-                        "channel",
-                        "type",
-                        "uotr",
-                        "utms",
-                        "feedback",
-                        "identifiers",
-                    )
-                },
-            ),
-            (
-                "CDP value",
-                {"fields": ("cdp_value_display", "value_hash", "delivered_hash", "mode")},
-            ),
-            (
-                "Source",
-                {"fields": ("import_run_display", "source_row", "created_at", "updated_at")},
-            ),
-            ("Delivery history", {"fields": ("delivery_history",)}),
-        ]
-
-    def search_q(self, term: str) -> Q:
-        query = super().search_q(term)
-        keys = [term] + [f"{p}:{term}" for p in identity_provider_names()]
-        return query | Q(guest_identity_key__in=keys)
-
-    def save_through_service(self, request, form, formsets, change):
-        tracking_event_update(
-            event=form.instance,
-            fields=self.changed_fields(form, change),
-            user=request.user,
-        )

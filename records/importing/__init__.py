@@ -5,6 +5,7 @@ A package (house style: a module past ~500 lines); everything callers need is re
 
 from records.importing.pipeline import StageOptions, stage_source
 from records.importing.readers import (
+    DELIMITER_BY_NAME,
     DELIMITERS,
     ENCODINGS,
     FileProblem,
@@ -17,6 +18,7 @@ from records.importing.report import REFUSED, ErrorReport
 from records.importing.staging import Counts, locked_message
 
 __all__ = [
+    "DELIMITER_BY_NAME",
     "DELIMITERS",
     "ENCODINGS",
     "Counts",

@@ -40,6 +40,10 @@ DELIMITERS: dict[str, str] = {
     "\t": "Tab",
     "|": "Pipe",
 }
+# By the name a form field or a command line gives them ("tab" survives both; "\t" may not).
+DELIMITER_BY_NAME: dict[str, str] = {
+    label.lower(): char for char, label in DELIMITERS.items() if char
+}
 
 HEAD_BYTES = 64 * 1024
 CHUNK_BYTES = 1024 * 1024
@@ -192,7 +196,7 @@ def _header_only_problem() -> FileProblem:
 
 def detect_delimiter(header_line: str) -> str:
     """The delimiter that splits the header line into the most columns (outside quotes)."""
-    counts = dict.fromkeys((",", ";", "\t", "|"), 0)
+    counts = dict.fromkeys(DELIMITER_BY_NAME.values(), 0)
     quoted = False
     for ch in header_line:
         if ch == '"':

@@ -33,7 +33,9 @@ from typing import Any
 
 from records.models import Schema
 from records.rules import EXTENSION_NAMES, GUEST_FIELDS
-from records.rules.tracking import TRACKING_FIELDS
+from records.rules.identifiers import IDENTIFIER_FIELDS
+from records.rules.subscriptions import SUBSCRIPTION_FIELDS
+from records.rules.tracking import FEEDBACK_FIELDS, TRACKING_FIELDS
 
 MAX_INDEX = 49  # identifiers.<n>, subscriptions.<n>, phoneNumbers.<n>: n in 0..49
 
@@ -41,10 +43,10 @@ GUEST_SCALARS: tuple[str, ...] = tuple(
     k for k in GUEST_FIELDS if k not in ("identifiers", "subscriptions", "extensions")
 )
 GUEST_LISTS: frozenset[str] = frozenset(("phoneNumbers", "street"))
-IDENTIFIER_KEYS: tuple[str, ...] = ("provider", "id", "expiryDate")
-SUBSCRIPTION_KEYS: tuple[str, ...] = ("name", "pointOfSale", "channel", "status", "effectiveDate")
+IDENTIFIER_KEYS: tuple[str, ...] = IDENTIFIER_FIELDS
+SUBSCRIPTION_KEYS: tuple[str, ...] = SUBSCRIPTION_FIELDS
 TRACKING_SCALARS: tuple[str, ...] = ("serviceIdentifier", "occurredAt", "channel", "type", "uotr")
-FEEDBACK_KEYS: tuple[str, ...] = ("reasonCode", "notes")
+FEEDBACK_KEYS: tuple[str, ...] = FEEDBACK_FIELDS
 LINK_KEYS: frozenset[str] = frozenset(("identifiers", "email"))
 ENVELOPE_KEYS: frozenset[str] = frozenset(("ref", "schema", "mode", "value"))
 # The mode each schema is staged with; a batch line with another mode is refused (a guest

@@ -8,7 +8,9 @@ from .fields import date_field, email_field, is_mapping, required_field, text_fi
 from .normalizers import normalize_email
 from .problems import Problem, invalid_type, unknown_fields
 
-_IDENTIFIER_KEYS = frozenset(("provider", "id", "expiryDate"))
+# The keys of an identifier in CDP's guest data model (cdp-batch-api.md 3.1).
+IDENTIFIER_FIELDS: tuple[str, ...] = ("provider", "id", "expiryDate")
+_IDENTIFIER_KEYS = frozenset(IDENTIFIER_FIELDS)
 _clean_provider = text_field("Identifier provider")
 _clean_id = text_field("Identifier id")
 _clean_email_id = email_field("Identifier id")

@@ -9,7 +9,9 @@ from .fields import Cleaner, choice_field, date_field, is_mapping, required_fiel
 from .normalizers import normalize_upper
 from .problems import Problem, invalid_type, unknown_fields
 
-_SUBSCRIPTION_KEYS = frozenset(("name", "pointOfSale", "channel", "status", "effectiveDate"))
+# The keys of a subscription in CDP's guest data model (cdp-batch-api.md 3.1).
+SUBSCRIPTION_FIELDS: tuple[str, ...] = ("name", "pointOfSale", "channel", "status", "effectiveDate")
+_SUBSCRIPTION_KEYS = frozenset(SUBSCRIPTION_FIELDS)
 # Required when the subscription is present (BX15), in canonical order.
 _REQUIRED: tuple[tuple[str, str, Cleaner], ...] = (
     ("name", "Subscription name", text_field("Subscription name")),

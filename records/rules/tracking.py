@@ -24,7 +24,8 @@ TRACKING_FIELDS: tuple[str, ...] = (
     "serviceIdentifier", "occurredAt", "channel", "type", "uotr", "utms", "feedback", "identifiers",
 )  # fmt: skip
 _TRACKING_KEYS = frozenset(TRACKING_FIELDS)
-_FEEDBACK_KEYS = frozenset(("reasonCode", "notes"))
+FEEDBACK_FIELDS: tuple[str, ...] = ("reasonCode", "notes")
+_FEEDBACK_KEYS = frozenset(FEEDBACK_FIELDS)
 
 
 def _code(label: str, example: str) -> Cleaner:

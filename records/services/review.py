@@ -25,6 +25,7 @@ from records.models import (
     TrackingEvent,
 )
 from records.selectors import held_by_live_batch, in_live_batch, live_batch_of, live_batches_settle
+from records.serializing import GUEST_COLUMNS, TRACKING_COLUMNS
 from records.services.values import guests_refresh_values, tracking_refresh_values
 
 logger = logging.getLogger(__name__)
@@ -47,41 +48,8 @@ StagedModel = type[Guest] | type[TrackingEvent]
 
 # The typed CDP columns a person may edit; lifecycle fields (ref, statuses, hashes, lock,
 # source, identity key, the stored CDP value) are only ever written by services.
-GUEST_EDITABLE_FIELDS = frozenset(
-    {
-        "email",
-        "title",
-        "first_name",
-        "last_name",
-        "gender",
-        "date_of_birth",
-        "phone_numbers",
-        "street",
-        "city",
-        "state",
-        "country",
-        "post_code",
-        "nationality",
-        "language",
-        "passport_number",
-        "passport_expiry",
-        "guest_type",
-        "first_seen",
-        "last_seen",
-    }
-)
-TRACKING_EDITABLE_FIELDS = frozenset(
-    {
-        "service_identifier",
-        "occurred_at",
-        "channel",
-        "type",
-        "uotr",
-        "utms",
-        "feedback",
-        "identifiers",
-    }
-)
+GUEST_EDITABLE_FIELDS = frozenset(column for column, _ in GUEST_COLUMNS.values())
+TRACKING_EDITABLE_FIELDS = frozenset(column for column, _ in TRACKING_COLUMNS.values())
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from batches.client import (
 )
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem
 from batches.selectors import batch_sample_lines, delivery_history
-from batches.services import delivery
+from batches.services import failures, polling
 from cdpstage.errors import ApplicationError
 from records.models import DeliveryStatus, Guest
 from records.selectors import in_live_batch, live_batch_of
@@ -103,7 +103,7 @@ def cdp(monkeypatch, settings):
     settings.CDP_POLL_INTERVALS = [2, 4]
     settings.CDP_MAX_ATTEMPTS = 3
     fake = FakeClient()
-    monkeypatch.setattr(delivery.CdpClient, "from_settings", classmethod(lambda cls, **kw: fake))
+    monkeypatch.setattr(polling.CdpClient, "from_settings", classmethod(lambda cls, **kw: fake))
     return fake
 
 
@@ -291,7 +291,7 @@ def test_error_without_log_fails_every_record(sending, enqueued, cdp):
     cdp.script["status"] = [_status("error")]
     _run_next(enqueued)
     batch_file = _file(sending)
-    assert batch_file.message == delivery.NO_LOG_MESSAGE
+    assert batch_file.message == polling.NO_LOG_MESSAGE
     assert set(BatchItem.objects.filter(file=batch_file).values_list("outcome", flat=True)) == {
         "failed"
     }
@@ -302,7 +302,7 @@ def test_error_without_log_fails_every_record(sending, enqueued, cdp):
 def test_corrupted_file_goes_again_under_a_new_ref_then_gives_up(
     sending, enqueued, cdp, monkeypatch
 ):
-    monkeypatch.setattr(delivery, "MAX_REFS_PER_FILE", 2)
+    monkeypatch.setattr(failures, "MAX_REFS_PER_FILE", 2)
     first = _file(sending)
     _run_next(enqueued)
     cdp.script["status"] = [_status("corrupted")]

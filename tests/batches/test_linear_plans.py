@@ -25,7 +25,7 @@ from django.db import connection, transaction
 
 from batches import services
 from batches.models import BatchItem
-from batches.services import building, delivery
+from batches.services import building, outcomes
 from records.models import Guest, ReviewStatus
 from records.services import lifecycle
 from tests.batches.conftest import make_ready_guests
@@ -177,8 +177,8 @@ def test_bulk_statements_stay_linear_with_stale_statistics(stager):
         assert batch.records_total == BATCH_ROWS
         (batch_file,) = batch.files.all()
         with transaction.atomic():
-            delivery._apply_error_log(batch_file, _error_log(batch_file.pk))
-            delivery._apply_record_outcomes(batch_file)
+            outcomes.apply_error_log(batch_file, _error_log(batch_file.pk))
+            outcomes.apply_record_outcomes(batch_file)
         building.records_release(batch_id=batch.pk, schema="guest")
         spec = building.SCHEMAS["guest"]
         resent = lifecycle.records_lock(

@@ -116,10 +116,10 @@ def delivery_history_hook(monkeypatch):
     import). tests/records/test_admin_review.py's hook test pops the Guest entry when it ends,
     which would leave the page saying "No deliveries yet." for any later test in the session."""
     from batches.admin import render_delivery_history
-    from records.admin import review
+    from records.admin import delivery
     from records.models import Guest
 
-    monkeypatch.setitem(review._delivery_history_renderers, Guest, render_delivery_history)
+    monkeypatch.setitem(delivery._delivery_history_renderers, Guest, render_delivery_history)
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from cdpstage.admin import paginator as counting
-from records.admin import review as review_admin
-from records.admin.review import GuestAdmin
+from records.admin import delivery as delivery_admin
+from records.admin.filters import CountryFilter
+from records.admin.guests import GuestAdmin
 from records.models import BatchMembership, Guest, ReviewStatus, TrackingEvent
 from tests.records.factories import GuestFactory, TrackingEventFactory
 
@@ -178,7 +179,7 @@ def test_guest_country_and_locked_filters(client, reviewer):
     BatchMembership.objects.create(batch_id=5, kind="guest", record_id=irish.pk)
     response = client.get(CHANGELIST, {"country": "FR"})
     assert [g.pk for g in response.context["cl"].result_list] == [french.pk]
-    assert "FR" in [c for c, _ in review_admin.CountryFilter.lookups(None, None, None)]
+    assert "FR" in [c for c, _ in CountryFilter.lookups(None, None, None)]
     response = client.get(CHANGELIST, {"locked": "yes"})
     assert [g.pk for g in response.context["cl"].result_list] == [irish.pk]
 
@@ -419,7 +420,7 @@ def test_delivery_history_hook_renders_registered_renderer(
 ):
     # monkeypatch restores the batches app's real renderer afterwards (other tests need it).
     monkeypatch.setitem(
-        review_admin._delivery_history_renderers,
+        delivery_admin._delivery_history_renderers,
         Guest,
         lambda guest: f"History of guest {guest.pk}",
     )

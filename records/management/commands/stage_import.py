@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.utils import InterfaceError, OperationalError
 
 from cdpstage.errors import ApplicationError
-from records.importing import DELIMITERS, ENCODINGS, FileProblem
+from records.importing import DELIMITER_BY_NAME, DELIMITERS, ENCODINGS, FileProblem
 from records.importing.pipeline import import_process_tuning
 from records.importing.preview import source_preview
 from records.mapping.documents import MappingDocument, to_json
@@ -30,8 +30,6 @@ from records.services.imports import (
     import_run_fail,
 )
 from records.services.mappings import mapping_document_parse
-
-DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
 
 
 class Command(BaseCommand):
@@ -58,7 +56,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--delimiter",
             default="",
-            choices=["", *DELIMITER_NAMES, *[d for d in DELIMITERS if d]],
+            choices=["", *DELIMITER_BY_NAME, *[d for d in DELIMITERS if d]],
             help="CSV delimiter: comma, semicolon, tab or pipe (default: detect).",
         )
         parser.add_argument("--sheet", default="", help="XLSX: the worksheet to import.")
@@ -94,7 +92,7 @@ class Command(BaseCommand):
             user = get_user_model().objects.filter(username=options["user"]).first()
             if user is None:
                 raise CommandError(f"No user named {options['user']!r}.")
-        delimiter = DELIMITER_NAMES.get(options["delimiter"], options["delimiter"])
+        delimiter = DELIMITER_BY_NAME.get(options["delimiter"], options["delimiter"])
         if options["suggest_mapping"]:
             self.suggest(path, options, delimiter)
             return

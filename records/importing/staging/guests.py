@@ -15,8 +15,11 @@ from records.importing.staging.base import (
     Stager,
     WriteResult,
     db_type,
+    json_rows,
+    json_values,
     live_batch_of,
     locked_message,
+    rows_from_json,
 )
 from records.mapping import ChildScope, MappedRow
 from records.models import Guest
@@ -360,10 +363,10 @@ class GuestStager(Stager):
         used their old ref yet; a delivered guest keeps its ref for the audit trail."""
         cursor.execute(
             f"""UPDATE records_guest AS g SET ref = v.ref
-                 FROM unnest(%s::bigint[], %s::uuid[]) AS v(id, ref)
+                 FROM {rows_from_json("v", ("id", "bigint"), ("ref", "uuid"))}
                 WHERE g.id = v.id AND g.delivery_status = 'not_sent' AND g.delivered_hash = ''
                   AND {live_batch_of("g")} IS NULL""",
-            [[r[0] for r in refs], [r[1] for r in refs]],
+            [json_rows(refs)],
         )
 
     def _note_repeats(self, cursor: Any, batch: list[_Guest], result: WriteResult) -> None:
@@ -372,13 +375,13 @@ class GuestStager(Stager):
         keyed = [g for g in batch if g.key is not None]
         if not keyed:
             return
-        keys = [g.key for g in keyed]
-        rows = [g.row for g in keyed]
+        seen = json_rows([(g.key, g.row) for g in keyed])
+        batch_rows = rows_from_json("b", ("identity_key", "text"), ("source_row", "integer"))
         cursor.execute(
             f"""INSERT INTO {self.t_seen} (identity_key, source_row)
-                SELECT * FROM unnest(%s::text[], %s::integer[])
+                SELECT * FROM {batch_rows}
                 ON CONFLICT (identity_key) DO NOTHING""",
-            [keys, rows],
+            [seen],
         )
         if cursor.rowcount == len(keyed):
             return  # the usual case: no key came back over the wire
@@ -386,10 +389,10 @@ class GuestStager(Stager):
         # seen in an earlier batch.
         cursor.execute(
             f"""SELECT s.identity_key, s.source_row
-                  FROM unnest(%s::text[], %s::integer[]) AS b(identity_key, source_row)
+                  FROM {batch_rows}
                   JOIN {self.t_seen} AS s ON s.identity_key = b.identity_key
                  WHERE s.source_row <> b.source_row""",
-            [keys, rows],
+            [seen],
         )
         first_row = dict(cursor.fetchall())
         for guest in keyed:
@@ -399,11 +402,12 @@ class GuestStager(Stager):
 
     def _existing(self, keys: list[str]) -> dict[str, _Existing]:
         # Called on the writer thread: a cursor of its own (the connection serialises).
-        with self.raw.cursor() as cursor:
+        wanted, param = json_values(keys, "text")
+        with self.writer_cursor() as cursor:
             cursor.execute(
                 f"""SELECT {_EXISTING_COLUMNS} FROM records_guest g
-                     WHERE g.identity_key = ANY(%s)""",
-                [keys],
+                     WHERE g.identity_key = ANY({wanted})""",
+                [param],
             )
             return {r[0]: _Existing(*r[1:]) for r in cursor.fetchall()}
 
@@ -418,12 +422,12 @@ class GuestStager(Stager):
         cursor.execute("SELECT EXISTS (SELECT 1 FROM records_guest WHERE identity_key IS NULL)")
         if not cursor.fetchone()[0]:
             return {}
-        providers, ids = zip(*(key.split(":", 1) for key in keys), strict=True)
+        wanted = json_rows([(key, *key.split(":", 1)) for key in keys])
+        keyed = rows_from_json("w", ("key", "text"), ("provider", "text"), ("identifier", "text"))
         cursor.execute(
             f"""WITH candidate AS (
                     SELECT g.id, w.key
-                      FROM unnest(%s::text[], %s::text[], %s::text[])
-                           AS w(key, provider, identifier)
+                      FROM {keyed}
                       JOIN records_identifier i
                         ON i.provider = w.provider AND i.identifier = w.identifier
                       JOIN records_guest g ON g.id = i.guest_id
@@ -434,7 +438,7 @@ class GuestStager(Stager):
                 UPDATE records_guest AS g SET identity_key = hit.key
                   FROM hit WHERE g.id = hit.id
              RETURNING {_EXISTING_COLUMNS}""",
-            [keys, list(providers), list(ids)],
+            [wanted],
         )
         return {key: _Existing(*rest) for key, *rest in cursor.fetchall()}
 
@@ -442,25 +446,23 @@ class GuestStager(Stager):
         """A row whose known-provider identifier belongs to another staged guest is invalid,
         named by that guest's ref: CDP would resolve both to one profile and the later one
         would overwrite the other's data (no silent identity merges)."""
-        rows, positions, providers, ids, keys = [], [], [], [], []
-        for guest in batch:
-            for position, provider, ident in guest.idents:
-                rows.append(guest.row)
-                positions.append(position)
-                providers.append(provider)
-                ids.append(ident)
-                keys.append(guest.key)
-        if not rows:
+        wanted = [
+            (guest.row, position, provider, ident, guest.key)
+            for guest in batch
+            for position, provider, ident in guest.idents
+        ]
+        if not wanted:
             return
+        columns = (("row", "integer"), ("position", "integer"), ("provider", "text"),
+                   ("identifier", "text"), ("key", "text"))  # fmt: skip
         cursor.execute(
-            """SELECT w.row, w.position, g.ref::text
-                 FROM unnest(%s::integer[], %s::integer[], %s::text[], %s::text[], %s::text[])
-                      AS w(row, position, provider, identifier, key)
+            f"""SELECT w.row, w.position, g.ref::text
+                 FROM {rows_from_json("w", *columns)}
                  JOIN records_identifier i
                    ON i.provider = w.provider AND i.identifier = w.identifier
                  JOIN records_guest g ON g.id = i.guest_id
                 WHERE g.identity_key IS DISTINCT FROM w.key""",
-            [rows, positions, providers, ids, keys],
+            [json_rows(wanted)],
         )
         found: dict[int, list[Problem]] = {}
         for row, position, ref in cursor.fetchall():
@@ -479,9 +481,10 @@ class GuestStager(Stager):
             return batch
         # The previous batch's refs are in the table: its write ran before this one, on the
         # same (single) writer thread.
+        wanted, param = json_values(refs, "uuid")
         cursor.execute(
-            "SELECT ref::text, identity_key FROM records_guest WHERE ref = ANY(%s::uuid[])",
-            [refs],
+            f"SELECT ref::text, identity_key FROM records_guest WHERE ref = ANY({wanted})",
+            [param],
         )
         owner = dict(cursor.fetchall())
         kept = []
@@ -550,8 +553,9 @@ class GuestStager(Stager):
             returned.update(self._upsert(cursor, known))
         updated_ids = [gid for gid, inserted in returned.values() if not inserted]
         if updated_ids:
+            ids, param = json_values(updated_ids, "bigint")
             for table in ("records_identifier", "records_subscription", "records_extension"):
-                cursor.execute(f"DELETE FROM {table} WHERE guest_id = ANY(%s)", [updated_ids])
+                cursor.execute(f"DELETE FROM {table} WHERE guest_id = ANY({ids})", [param])
         identifiers, subscriptions, extensions = [], [], []
         for guest, _text, _digest, _errors in writes:
             hit = returned.get(guest.row)
@@ -597,12 +601,13 @@ class GuestStager(Stager):
     ) -> dict[int, tuple[int, bool]] | None:
         """COPY guests no staged guest matched straight into the table (the fast path of an
         initial load); None when one was inserted by a concurrent import meanwhile."""
+        # One text of the ids (as text: they only prefix COPY lines), not a row per id.
         cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence('records_guest', 'id'))"
-            " FROM generate_series(1, %s)",
+            "SELECT string_agg(nextval(pg_get_serial_sequence('records_guest', 'id'))::text,"
+            " ',') FROM generate_series(1, %s)",
             [len(new)],
         )
-        ids = [r[0] for r in cursor.fetchall()]
+        ids = cursor.fetchone()[0].split(",")
         now = copy_row((timezone.now(),))
         middle = f"upsert\t{copy_row((self.import_run_id,))}\tnot_sent\t\t"
         tail = f"\t{now}\t{now}"

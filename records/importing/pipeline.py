@@ -103,7 +103,8 @@ def stage_source(
     next_check = PROGRESS_EVERY_ROWS
     try:
         for number, mapped in rows:
-            stager.add(number, mapped)
+            if mapped is not None:
+                stager.add(number, mapped)
             if progress is not None and counts.read >= next_check:
                 next_check = counts.read + PROGRESS_EVERY_ROWS
                 now = time.monotonic()
@@ -174,6 +175,7 @@ def _mapped_rows(
         except MappingError as exc:
             raise FileProblem(exc.message, code="columns") from None
         width = len(headers)
+        plan = stager.row_plan(mapping)
         for number, cells in source.rows:
             counts.read += 1
             if len(cells) > width and any(c.strip() for c in cells[width:]):
@@ -196,8 +198,15 @@ def _mapped_rows(
                     f"The cell is longer than {limit:,} characters (CDP_IMPORT_MAX_CELL_CHARS).",
                 )
                 continue
+            if to_cdp_cells is not None:
+                cells = to_cdp_cells(cells)
             try:
-                yield number, mapping.to_row(cells if to_cdp_cells is None else to_cdp_cells(cells))
+                planned = plan(cells) if plan is not None else None
+                if planned is not None:
+                    stager.add_planned(number, planned)
+                    yield number, None  # staged: the caller only counts it for progress
+                    continue
+                yield number, mapping.to_row(cells)
             except RowError as exc:
                 stager.bad(number, exc.column, exc.code, exc.message)
         return

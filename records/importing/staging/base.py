@@ -26,7 +26,7 @@ from django.db import connection
 
 from records.importing.copytext import copy_blocks, copy_row
 from records.importing.report import INVALID, REFUSED, WARNING, ErrorReport
-from records.mapping import MappedRow
+from records.mapping import FlatMapping, MappedRow
 from records.models import Guest, ImportRun
 from records.rules import Problem
 from records.selectors import live_batch_id_sql
@@ -190,6 +190,15 @@ class Stager:
             self.outcomes[row] = outcome
 
     def add(self, row: int, mapped: MappedRow) -> None:
+        raise NotImplementedError
+
+    def row_plan(self, mapping: FlatMapping) -> Callable[[Sequence[str]], Any] | None:
+        """A plan compiled for a flat file's header that takes a row's cells to what
+        add_planned stages, or None when the row needs the general path (every row goes
+        through add when a stager has no plan, as here)."""
+        return None
+
+    def add_planned(self, row: int, planned: Any) -> None:
         raise NotImplementedError
 
     def flush(self) -> None:

@@ -48,9 +48,13 @@ TAKEN = [
     with_cells(street__0='1 "Main" St', street__1="", phoneNumbers="+353 1 234567"),
     with_cells(email="", identifiers__0__provider="", identifiers__0__id=""),
     with_cells(ext__tier="", ext__points="", ext1__store=" "),
-    with_cells(subscriptions__0__name="", subscriptions__0__pointOfSale="",
-               subscriptions__0__channel="", subscriptions__0__status="",
-               subscriptions__0__effectiveDate=""),  # fmt: skip
+    with_cells(
+        subscriptions__0__name="",
+        subscriptions__0__pointOfSale="",
+        subscriptions__0__channel="",
+        subscriptions__0__status="",
+        subscriptions__0__effectiveDate="",
+    ),  # fmt: skip
     with_cells(identifiers__0__id=" ANN@Example.COM ", dateOfBirth="1985-12-24T00:00Z"),
     VALID[:10],  # a short row: the missing cells are blank
 ]
@@ -113,7 +117,9 @@ def test_the_plan_defaults_the_guest_type_and_keeps_list_columns_apart():
     cells = ["email", "a@example.com", "+353 1 234567", "+353 87 1234567"]
     value, problems, key, _ref = general(mapping, cells)
     planned = GuestRowPlan(mapping, PROVIDERS)(cells)
-    assert problems == [] and planned is not None
-    assert planned[0] == value and planned[1] == key == "email:a@example.com"
+    assert problems == []
+    assert planned is not None
+    assert planned[0] == value
+    assert planned[1] == key == "email:a@example.com"
     assert planned[0]["guestType"] == "customer"
     assert planned[0]["phoneNumbers"] == ["+353 1 234567", "+353 87 1234567"]

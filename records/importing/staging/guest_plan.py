@@ -28,10 +28,11 @@ from records.rules.identifiers import check_identity, identifier_into
 from records.rules.subscriptions import subscription_into
 from records.serializing import GUEST_COLUMNS
 
-# A scalar or list field: (key, cleaner, one cell's column or None, the list's columns or
-# None, the value when the row has none, its typed column's kind, its COPY text when absent).
-_Field = tuple[str, Cleaner, int | None, tuple[int, ...] | None, str | None, int, str]
-# A child list: its objects' columns, in index order, each [(column, key), ...].
+# A scalar or list field the header has (or with a default): (its position among the typed
+# columns, key, cleaner, one cell's column or None, the list's columns or None, the value when
+# the row has none, its typed column's kind).
+_Field = tuple[int, str, Cleaner, int | None, tuple[int, ...] | None, str | None, int]
+# A child list: its objects' columns, in index order, each ((column, key), ...).
 _Objects = tuple[tuple[tuple[int, str], ...], ...]
 
 # What a plan gives for a row: (value, identity key, ref, typed columns as COPY text).
@@ -57,10 +58,12 @@ class GuestRowPlan:
         scalars = {key: col for col, key in mapping.scalars}
         lists = mapping.lists
         fields: list[_Field] = []
-        for key, clean in GUEST_SCALAR_CLEANERS:
+        # The typed columns' COPY text when absent; a row's own values replace them.
+        absent: list[str] = []
+        for position, (key, clean) in enumerate(GUEST_SCALAR_CLEANERS):
             default = GUEST_TYPE if key == "guestType" else None
             kind = _KINDS[GUEST_COLUMNS[key][1]]
-            absent = default or ("" if kind == TEXT else "{}" if kind == LIST else NULL)
+            absent.append("" if kind == TEXT else "{}" if kind == LIST else NULL)
             col, cols = None, None
             if key in scalars:
                 col = scalars[key]
@@ -69,8 +72,11 @@ class GuestRowPlan:
                     col = lists[key][0][0]
                 else:
                     cols = tuple(c for c, _ in lists[key])
-            fields.append((key, clean, col, cols, default, kind, absent))
+            elif default is None:
+                continue  # not in this file: absent from every row
+            fields.append((position, key, clean, col, cols, default, kind))
         self.fields = tuple(fields)
+        self.absent = absent
         self.identifiers = _objects(mapping, "identifiers")
         self.subscriptions = _objects(mapping, "subscriptions")
         self.extensions = tuple(
@@ -84,8 +90,8 @@ class GuestRowPlan:
             cells = list(cells) + [""] * (self.width - len(cells))
         problems: list[Problem] = []
         out: dict[str, Any] = {}
-        typed = []  # the typed columns as COPY text (the rules wrote them as PostgreSQL reads)
-        for key, clean, col, cols, default, kind, absent in self.fields:
+        typed = self.absent.copy()  # the typed columns as COPY text
+        for position, key, clean, col, cols, default, kind in self.fields:
             if col is not None:
                 raw: Any = cells[col]
                 if not raw or raw.isspace():
@@ -96,17 +102,18 @@ class GuestRowPlan:
                 raw = None
             cleaned = clean(raw, key, problems) if raw is not None else default
             if cleaned is None:
-                typed.append(absent)
                 continue
             out[key] = cleaned
+            # The rules wrote each value as PostgreSQL reads it (a CDP date, "1985-12-24T00:00Z",
+            # is that day; a CDP date-time is ISO 8601).
             if kind == TEXT:
-                typed.append(escape(cleaned))
+                typed[position] = escape(cleaned)
             elif kind == LIST:
-                typed.append(copy_array(cleaned))
+                typed[position] = copy_array(cleaned)
             elif kind == DATE:
-                typed.append(cleaned[:10])  # the day of a CDP date, "1985-12-24T00:00Z"
+                typed[position] = cleaned[:10]
             else:
-                typed.append(cleaned)
+                typed[position] = cleaned
         if problems:
             return None
 

@@ -79,10 +79,14 @@ class _Guest:
         self.value = {}
         self.text = text if _needs_merge(self.scope) else ""
         self.digest = value_hash(text)
+        if not self.problems:  # nearly every row
+            self.errors = []
+            key = NULL if self.key is None else escape(self.key)
+            self.line = f"new\t[]\t{self.row}\t{escape(text)}\t{self.digest}\t{key}\t{self.typed}"
+            return
         self.errors = problems_as_json(self.problems)
-        status = "invalid" if self.errors else "new"
         self.line = (
-            copy_row((status, dump_value(self.errors), self.row, text, self.digest, self.key))
+            copy_row(("invalid", dump_value(self.errors), self.row, text, self.digest, self.key))
             + "\t"
             + self.typed
         )

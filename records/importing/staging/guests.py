@@ -22,7 +22,7 @@ from records.importing.staging.base import (
     rows_from_json,
 )
 from records.importing.staging.guest_plan import GuestRowPlan, Planned, guest_row_plan
-from records.mapping import ChildScope, FlatMapping, MappedRow
+from records.mapping import ALL_CHILDREN, ChildScope, FlatMapping, MappedRow
 from records.models import Guest
 from records.rules import Problem, clean_guest, identifier_in_use, identity_key
 from records.selectors import live_batches_settle
@@ -217,6 +217,8 @@ class GuestStager(Stager):
         # (provider, id) of the batch's known-provider identifiers -> (identity key, row)
         self.batch_idents: dict[tuple[str, str], tuple[str, int]] = {}
         self.known_providers = frozenset(self.providers)
+        # Which children the rows of the file's header replace (set with its row plan).
+        self.plan_scope = ALL_CHILDREN
 
     def _prepare(self) -> None:
         if self._prepared:

@@ -53,6 +53,17 @@ def copy_field(value: Any) -> str:
     return escape(str(value))
 
 
+def copy_array(items: Sequence[str]) -> str:
+    """A list of text as an array in COPY text format (copy_field of a list, faster for the
+    usual items that need no array quoting)."""
+    if not items:
+        return "{}"
+    for item in items:
+        if '"' in item or "\\" in item:
+            return copy_field(items)
+    return escape('{"' + '","'.join(items) + '"}')
+
+
 def copy_row(row: Sequence[Any]) -> str:
     """One row (or a run of its columns) in COPY text format, without the newline."""
     return "\t".join([escape(v) if type(v) is str else copy_field(v) for v in row])

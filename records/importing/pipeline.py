@@ -8,7 +8,6 @@ records.importing.preview, with the same mapping and rules).
 from __future__ import annotations
 
 import gc
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -25,17 +24,6 @@ from records.mapping import MappingError, RowError, compile_header, map_json_obj
 from records.mapping.applying import plan_mapping
 from records.mapping.documents import MappingDocument
 from records.selectors import identity_provider_names
-
-# The cyclic garbage collector while rows are staged: a row allocates dozens of containers and
-# frees them again by reference counting (the import makes no cycles), yet every 700
-# allocations CPython ran a collection that walked the live batch; that was about a tenth of
-# the import's Python time (measured: 237 -> 215 µs per guest, 50k rows).
-IMPORT_GC_THRESHOLD = (50_000, 20, 100)
-# The GIL switch interval while staging (CPython's default is 5 ms): the writer thread, the
-# critical path, waits on PostgreSQL many times per batch and each time waited up to a whole
-# interval for the cleaning thread to let go of the GIL (measured, 100k rows: 2,880 ->
-# 3,056-3,751 rows/s at 1 ms).
-IMPORT_SWITCH_INTERVAL = 0.001
 
 # How often (at most) progress is written while rows are read.
 PROGRESS_SECONDS = 1.0
@@ -103,7 +91,8 @@ def stage_source(
     next_check = PROGRESS_EVERY_ROWS
     try:
         for number, mapped in rows:
-            stager.add(number, mapped)
+            if mapped is not None:
+                stager.add(number, mapped)
             if progress is not None and counts.read >= next_check:
                 next_check = counts.read + PROGRESS_EVERY_ROWS
                 now = time.monotonic()
@@ -120,37 +109,31 @@ def stage_source(
 
 _gc_lock = threading.Lock()
 _gc_users = 0  # stagings running in this process (a threaded web server may run two)
-_gc_saved: tuple[int, ...] = ()
-_switch_saved = 0.005
 
 
 @contextmanager
 def import_process_tuning() -> Iterator[None]:
-    """Collect garbage rarely while staging (the objects alive before, Django and the app,
-    are left out of the collections meanwhile) and switch threads sooner.
+    """Leave the objects alive before staging (Django, the app: ~100,000) out of the cyclic
+    garbage collector's passes while rows are staged (gc.freeze).
 
-    Process-wide settings: only a process that stages and nothing else applies them (the
-    import job of a worker, the stage_import command), never a web request. Measured again
-    after the engine's rework (50,000 rich guests, stage_import, median of 3): 11.2 s with,
-    12.4 s without (docs/import-engine.md). The first staging in changes the settings, the
-    last one out restores them."""
-    global _gc_users, _gc_saved, _switch_saved
+    A batch of rows allocates many containers, and each full collection walked everything
+    the process holds. Process-wide: only a process that stages and nothing else applies it
+    (the import job of a worker, the stage_import command), never a web request. Measured
+    after the row plan (stage_import-like run, 20,000 rich guests, 3 pairs, median CPU):
+    without it 1.31 x the CPU of the former tuning (freeze + GC threshold + 1 ms GIL switch
+    interval), freeze alone 0.94 x, the switch interval alone 1.28 x: so only the freeze is
+    kept (docs/import-engine.md). The first staging in freezes, the last one out unfreezes."""
+    global _gc_users
     with _gc_lock:
         _gc_users += 1
         if _gc_users == 1:
-            _gc_saved = gc.get_threshold()
-            _switch_saved = sys.getswitchinterval()
             gc.freeze()
-            gc.set_threshold(*IMPORT_GC_THRESHOLD)
-            sys.setswitchinterval(IMPORT_SWITCH_INTERVAL)
     try:
         yield
     finally:
         with _gc_lock:
             _gc_users -= 1
             if _gc_users == 0:
-                gc.set_threshold(*_gc_saved)
-                sys.setswitchinterval(_switch_saved)
                 gc.unfreeze()
 
 
@@ -174,6 +157,7 @@ def _mapped_rows(
         except MappingError as exc:
             raise FileProblem(exc.message, code="columns") from None
         width = len(headers)
+        plan = stager.row_plan(mapping)
         for number, cells in source.rows:
             counts.read += 1
             if len(cells) > width and any(c.strip() for c in cells[width:]):
@@ -196,8 +180,15 @@ def _mapped_rows(
                     f"The cell is longer than {limit:,} characters (CDP_IMPORT_MAX_CELL_CHARS).",
                 )
                 continue
+            if to_cdp_cells is not None:
+                cells = to_cdp_cells(cells)
             try:
-                yield number, mapping.to_row(cells if to_cdp_cells is None else to_cdp_cells(cells))
+                planned = plan(cells) if plan is not None else None
+                if planned is not None:
+                    stager.add_planned(number, planned)
+                    yield number, None  # staged: the caller only counts it for progress
+                    continue
+                yield number, mapping.to_row(cells)
             except RowError as exc:
                 stager.bad(number, exc.column, exc.code, exc.message)
         return

@@ -268,7 +268,7 @@ class FlatMapping:
                 value["extensions"] = extensions
         ref = None
         if self.ref_col is not None:
-            ref = _ref(cells[self.ref_col].strip(), "ref")
+            ref = parse_ref(cells[self.ref_col].strip(), "ref")
         if self._child_file:
             return _child_row(self.schema, value, ref)
         return MappedRow(value=value, ref=ref, mode=MODES[self.schema], scope=self.scope)
@@ -542,7 +542,7 @@ def map_json_object(schema: str, obj: Any, *, ignore_unknown: bool = False) -> M
                 f"Only mode {MODES[schema]} can be staged for {schema} records.",
             )
         if obj.get("ref") not in (None, ""):
-            ref = _ref(obj.get("ref"), "ref")
+            ref = parse_ref(obj.get("ref"), "ref")
         obj = obj["value"]
         if not isinstance(obj, Mapping):
             raise RowError("value", "not_an_object", "The batch line's value must be an object.")
@@ -596,7 +596,7 @@ def _sorted_extensions(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def _ref(raw: Any, column: str) -> str | None:
+def parse_ref(raw: Any, column: str) -> str | None:
     if raw in (None, ""):
         return None
     try:

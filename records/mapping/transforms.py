@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from records.mapping.documents import EXCEL_SERIAL, ColumnRule
 
@@ -72,6 +73,9 @@ def _value_map(values: dict[str, str] | object) -> Transform:
 def _date(fmt: str) -> Transform:
     with_time = any(d in fmt for d in _TIME_DIRECTIVES)
 
+    # strptime costs several µs a cell; a date column's values repeat across rows (days of
+    # birth, dates of sign-up), and the result depends on the text alone.
+    @lru_cache(maxsize=16384)
     def parsed(cell: str) -> str:
         try:
             moment = datetime.strptime(cell.strip(), fmt)  # noqa: DTZ007 - a naive source value is UTC (docs/mapping.md)

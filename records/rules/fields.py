@@ -47,7 +47,7 @@ def text_field(
     """Free text, normalised, bounded in length."""
 
     def clean(raw: Any, field: str, problems: list[Problem]) -> str | None:
-        if not isinstance(raw, str):
+        if type(raw) is not str and not isinstance(raw, str):
             problems.append(invalid_type(field, label, "text"))
             return None
         value = normalize(raw)

@@ -62,7 +62,7 @@ MAX_POST_CODE_LENGTH = 20
 
 
 # The §3.1 table order: the canonical key order of the guest value (children follow).
-_GUEST_FIELDS: tuple[tuple[str, Cleaner], ...] = (
+GUEST_SCALAR_CLEANERS: tuple[tuple[str, Cleaner], ...] = (
     ("firstSeen", date_field("First seen", format_cdp_datetime)),
     ("lastSeen", date_field("Last seen", format_cdp_datetime)),
     ("guestType", _guest_type),
@@ -84,7 +84,7 @@ _GUEST_FIELDS: tuple[tuple[str, Cleaner], ...] = (
     ("postCode", text_field("Post code", normalize_upper, MAX_POST_CODE_LENGTH)),
 )
 GUEST_FIELDS: tuple[str, ...] = (
-    *(key for key, _ in _GUEST_FIELDS),
+    *(key for key, _ in GUEST_SCALAR_CLEANERS),
     "identifiers",
     "subscriptions",
     "extensions",
@@ -105,7 +105,7 @@ def clean_guest(
     problems: list[Problem] = []
     unknown_fields(value, _GUEST_KEYS, "", "guest", problems)
     out: dict[str, Any] = {}
-    for key, clean in _GUEST_FIELDS:
+    for key, clean in GUEST_SCALAR_CLEANERS:
         raw = value.get(key)
         if raw is None or raw == "":
             if key == "guestType":

@@ -15,10 +15,14 @@ from records.importing.staging.base import (
     Stager,
     WriteResult,
     db_type,
+    json_rows,
+    json_values,
     live_batch_of,
     locked_message,
+    rows_from_json,
 )
-from records.mapping import ChildScope, MappedRow
+from records.importing.staging.guest_plan import GuestRowPlan, Planned, guest_row_plan
+from records.mapping import ALL_CHILDREN, ChildScope, FlatMapping, MappedRow
 from records.models import Guest
 from records.rules import Problem, clean_guest, identifier_in_use, identity_key
 from records.selectors import live_batches_settle
@@ -49,29 +53,40 @@ class _Guest:
     digest: str = ""
     errors: list[dict[str, str]] = field(default_factory=list)
     line: str = ""  # the _LINE_COLUMNS as COPY text
+    # The value's canonical text when a merge with the staged guest may read it again (the
+    # value itself is let go: a batch of dicts kept alive made the cyclic garbage collector
+    # walk them again and again, measured ~50 µs a row; strings and tuples of strings it
+    # leaves alone).
+    text: str = ""
     # Earlier rows of this file with the same identity, which this (later) row replaced.
-    repeats: list[int] = field(default_factory=list)
+    repeats: tuple[int, ...] = ()
     # Its identifiers of known providers: (position, provider, id).
-    idents: list[tuple[int, str, str]] = field(default_factory=list)
+    idents: tuple[tuple[int, str, str], ...] = ()
     # Problems the writer's checks found (also in `problems`; a merge keeps them).
-    found: list[Problem] = field(default_factory=list)
+    found: tuple[Problem, ...] = ()
 
     def add_problems(self, problems: list[Problem]) -> None:
         """Problems found by the writer's checks: the row is staged invalid (the value, and
         so the rest of its line, is unchanged)."""
-        self.found.extend(problems)
-        self.problems.extend(problems)
+        self.found = (*self.found, *problems)
+        self.problems = [*self.problems, *problems]
         self.errors = problems_as_json(self.problems)
         rest = self.line.split("\t", 2)[2]  # after review_status and validation_errors
         self.line = copy_row(("invalid", dump_value(self.errors))) + "\t" + rest
 
     def serialize(self) -> None:
-        text = dump_value(self.value)  # kept only inside `line` (memory: two batches live)
+        text = dump_value(self.value)
+        self.value = {}
+        self.text = text if _needs_merge(self.scope) else ""
         self.digest = value_hash(text)
+        if not self.problems:  # nearly every row
+            self.errors = []
+            key = NULL if self.key is None else escape(self.key)
+            self.line = f"new\t[]\t{self.row}\t{escape(text)}\t{self.digest}\t{key}\t{self.typed}"
+            return
         self.errors = problems_as_json(self.problems)
-        status = "invalid" if self.errors else "new"
         self.line = (
-            copy_row((status, dump_value(self.errors), self.row, text, self.digest, self.key))
+            copy_row(("invalid", dump_value(self.errors), self.row, text, self.digest, self.key))
             + "\t"
             + self.typed
         )
@@ -85,17 +100,23 @@ _LINE_COLUMNS = (
 
 
 # A guest's identifier, subscription and extension rows as COPY text after the guest_id
-# column ("\t..." each): formatted by the main thread while the writer thread waits on
-# PostgreSQL, so the writer only prefixes the id.
-_ChildLines = tuple[list[str], list[str], list[str]]
+# column, one text per table ("\t...\n\t..."; "" for none): formatted by the main thread
+# while the writer thread waits on PostgreSQL, so the writer only prefixes the id
+# (_with_guest_id). One string rather than a list: nothing for the garbage collector to walk.
+_ChildLines = tuple[str, str, str]
 
 
 def _child_lines(children: GuestChildren) -> _ChildLines:
     return (
-        ["\t" + copy_row(item) for item in children.identifiers],
-        ["\t" + copy_row(item) for item in children.subscriptions],
-        ["\t" + copy_row((n, k, dump_value(a))) for n, k, a in children.extensions],
+        "\n".join(["\t" + copy_row(item) for item in children.identifiers]),
+        "\n".join(["\t" + copy_row(item) for item in children.subscriptions]),
+        "\n".join(["\t" + copy_row((n, k, dump_value(a))) for n, k, a in children.extensions]),
     )
+
+
+def _with_guest_id(prefix: str, lines: str) -> str:
+    # A line break inside a value is escaped in COPY text, so each one starts a row.
+    return prefix + lines.replace("\n", "\n" + prefix)
 
 
 # The typed columns of a valid guest as COPY text, straight from its canonical value: the
@@ -134,20 +155,27 @@ def _valid_typed_text(value: dict[str, Any]) -> str:
 
 def _valid_child_lines(value: dict[str, Any]) -> _ChildLines:
     """_child_lines for a valid guest (its children have every required field)."""
-    identifiers = [
-        f"\t{i}\t{escape(item['provider'])}\t{escape(item['id'])}\t{item.get('expiryDate') or NULL}"
-        for i, item in enumerate(value.get("identifiers", ()))
-    ]
-    subscriptions = [
-        f"\t{i}\t{escape(item['name'])}\t{escape(item['pointOfSale'])}\t{item['channel']}\t"
-        f"{item['status']}\t{item.get('effectiveDate') or NULL}"
-        for i, item in enumerate(value.get("subscriptions", ()))
-    ]
-    extensions = [
-        f"\t{escape(group['name'])}\t{escape(group['key'])}\t"
-        + escape(dump_value({k: v for k, v in group.items() if k != "name" and k != "key"}))
-        for group in value.get("extensions", ())
-    ]
+    identifiers = "\n".join(
+        [
+            f"\t{i}\t{escape(item['provider'])}\t{escape(item['id'])}\t"
+            f"{item.get('expiryDate') or NULL}"
+            for i, item in enumerate(value.get("identifiers", ()))
+        ]
+    )
+    subscriptions = "\n".join(
+        [
+            f"\t{i}\t{escape(item['name'])}\t{escape(item['pointOfSale'])}\t{item['channel']}\t"
+            f"{item['status']}\t{item.get('effectiveDate') or NULL}"
+            for i, item in enumerate(value.get("subscriptions", ()))
+        ]
+    )
+    extensions = "\n".join(
+        [
+            f"\t{escape(group['name'])}\t{escape(group['key'])}\t"
+            + escape(dump_value({k: v for k, v in group.items() if k != "name" and k != "key"}))
+            for group in value.get("extensions", ())
+        ]
+    )
     return identifiers, subscriptions, extensions
 
 
@@ -189,6 +217,8 @@ class GuestStager(Stager):
         # (provider, id) of the batch's known-provider identifiers -> (identity key, row)
         self.batch_idents: dict[tuple[str, str], tuple[str, int]] = {}
         self.known_providers = frozenset(self.providers)
+        # Which children the rows of the file's header replace (set with its row plan).
+        self.plan_scope = ALL_CHILDREN
 
     def _prepare(self) -> None:
         if self._prepared:
@@ -210,32 +240,52 @@ class GuestStager(Stager):
             " ON COMMIT DROP"
         )
 
+    def row_plan(self, mapping: FlatMapping) -> GuestRowPlan | None:
+        self.plan_scope = mapping.scope
+        return guest_row_plan(mapping, self.providers)
+
+    def add_planned(self, row: int, planned: Planned) -> None:
+        """A row the header's plan took to its canonical value and typed columns (no
+        problems)."""
+        value, key, ref, typed = planned
+        self._stage(row, value, [], key, ref, self.plan_scope, typed)
+
     def add(self, row: int, mapped: MappedRow) -> None:
         value, problems = clean_guest(mapped.value, identity_providers=self.providers)
         # No identity: clean_guest reported it (missing_identifier); the row is staged as
         # invalid for a steward to complete, under no key (it matches no staged guest).
         key = identity_key(value.get("identifiers", ()), identity_providers=self.providers)
+        self._stage(row, value, problems, key, mapped.ref, mapped.scope)
+
+    def _stage(
+        self,
+        row: int,
+        value: dict[str, Any],
+        problems: list[Problem],
+        key: str | None,
+        ref: str | None,
+        scope: ChildScope,
+        typed: str | None = None,
+    ) -> None:
         index = self.batch_keys.get(key) if key is not None else None
-        ref = mapped.ref
         if ref is not None:
             other = self.batch_refs.get(ref)
             if other is not None and other != index:
                 earlier = self.batch[other].row
                 self.bad(row, "ref", "duplicate_ref", f"Row {earlier} has the same ref.", key)
                 return
-        idents = self._known_identifiers(row, key, value, problems) if key is not None else []
+        idents = self._known_identifiers(row, key, value, problems) if key is not None else ()
         if problems:
             fields = guest_fields_from_value(value)
             typed = copy_row([fields[c] for c in GUEST_TYPED])
             children = _child_lines(guest_children_from_value(value))
         else:  # nearly every row: the value's text is already what the columns take
-            typed = _valid_typed_text(value)
+            if typed is None:
+                typed = _valid_typed_text(value)
             children = _valid_child_lines(value)
-        guest = _Guest(row, key, value, problems, typed, children, mapped.scope, ref)
+        guest = _Guest(row, key, value, problems, typed, children, scope, ref)
         guest.idents = idents
         guest.serialize()
-        if not _needs_merge(guest.scope):
-            guest.value = {}  # only a merge with the staged guest reads it again
         if index is None:
             index = len(self.batch)
             self.batch.append(guest)
@@ -245,7 +295,7 @@ class GuestStager(Stager):
             # The same guest again in this batch: the later row wins, as a re-import would.
             earlier = self.batch[index]
             self.warning(row, "identifiers", "repeated_guest", _repeat_message(earlier.row), key)
-            guest.repeats = [*earlier.repeats, earlier.row]
+            guest.repeats = (*earlier.repeats, earlier.row)
             if guest.ref is None:
                 guest.ref = earlier.ref
             elif earlier.ref is not None and earlier.ref != guest.ref:
@@ -258,7 +308,7 @@ class GuestStager(Stager):
 
     def _known_identifiers(
         self, row: int, key: str, value: dict[str, Any], problems: list[Problem]
-    ) -> list[tuple[int, str, str]]:
+    ) -> tuple[tuple[int, str, str], ...]:
         """The row's identifiers of known providers; one that another guest of this batch
         has is a problem (CDP would resolve the two guests to one profile). The writer checks
         them against the staged guests (_check_shared_identifiers)."""
@@ -273,7 +323,7 @@ class GuestStager(Stager):
             if other[0] != key:
                 where = f"the guest of row {other[1]} of this file"
                 problems.append(identifier_in_use(f"identifiers.{position}.id", where))
-        return idents
+        return tuple(idents)
 
     def _flush(self) -> None:
         batch, self.batch = self.batch, []
@@ -343,7 +393,7 @@ class GuestStager(Stager):
             guest.existing_id = found.id if found is not None else None
             # The writer needs the text, columns and children only: let the value go now
             # (with a batch in flight on the writer thread, two batches live in memory).
-            guest.value, guest.problems = {}, []
+            guest.problems, guest.text = [], ""
             writes.append((guest, text, digest, errors))
             if new_ref and found is not None:
                 refs.append((found.id, guest.ref))
@@ -360,10 +410,10 @@ class GuestStager(Stager):
         used their old ref yet; a delivered guest keeps its ref for the audit trail."""
         cursor.execute(
             f"""UPDATE records_guest AS g SET ref = v.ref
-                 FROM unnest(%s::bigint[], %s::uuid[]) AS v(id, ref)
+                 FROM {rows_from_json("v", ("id", "bigint"), ("ref", "uuid"))}
                 WHERE g.id = v.id AND g.delivery_status = 'not_sent' AND g.delivered_hash = ''
                   AND {live_batch_of("g")} IS NULL""",
-            [[r[0] for r in refs], [r[1] for r in refs]],
+            [json_rows(refs)],
         )
 
     def _note_repeats(self, cursor: Any, batch: list[_Guest], result: WriteResult) -> None:
@@ -372,13 +422,13 @@ class GuestStager(Stager):
         keyed = [g for g in batch if g.key is not None]
         if not keyed:
             return
-        keys = [g.key for g in keyed]
-        rows = [g.row for g in keyed]
+        seen = json_rows([(g.key, g.row) for g in keyed])
+        batch_rows = rows_from_json("b", ("identity_key", "text"), ("source_row", "integer"))
         cursor.execute(
             f"""INSERT INTO {self.t_seen} (identity_key, source_row)
-                SELECT * FROM unnest(%s::text[], %s::integer[])
+                SELECT * FROM {batch_rows}
                 ON CONFLICT (identity_key) DO NOTHING""",
-            [keys, rows],
+            [seen],
         )
         if cursor.rowcount == len(keyed):
             return  # the usual case: no key came back over the wire
@@ -386,10 +436,10 @@ class GuestStager(Stager):
         # seen in an earlier batch.
         cursor.execute(
             f"""SELECT s.identity_key, s.source_row
-                  FROM unnest(%s::text[], %s::integer[]) AS b(identity_key, source_row)
+                  FROM {batch_rows}
                   JOIN {self.t_seen} AS s ON s.identity_key = b.identity_key
                  WHERE s.source_row <> b.source_row""",
-            [keys, rows],
+            [seen],
         )
         first_row = dict(cursor.fetchall())
         for guest in keyed:
@@ -399,11 +449,12 @@ class GuestStager(Stager):
 
     def _existing(self, keys: list[str]) -> dict[str, _Existing]:
         # Called on the writer thread: a cursor of its own (the connection serialises).
-        with self.raw.cursor() as cursor:
+        wanted, param = json_values(keys, "text")
+        with self.writer_cursor() as cursor:
             cursor.execute(
                 f"""SELECT {_EXISTING_COLUMNS} FROM records_guest g
-                     WHERE g.identity_key = ANY(%s)""",
-                [keys],
+                     WHERE g.identity_key = ANY({wanted})""",
+                [param],
             )
             return {r[0]: _Existing(*r[1:]) for r in cursor.fetchall()}
 
@@ -418,12 +469,12 @@ class GuestStager(Stager):
         cursor.execute("SELECT EXISTS (SELECT 1 FROM records_guest WHERE identity_key IS NULL)")
         if not cursor.fetchone()[0]:
             return {}
-        providers, ids = zip(*(key.split(":", 1) for key in keys), strict=True)
+        wanted = json_rows([(key, *key.split(":", 1)) for key in keys])
+        keyed = rows_from_json("w", ("key", "text"), ("provider", "text"), ("identifier", "text"))
         cursor.execute(
             f"""WITH candidate AS (
                     SELECT g.id, w.key
-                      FROM unnest(%s::text[], %s::text[], %s::text[])
-                           AS w(key, provider, identifier)
+                      FROM {keyed}
                       JOIN records_identifier i
                         ON i.provider = w.provider AND i.identifier = w.identifier
                       JOIN records_guest g ON g.id = i.guest_id
@@ -434,7 +485,7 @@ class GuestStager(Stager):
                 UPDATE records_guest AS g SET identity_key = hit.key
                   FROM hit WHERE g.id = hit.id
              RETURNING {_EXISTING_COLUMNS}""",
-            [keys, list(providers), list(ids)],
+            [wanted],
         )
         return {key: _Existing(*rest) for key, *rest in cursor.fetchall()}
 
@@ -442,25 +493,23 @@ class GuestStager(Stager):
         """A row whose known-provider identifier belongs to another staged guest is invalid,
         named by that guest's ref: CDP would resolve both to one profile and the later one
         would overwrite the other's data (no silent identity merges)."""
-        rows, positions, providers, ids, keys = [], [], [], [], []
-        for guest in batch:
-            for position, provider, ident in guest.idents:
-                rows.append(guest.row)
-                positions.append(position)
-                providers.append(provider)
-                ids.append(ident)
-                keys.append(guest.key)
-        if not rows:
+        wanted = [
+            (guest.row, position, provider, ident, guest.key)
+            for guest in batch
+            for position, provider, ident in guest.idents
+        ]
+        if not wanted:
             return
+        columns = (("row", "integer"), ("position", "integer"), ("provider", "text"),
+                   ("identifier", "text"), ("key", "text"))  # fmt: skip
         cursor.execute(
-            """SELECT w.row, w.position, g.ref::text
-                 FROM unnest(%s::integer[], %s::integer[], %s::text[], %s::text[], %s::text[])
-                      AS w(row, position, provider, identifier, key)
+            f"""SELECT w.row, w.position, g.ref::text
+                 FROM {rows_from_json("w", *columns)}
                  JOIN records_identifier i
                    ON i.provider = w.provider AND i.identifier = w.identifier
                  JOIN records_guest g ON g.id = i.guest_id
                 WHERE g.identity_key IS DISTINCT FROM w.key""",
-            [rows, positions, providers, ids, keys],
+            [json_rows(wanted)],
         )
         found: dict[int, list[Problem]] = {}
         for row, position, ref in cursor.fetchall():
@@ -479,9 +528,10 @@ class GuestStager(Stager):
             return batch
         # The previous batch's refs are in the table: its write ran before this one, on the
         # same (single) writer thread.
+        wanted, param = json_values(refs, "uuid")
         cursor.execute(
-            "SELECT ref::text, identity_key FROM records_guest WHERE ref = ANY(%s::uuid[])",
-            [refs],
+            f"SELECT ref::text, identity_key FROM records_guest WHERE ref = ANY({wanted})",
+            [param],
         )
         owner = dict(cursor.fetchall())
         kept = []
@@ -497,20 +547,21 @@ class GuestStager(Stager):
     def _merge(self, guest: _Guest, found: _Existing) -> None:
         """Give the row the children its file does not carry, kept from the staged guest."""
         old = orjson.loads(found.cdp_value)
-        merged = dict(guest.value)
+        current = orjson.loads(guest.text)
+        merged = dict(current)
         if not guest.scope.subscriptions and old.get("subscriptions"):
             merged["subscriptions"] = old["subscriptions"]
         names = guest.scope.extension_groups
         if names is not None:
             kept = [g for g in old.get("extensions", ()) if g.get("name") not in names]
             if kept:
-                groups = kept + list(guest.value.get("extensions", ()))
+                groups = kept + list(current.get("extensions", ()))
                 merged["extensions"] = sorted(groups, key=lambda g: g.get("name", ""))
-        if merged == guest.value:
+        if merged == current:
             return
         value, problems = clean_guest(merged, identity_providers=self.providers)
         guest.children = _child_lines(guest_children_from_value(value))
-        guest.value, guest.problems = value, problems + guest.found
+        guest.value, guest.problems = value, problems + list(guest.found)
         guest.serialize()
 
     def _write(
@@ -550,8 +601,9 @@ class GuestStager(Stager):
             returned.update(self._upsert(cursor, known))
         updated_ids = [gid for gid, inserted in returned.values() if not inserted]
         if updated_ids:
+            ids, param = json_values(updated_ids, "bigint")
             for table in ("records_identifier", "records_subscription", "records_extension"):
-                cursor.execute(f"DELETE FROM {table} WHERE guest_id = ANY(%s)", [updated_ids])
+                cursor.execute(f"DELETE FROM {table} WHERE guest_id = ANY({ids})", [param])
         identifiers, subscriptions, extensions = [], [], []
         for guest, _text, _digest, _errors in writes:
             hit = returned.get(guest.row)
@@ -566,9 +618,12 @@ class GuestStager(Stager):
                 result.updated += 1
             ident_lines, sub_lines, ext_lines = guest.children
             prefix = str(gid)
-            identifiers.extend([prefix + line for line in ident_lines])
-            subscriptions.extend([prefix + line for line in sub_lines])
-            extensions.extend([prefix + line for line in ext_lines])
+            if ident_lines:
+                identifiers.append(_with_guest_id(prefix, ident_lines))
+            if sub_lines:
+                subscriptions.append(_with_guest_id(prefix, sub_lines))
+            if ext_lines:
+                extensions.append(_with_guest_id(prefix, ext_lines))
         if identifiers:
             self._copy_text(
                 "records_identifier",
@@ -597,12 +652,13 @@ class GuestStager(Stager):
     ) -> dict[int, tuple[int, bool]] | None:
         """COPY guests no staged guest matched straight into the table (the fast path of an
         initial load); None when one was inserted by a concurrent import meanwhile."""
+        # One text of the ids (as text: they only prefix COPY lines), not a row per id.
         cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence('records_guest', 'id'))"
-            " FROM generate_series(1, %s)",
+            "SELECT string_agg(nextval(pg_get_serial_sequence('records_guest', 'id'))::text,"
+            " ',') FROM generate_series(1, %s)",
             [len(new)],
         )
-        ids = [r[0] for r in cursor.fetchall()]
+        ids = cursor.fetchone()[0].split(",")
         now = copy_row((timezone.now(),))
         middle = f"upsert\t{copy_row((self.import_run_id,))}\tnot_sent\t\t"
         tail = f"\t{now}\t{now}"

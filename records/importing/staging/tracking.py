@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from records.importing.staging.base import TRACKING_TYPED, Stager, WriteResult, db_type
+from records.importing.staging.base import (
+    TRACKING_TYPED,
+    Stager,
+    WriteResult,
+    db_type,
+    json_values,
+)
 from records.mapping import MappedRow
 from records.models import TrackingEvent
 from records.rules import clean_tracking, identity_key
@@ -85,8 +91,9 @@ class TrackingStager(Stager):
         refs = [r[1] for r in batch if r[1] is not None]
         if refs:
             self._wait()  # refs of the previous batch must be in the table to be seen
+            wanted, param = json_values(refs, "uuid")
             self.cursor.execute(
-                "SELECT ref::text FROM records_trackingevent WHERE ref = ANY(%s::uuid[])", [refs]
+                f"SELECT ref::text FROM records_trackingevent WHERE ref = ANY({wanted})", [param]
             )
             taken = {r[0] for r in self.cursor.fetchall()}
             if taken:

@@ -352,7 +352,7 @@ class GuestStager(Stager):
             )
         batch = self._check_refs(cursor, batch, result)
         self._check_shared_identifiers(cursor, batch)
-        writes: list[tuple[_Guest, str, str, list[dict[str, str]]]] = []
+        writes: list[_Guest] = []
         refs: list[tuple[int, str]] = []
         for guest in batch:
             found = existing.get(guest.key) if guest.key is not None else None
@@ -361,7 +361,7 @@ class GuestStager(Stager):
             merge = found is not None and _needs_merge(guest.scope) and found.cdp_value
             if merge:
                 self._merge(guest, found)
-            text, digest, errors = "", guest.digest, guest.errors  # the text is in guest.line
+            digest, errors = guest.digest, guest.errors
             new_ref = (
                 found is not None
                 and guest.ref is not None
@@ -394,7 +394,7 @@ class GuestStager(Stager):
             # The writer needs the text, columns and children only: let the value go now
             # (with a batch in flight on the writer thread, two batches live in memory).
             guest.problems, guest.text = [], ""
-            writes.append((guest, text, digest, errors))
+            writes.append(guest)
             if new_ref and found is not None:
                 refs.append((found.id, guest.ref))
         # In abort mode a bad row stops the writing (the transaction is rolled back anyway).
@@ -564,32 +564,14 @@ class GuestStager(Stager):
         guest.value, guest.problems = value, problems + list(guest.found)
         guest.serialize()
 
-    def _write(
-        self,
-        cursor: Any,
-        writes: list[tuple[_Guest, str, str, list[dict[str, str]]]],
-        refs: list[tuple[int, str]],
-    ) -> WriteResult:
-        """COPY the batch into the temporary table, upsert it, then COPY the children.
-
-        Runs on the writer thread with its own cursor: it touches no shared state, and
-        reports back through its WriteResult.
-        """
-        result = WriteResult()
-        if writes:
-            self._write_guests(cursor, writes, result)
-        if refs:
-            self._adopt_refs(cursor, refs)
-        return result
-
     def _write_guests(
         self,
         cursor: Any,
-        writes: list[tuple[_Guest, str, str, list[dict[str, str]]]],
+        writes: list[_Guest],
         result: WriteResult,
     ) -> None:
-        new = [w for w in writes if w[0].existing_id is None]
-        known = [w for w in writes if w[0].existing_id is not None]
+        new = [g for g in writes if g.existing_id is None]
+        known = [g for g in writes if g.existing_id is not None]
         returned: dict[int, tuple[int, bool]] = {}  # source row -> (guest id, inserted)
         if new:
             copied = self._copy_new(cursor, new)
@@ -605,7 +587,7 @@ class GuestStager(Stager):
             for table in ("records_identifier", "records_subscription", "records_extension"):
                 cursor.execute(f"DELETE FROM {table} WHERE guest_id = ANY({ids})", [param])
         identifiers, subscriptions, extensions = [], [], []
-        for guest, _text, _digest, _errors in writes:
+        for guest in writes:
             hit = returned.get(guest.row)
             if hit is None:
                 # Locked by a batch between our check and the write (another transaction).
@@ -647,9 +629,7 @@ class GuestStager(Stager):
                 cursor,
             )
 
-    def _copy_new(
-        self, cursor: Any, new: list[tuple[_Guest, str, str, list[dict[str, str]]]]
-    ) -> dict[int, tuple[int, bool]] | None:
+    def _copy_new(self, cursor: Any, new: list[_Guest]) -> dict[int, tuple[int, bool]] | None:
         """COPY guests no staged guest matched straight into the table (the fast path of an
         initial load); None when one was inserted by a concurrent import meanwhile."""
         # One text of the ids (as text: they only prefix COPY lines), not a row per id.
@@ -684,16 +664,14 @@ class GuestStager(Stager):
         cursor.execute("RELEASE SAVEPOINT import_new_guests")
         return {g.row: (gid, True) for gid, (g, _t, _d, _e) in zip(ids, new, strict=True)}
 
-    def _upsert(
-        self, cursor: Any, writes: list[tuple[_Guest, str, str, list[dict[str, str]]]]
-    ) -> dict[int, tuple[int, bool]]:
+    def _upsert(self, cursor: Any, writes: list[_Guest]) -> dict[int, tuple[int, bool]]:
         """COPY into the temporary table, then INSERT ... ON CONFLICT (identity_key) DO UPDATE
         (a guest locked by a batch meanwhile is left alone and not returned)."""
         cursor.execute(f"TRUNCATE {self.t_guest}")
         self._copy_text(
             self.t_guest,
             ("ref", *_LINE_COLUMNS),
-            (copy_row((g.ref,)) + "\t" + g.line for g, _t, _d, _e in writes),
+            (copy_row((g.ref,)) + "\t" + g.line for g in writes),
             cursor,
         )
         typed = ", ".join(GUEST_TYPED)

@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from batches import services
 from batches.models import BatchItem
 from batches.services import building, delivery
+from cdpstage.dbroles import table_analyze
 from records.models import Guest, ReviewStatus
 from records.services import lifecycle
 from tests.batches.conftest import make_ready_guests
@@ -81,7 +82,7 @@ def _stale_table() -> None:
             [TABLE_ROWS - BATCH_ROWS],
         )
         for table in ("records_guest", "records_batchmembership", "batches_batchitem"):
-            cursor.execute(f"ANALYZE {table}")
+            table_analyze(cursor, table)
         # After the statistics: what a reviewer's bulk action does, and nobody analyses.
         cursor.execute(
             "UPDATE records_guest SET review_status = %s"

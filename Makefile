@@ -29,10 +29,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP) ## Create .venv and install the pinned requirements
 
-db: install ## Create the database named in DATABASE_URL if it is missing
+db: install ## Create the database roles and the database of DATABASE_URL if missing
 	$(PY) -m cdpstage.createdb
 
-migrate: db ## Apply migrations
+migrate: db ## Apply migrations (as the owner role, DATABASE_OWNER_URL)
 	$(RUN_ENV) $(MANAGE) migrate --no-input
 
 demo: migrate ## Create demo users (passwords printed) and load the demo guests

@@ -155,6 +155,9 @@ class Runner:
             DJANGO_LOG_LEVEL="WARNING",
         )
         self.env.pop("DJANGO_TEST_DATABASE_NAME", None)
+        # One role does everything here, BENCH_DATABASE_URL's (it owns the bench database: the
+        # floors drop indexes and foreign keys), not the roles of the developer's own database.
+        self.env.pop("DATABASE_OWNER_URL", None)
 
     def command(self, *args: str) -> None:
         """Run a setup command (createdb, migrate) with the bench environment."""

@@ -1,36 +1,37 @@
-"""Create the database named in DATABASE_URL if it does not exist (run before `migrate`)."""
+"""Create the database roles and the database of DATABASE_URL if missing (run before `migrate`).
 
-import os
+As DATABASE_ADMIN_URL's role (one that may create roles and databases): the owner role of
+DATABASE_OWNER_URL, the app role of DATABASE_URL, and the database, owned by the owner
+(cdpstage.dbroles.roles_provision). Idempotent; passwords come from those URLs only.
+"""
+
 import sys
 
-import dj_database_url
 import psycopg
-from psycopg import sql
+
+from cdpstage import dbconfig
+from cdpstage.dbroles import roles_provision
 
 
 def main() -> int:
-    url = (
-        os.environ.get("DATABASE_URL", "").strip() or "postgres://postgres@127.0.0.1:5432/cdpstage"
-    )
-    config = dj_database_url.parse(url)
-    params = {
-        "host": config.get("HOST") or None,
-        "port": config.get("PORT") or None,
-        "user": config.get("USER") or None,
-        "password": config.get("PASSWORD") or None,
-        "dbname": "postgres",
-        "autocommit": True,
-    }
-    name = config["NAME"]
+    database = dbconfig.parse(dbconfig.app_url())["NAME"]
     try:
-        with psycopg.connect(**{k: v for k, v in params.items() if v is not None}) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-            if not exists:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                sys.stdout.write(f"Created database {name}.\n")
+        done = roles_provision(
+            admin=dbconfig.connect_params(dbconfig.admin_url()),
+            app=dbconfig.connect_params(dbconfig.app_url()),
+            owner=dbconfig.connect_params(dbconfig.owner_url()),
+            database=database,
+        )
     except psycopg.OperationalError as exc:
-        sys.stderr.write(f"Cannot reach PostgreSQL for DATABASE_URL: {exc}\n")
+        sys.stderr.write(f"Cannot reach PostgreSQL as DATABASE_ADMIN_URL's role: {exc}\n")
         return 1
+    except psycopg.errors.InsufficientPrivilege as exc:
+        sys.stderr.write(
+            f"DATABASE_ADMIN_URL's role may not create the roles or the database: {exc}\n"
+        )
+        return 1
+    for line in done:
+        sys.stdout.write(line + "\n")
     return 0
 
 

@@ -8,6 +8,8 @@ import dj_database_url
 from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
+from cdpstage import dbconfig
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -108,13 +110,19 @@ TEMPLATES = [
     },
 ]
 
+# The app role (DATABASE_URL): web, workers and commands. It owns nothing and may not change
+# the schema or the audit trail's guards (cdpstage/dbconfig.py, docs/security.md).
 DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cdpstage"),
-        conn_max_age=60,
-        conn_health_checks=True,
-    )
+    "default": dj_database_url.parse(dbconfig.app_url(), conn_max_age=60, conn_health_checks=True)
 }
+# Who connects to that database as which role: the app role's credentials, and the owner role's
+# (DATABASE_OWNER_URL), which `migrate` and `flush` use instead (cdpstage.dbroles.as_owner). Kept
+# apart from DATABASES because tests and those commands switch the live connection's.
+DATABASE_APP = dbconfig.credentials(DATABASES["default"])
+_owner = dbconfig.parse(dbconfig.owner_url())
+if _owner["NAME"] != DATABASES["default"]["NAME"]:
+    raise ImproperlyConfigured("DATABASE_OWNER_URL must name the same database as DATABASE_URL.")
+DATABASE_OWNER = dbconfig.credentials(_owner)
 # A second connection to the same database (autocommit) for an import run's progress and
 # lease, written while the run's data transaction is still open (records.services.imports).
 DATABASES["progress"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}

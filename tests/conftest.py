@@ -1,8 +1,39 @@
-"""Project-wide fixtures: media in a temp folder, clean RQ queues, users."""
+"""Project-wide fixtures: the database roles, media in a temp folder, clean RQ queues, users."""
+
+from contextlib import suppress
 
 import django_rq
+import psycopg
 import pytest
 from django.conf import settings
+
+from cdpstage import dbconfig
+from cdpstage.dbroles import connect_as, roles_provision
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """pytest-django creates, migrates and at the end drops the test database as the owner role,
+    like `make migrate` (the app role may not); the roles are made first if missing."""
+    # No admin role (a CI whose roles were made beforehand): use the roles as they are.
+    with suppress(psycopg.OperationalError, psycopg.errors.InsufficientPrivilege):
+        roles_provision(
+            admin=dbconfig.connect_params(dbconfig.admin_url()),
+            app=dbconfig.connect_params(dbconfig.app_url()),
+            owner=dbconfig.connect_params(dbconfig.owner_url()),
+            database=None,
+        )
+    connect_as(settings.DATABASE_OWNER)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Then every test connects as the app role, like the web processes and the workers do."""
+    with django_db_blocker.unblock():
+        connect_as(settings.DATABASE_APP)
+    yield
+    with django_db_blocker.unblock():
+        connect_as(settings.DATABASE_OWNER)
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from urllib.parse import quote
 
 from django.conf import settings
 from django.db import connection
@@ -18,7 +19,11 @@ def worker_env(**extra: str) -> dict[str, str]:
     """The environment a worker needs to see what the test sees: the test database, same Redis."""
     db = connection.settings_dict
     host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
-    url = f"postgres://{db['USER'] or 'postgres'}@{host}:{port}/{db['NAME']}"
+    auth = quote(db["USER"], safe="") + (
+        f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else ""
+    )
+    # The test's own role (the app role): workers never connect as anything else.
+    url = f"postgres://{auth}@{host}:{port}/{db['NAME']}"
     env = dict(os.environ)
     env.update(
         DATABASE_URL=url,

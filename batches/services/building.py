@@ -39,6 +39,7 @@ from batches.services.scheduling import (
     schedule_build,
 )
 from batches.services.transitions import batch_event_create, batch_transition
+from cdpstage.dbroles import table_analyze
 from cdpstage.errors import ApplicationError
 from records.models import Guest, GuestDeletion, ReviewStatus, StagedRecord, TrackingEvent
 from records.selectors import record_kind
@@ -591,7 +592,7 @@ def _record_build(
                 f"The files hold {total} records but {cursor.rowcount} are locked for the batch."
             )
         # The outcome and re-send statements select items by file: plan them with true counts.
-        cursor.execute("ANALYZE batches_batchitem")
+        table_analyze(cursor, "batches_batchitem")
     won = batch_transition(
         batch_id=batch.pk,
         target=Batch.Status.BUILT,

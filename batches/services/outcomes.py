@@ -82,6 +82,10 @@ def batchfile_log_fetch(
             f"{exc.message} The outcomes stay unknown; try again later."
         ) from exc
     with transaction.atomic():
+        # The items first, while the file is still log_unavailable (the only time an unknown
+        # outcome may be resolved), then the file with the summary in one UPDATE (batches
+        # migration 0011); someone who resolved it meanwhile makes this roll back.
+        summary = apply_error_log(batch_file, log_name, awaiting=BatchItem.Outcome.UNKNOWN)
         won = batchfile_transition(
             file_id=batch_file.pk,
             target=BatchFile.Status.ERROR,
@@ -90,6 +94,7 @@ def batchfile_log_fetch(
             actor_label=actor_label,
             message="CDP's error log fetched again; outcomes taken from it.",
             fields={
+                **summary,
                 "error_log": log_name,
                 "remote_status": status.code[:20],
                 "status_json": status.raw,
@@ -101,8 +106,6 @@ def batchfile_log_fetch(
                 f"File {batch_file.sequence} of batch {batch_file.batch_id} was resolved by "
                 "someone else meanwhile."
             )
-        summary = apply_error_log(batch_file, log_name, awaiting=BatchItem.Outcome.UNKNOWN)
-        BatchFile.objects.filter(pk=batch_file.pk).update(**summary)
         apply_record_outcomes(batch_file, released=True)
         batch_recount(batch_file.batch_id, user=user, actor_label=actor_label)
     return summary["message"]
@@ -333,9 +336,15 @@ def _batch_outcomes(batch_id: int) -> tuple[dict[str, int], str]:
 def batch_recount(
     batch_id: int, *, user: AbstractBaseUser | None = None, actor_label: str = ""
 ) -> None:
-    """Recount a finished batch's outcomes after a late error log resolved some of them."""
+    """Recount a finished batch's outcomes after a late error log resolved some of them.
+
+    The batch is rewritten only if a count changed: a finished batch takes no other change
+    (batches migration 0011), so a log that resolved nothing leaves the batch as it was.
+    """
     counts, message = _batch_outcomes(batch_id)
-    Batch.objects.filter(pk=batch_id).update(message=message, updated_at=timezone.now(), **counts)
+    Batch.objects.filter(pk=batch_id).exclude(**counts).update(
+        message=message, updated_at=timezone.now(), **counts
+    )
     batch_event_create(
         batch_id=batch_id,
         kind="note",

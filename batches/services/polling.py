@@ -191,6 +191,15 @@ def _finish_error(
             _log_not_fetched(batch_file, attempt, exc.message, observed)
             return
     with transaction.atomic():
+        # The items first, so the summary goes in the UPDATE that ends the file (a finished
+        # file never changes: batches migration 0011); a lost attempt rolls them back.
+        if log_name:
+            summary = apply_error_log(batch_file, log_name)
+        else:
+            BatchItem.objects.filter(
+                file_id=batch_file.pk, outcome=BatchItem.Outcome.PENDING
+            ).update(outcome=BatchItem.Outcome.FAILED, message=NO_LOG_MESSAGE[:500])
+            summary = {"message": NO_LOG_MESSAGE}
         require_lease(
             batchfile_transition(
                 file_id=batch_file.pk,
@@ -201,6 +210,7 @@ def _finish_error(
                 else NO_LOG_MESSAGE,
                 fields={
                     **observed,
+                    **summary,
                     "error_log": log_name,
                     "finished_at": timezone.now(),
                     "lease_until": None,
@@ -209,14 +219,6 @@ def _finish_error(
             batch_file,
             attempt,
         )
-        if log_name:
-            summary = apply_error_log(batch_file, log_name)
-        else:
-            BatchItem.objects.filter(
-                file_id=batch_file.pk, outcome=BatchItem.Outcome.PENDING
-            ).update(outcome=BatchItem.Outcome.FAILED, message=NO_LOG_MESSAGE[:500])
-            summary = {"message": NO_LOG_MESSAGE}
-        BatchFile.objects.filter(pk=batch_file.pk).update(**summary)
         apply_record_outcomes(batch_file)
     file_finished(batch_file.batch_id)
 

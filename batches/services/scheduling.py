@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from batches.models import Batch, BatchFile
+from batches.models import BATCH_FINAL_STATUSES, BATCHFILE_FINAL_STATUSES, Batch, BatchFile
 from cdpstage.leases import LeaseLostError, lease_claim, lease_renew, lease_seconds, lease_until
 from cdpstage.leases import lease_heartbeat as _heartbeat
 from cdpstage.queueing import enqueue_after_commit
@@ -44,8 +44,19 @@ __all__ = [
 ]
 
 
-# A batch or file row is this attempt's once its job claimed it.
-CLAIMED = {"claimed_at__isnull": False}
+# Work is scheduled, claimed and renewed only on rows that have not finished: a finished
+# batch or file never changes again (batches migration 0011), not even its lease.
+OPEN_STATUSES = {
+    Batch: [status for status in Batch.Status.values if status not in BATCH_FINAL_STATUSES],
+    BatchFile: [
+        status for status in BatchFile.Status.values if status not in BATCHFILE_FINAL_STATUSES
+    ],
+}
+
+
+def _claimed(model: type[Batch] | type[BatchFile]) -> dict:
+    """The row is this attempt's once its job claimed it, while it has not finished."""
+    return {"claimed_at__isnull": False, "status__in": OPEN_STATUSES[model]}
 
 
 def retry_delay(failures: int, retry_after: float | None = None) -> float:
@@ -58,9 +69,12 @@ def retry_delay(failures: int, retry_after: float | None = None) -> float:
 def schedule_build(
     *, batch_id: int, delay: float = 0.0, expected_attempt: int | None = None
 ) -> int | None:
-    """Enqueue the build of a batch under its next attempt; None if `expected_attempt` is stale."""
+    """Enqueue the build of a batch under its next attempt; None if `expected_attempt` is stale
+    or the batch has finished."""
     with transaction.atomic():
-        rows = Batch.objects.select_for_update().filter(pk=batch_id)
+        rows = Batch.objects.select_for_update().filter(
+            pk=batch_id, status__in=OPEN_STATUSES[Batch]
+        )
         if expected_attempt is not None:
             rows = rows.filter(attempt=expected_attempt)
         current = rows.values_list("attempt", flat=True).first()
@@ -98,11 +112,14 @@ def schedule_file_step(
 ) -> int | None:
     """Enqueue `step` ("upload" or "poll") of a file under its next attempt.
 
-    With `expected_attempt`, only if the row is still at that attempt (the caller owns it).
+    With `expected_attempt`, only if the row is still at that attempt (the caller owns it); never
+    for a finished file (None).
     `fields` are saved in the same UPDATE (e.g. the failure count).
     """
     with transaction.atomic():
-        rows = BatchFile.objects.select_for_update().filter(pk=file_id)
+        rows = BatchFile.objects.select_for_update().filter(
+            pk=file_id, status__in=OPEN_STATUSES[BatchFile]
+        )
         if expected_attempt is not None:
             rows = rows.filter(attempt=expected_attempt)
         current = rows.values_list("attempt", flat=True).first()
@@ -134,7 +151,12 @@ def schedule_file_step(
 def batch_claim(*, batch_id: int, attempt: int) -> bool:
     """Claim a batch's build for `attempt`; False if another attempt owns it or it ran."""
     return lease_claim(
-        Batch.objects.filter(pk=batch_id, attempt=attempt, claimed_at__isnull=True),
+        Batch.objects.filter(
+            pk=batch_id,
+            attempt=attempt,
+            claimed_at__isnull=True,
+            status__in=(Batch.Status.DRAFT, Batch.Status.BUILDING),
+        ),
         claimed_at=timezone.now(),
     )
 
@@ -158,14 +180,14 @@ def batchfile_claim(*, file_id: int, attempt: int, statuses: tuple[str, ...]) ->
 
 def renew_lease(model: type[Batch] | type[BatchFile], pk: int, attempt: int, **fields) -> None:
     """Push the lease forward (and save `fields`); LeaseLostError if we no longer own the row."""
-    lease_renew(model, pk, attempt, owned=CLAIMED, **fields)
+    lease_renew(model, pk, attempt, owned=_claimed(model), **fields)
 
 
 @contextmanager
 def lease_heartbeat(model: type[Batch] | type[BatchFile], pk: int, attempt: int) -> Iterator[None]:
     """Keep this attempt's lease on a batch or file alive while the block runs (a build, an
     upload, a poll writing outcomes)."""
-    with _heartbeat(model, pk, attempt, owned=CLAIMED):
+    with _heartbeat(model, pk, attempt, owned=_claimed(model)):
         yield
 
 

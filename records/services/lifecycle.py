@@ -19,6 +19,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from cdpstage.dbroles import table_analyze
 from records.models import DeliveryStatus, ReviewStatus, SuppressedIdentity
 from records.selectors import SELECTION_LOCKS, StagedModel, live_batch_sql, record_kind
 from records.services.erasure import SUPPRESSED_SQL
@@ -108,7 +109,7 @@ def records_lock(
         )
         taken = cursor.rowcount
         # The statements that follow (export, outcomes, other builds) plan with true counts.
-        cursor.execute("ANALYZE records_batchmembership")
+        table_analyze(cursor, "records_batchmembership")
     return taken
 
 
@@ -124,7 +125,7 @@ def records_release(*, model: StagedModel, batch_id: int) -> int:
         )
         released = cursor.rowcount
         if released:
-            cursor.execute("ANALYZE records_batchmembership")
+            table_analyze(cursor, "records_batchmembership")
     return released
 
 

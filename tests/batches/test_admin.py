@@ -3,6 +3,7 @@ eyes, nothing editable or deletable, downloads gated, delivery history on record
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from batches import services
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem
@@ -230,6 +231,8 @@ def test_admin_cdp_messages_masked_and_error_log_only_with_view_pii(client, buil
     from django.core.files.storage import default_storage
 
     item = BatchItem.objects.order_by("line").first()
+    # Outcomes are written only for a batch that was sent (batches migration 0011).
+    Batch.objects.filter(pk=built.pk).update(status=Batch.Status.PROCESSING, sent_at=timezone.now())
     BatchItem.objects.filter(pk=item.pk).update(
         outcome="rejected", code="400", message="Invalid email 'zed.quoted@example.org'"
     )
@@ -296,6 +299,8 @@ def partially_failed(built):
         ("rejected", "400", "Validation error"),
         ("rejected", "500", "Internal error"),
     ]
+    # Outcomes are written only for a batch that was sent (batches migration 0011).
+    Batch.objects.filter(pk=built.pk).update(status=Batch.Status.PROCESSING, sent_at=timezone.now())
     for item, (outcome, code, message) in zip(items, answers, strict=True):
         BatchItem.objects.filter(pk=item.pk).update(outcome=outcome, code=code, message=message)
     Batch.objects.filter(pk=built.pk).update(

@@ -23,8 +23,10 @@ def bench_config(tmp_path):
     Redis stays the bench's own database (BENCH_REDIS_URL, default 15), not this test run's:
     the bench empties its queues, which must not touch another test's jobs.
     """
-    db = settings.DATABASES["default"]
+    db = {**settings.DATABASES["default"], **settings.DATABASE_OWNER}
     name = f"{db.get('TEST', {}).get('NAME') or 'test_' + db['NAME']}_bench_smoke"
+    # As the owner role: the bench creates and drops its database, and drops indexes and
+    # foreign keys to measure the floors.
     auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
     return Config(
         rows=200,
@@ -41,7 +43,7 @@ def bench_config(tmp_path):
 
 
 def _database_exists(config: Config) -> bool:
-    db = settings.DATABASES["default"]
+    db = {**settings.DATABASES["default"], **settings.DATABASE_OWNER}
     name = config.database_url.rsplit("/", 1)[1]
     params = {"host": db["HOST"], "port": db["PORT"] or 5432, "user": db["USER"]}
     if db.get("PASSWORD"):

@@ -57,7 +57,9 @@ def run_database():
             )
 
     drop()
-    yield f"postgres://postgres@127.0.0.1:5432/{name}"
+    # The default app role: `make run` creates the roles and the database, migrates as the
+    # owner and runs everything else as the app role.
+    yield f"postgres://cdpstage_app@127.0.0.1:5432/{name}"
     drop()
 
 

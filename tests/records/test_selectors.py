@@ -3,6 +3,7 @@
 import pytest
 from django.db import connection
 
+from cdpstage.dbroles import table_analyze
 from records.models import Guest, ReviewStatus
 from records.selectors import (
     guest_countries,
@@ -85,5 +86,5 @@ def test_import_runs_for_schema_includes_child_files_for_guests():
 def test_table_row_estimate_follows_analyze():
     GuestFactory.create_batch(4)
     with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {Guest._meta.db_table}")
+        table_analyze(cursor, Guest._meta.db_table)
     assert table_row_estimate(model=Guest) == 4

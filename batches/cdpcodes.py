@@ -1,6 +1,6 @@
 """CDP's per-record codes from a batch error log, in plain language, grouped by what to do.
 
-The codes and messages are CDP's (docs/cdp-batch-api.md section 1.5, the documented log
+The codes and messages are CDP's (docs/design/cdp-batch-api.md section 1.5, the documented log
 codes); a 400 means different things depending on its message, so the group is chosen from
 both. Pure: no models, no I/O.
 """

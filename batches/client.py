@@ -1,6 +1,6 @@
 """HTTP client for the Sitecore CDP Batch API and its pre-signed S3 upload (no Django models).
 
-Facts and sources: shared/cdp-batch-api.md sections 1 (protocol) and 7 (open questions).
+Facts and sources: docs/design/cdp-batch-api.md sections 1 (protocol) and 7 (open questions).
 Every request has a timeout; every failure becomes one of our exceptions, raised `from` the
 original: CdpTransientError (retry later: timeouts, resets, 5xx, 429 with Retry-After),
 CdpPermanentError (other 4xx, malformed replies), CdpAuthError (401/403 from the API),

@@ -1,7 +1,7 @@
 """Leases on work rows: claim, heartbeat renewal, expiry, "is its job alive", reconcile verdict.
 
 One mechanism for every piece of background work (import runs, batch builds, file uploads and
-polls). The row is the source of truth (shared/rq-crash-semantics.md section 8): a job claims
+polls). The row is the source of truth (docs/design/rq-crash-semantics.md section 8): a job claims
 its row for its own attempt with a conditional UPDATE that sets `lease_until`, renews the
 lease from a heartbeat thread while it works (whatever the step's length: a COPY, an upload,
 outcomes written for 100,000 records), and the reconcilers re-enqueue a row whose lease ran

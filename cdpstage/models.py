@@ -17,7 +17,7 @@ class LeasedWork(models.Model):
     A job claims the row with a conditional UPDATE that sets a lease; the reconciler re-enqueues
     a row whose lease ran out (its worker died) under the next attempt's job id. Why: RQ alone
     takes 1.5-13.5 min to notice a dead worker and never re-runs a job once its retries are
-    spent (shared/rq-crash-semantics.md section 8).
+    spent (docs/design/rq-crash-semantics.md section 8).
     """
 
     attempt = models.PositiveIntegerField(default=0)

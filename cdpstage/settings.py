@@ -257,7 +257,7 @@ DEFAULT_EXCEPTION_REPORTER = "cdpstage.dsn.DsnMaskingExceptionReporter"
 # against the system's CAs, or `?ssl_ca_certs=/path/ca.pem` (redis-py reads it from the URL).
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_JSON_SERIALIZER = "rq.serializers.JSONSerializer"
-# One queue per worker process (see shared/rq-crash-semantics.md §7.1: a multi-queue worker
+# One queue per worker process (see docs/design/rq-crash-semantics.md §7.1: a multi-queue worker
 # can lose a job in the dequeue window).
 RQ_QUEUE_NAMES = ("imports", "batches")
 # Job timeouts are a last resort (leases and the reconciler handle dead workers); an import of
@@ -298,7 +298,7 @@ CDP_CLIENT_KEY = env_str("CDP_CLIENT_KEY")
 CDP_API_TOKEN = env_str("CDP_API_TOKEN")
 # Hosts (`host` or `host:port`, https only) that CDP's pre-signed upload and error-log URLs may
 # point at, besides CDP_BASE_URL's own (which also covers the sandbox in development). The
-# defaults are the S3 hosts of shared/cdp-batch-api.md section 1.3; a tenant in another region
+# defaults are the S3 hosts of docs/design/cdp-batch-api.md section 1.3; a tenant in another region
 # adds its bucket's host (a refused file's reason names it).
 CDP_ALLOWED_HOSTS = env_list(
     "CDP_ALLOWED_HOSTS",

@@ -6,7 +6,7 @@ to the moment the job must have started by; a job claims its row only for its ow
 and only once (`claimed_at` is NULL until then), then holds the lease while it works. The
 reconciler re-enqueues a row whose lease ran out under the next attempt, so a job lost with a
 killed worker or a flushed Redis is redone and a stale duplicate can never claim the row
-(shared/rq-crash-semantics.md section 8). The lease itself (claim, renewal, expiry) is
+(docs/design/rq-crash-semantics.md section 8). The lease itself (claim, renewal, expiry) is
 cdpstage.leases, shared with import runs.
 """
 

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management import BaseCommand, call_command
 
 # Short, so a dead worker's job is noticed in about 1.5 min instead of RQ's 13.5
-# (../shared/rq-crash-semantics.md); the leases and reconcilers rely on it.
+# (docs/design/rq-crash-semantics.md); the leases and reconcilers rely on it.
 WORKER_TTL_SECONDS = 30
 
 

@@ -348,6 +348,8 @@ class BatchAdmin(ReadOnlyAdmin):
             "opts": self.model._meta,
             "title": "Create a batch",
             "schemas": BatchSchema.choices,
+            "candidates": selectors.batch_candidates(),
+            "candidates_cap": selectors.CANDIDATES_COUNT_CAP,
         }
         return TemplateResponse(request, "admin/batches/batch/add_form.html", context)
 

@@ -25,9 +25,12 @@ from batches.models import (
     BatchEvent,
     BatchFile,
     BatchItem,
+    BatchSchema,
 )
+from batches.services.building import SCHEMAS
 from records.masking import can_view_pii, mask_email, mask_identity_key, mask_message, mask_value
 from records.models import Guest, ReviewStatus, TrackingEvent
+from records.services import lifecycle
 
 __all__ = [
     "BatchProgress",
@@ -450,3 +453,43 @@ def batch_resend_preview(batch: Batch) -> ResendPreview:
         cursor.execute(sql, {"batch": batch.pk, "ready": ReviewStatus.READY, "kind": batch.schema})
         not_delivered, cdp_side, fixed, unfixed, not_ready = cursor.fetchone()
     return ResendPreview(not_delivered, cdp_side, fixed, unfixed, not_ready)
+
+
+# The create page counts at most this many candidates per kind and mode (the build takes all).
+CANDIDATES_COUNT_CAP = 100_000
+
+
+@dataclass(frozen=True)
+class BatchCandidates:
+    """What a new batch of one kind would take now (each count capped at the cap + 1)."""
+
+    schema: str
+    label: str
+    changed: int  # a delta send: new and changed records
+    everything: int  # a full send: delivered unchanged records too
+
+    @property
+    def capped(self) -> bool:
+        return self.everything > CANDIDATES_COUNT_CAP
+
+
+def batch_candidates() -> list[BatchCandidates]:
+    """Per kind of record, how many a delta and a full send would take (the build's own
+    eligibility rule, lifecycle.eligible_sql); counting stops past CANDIDATES_COUNT_CAP."""
+    rows = []
+    with connection.cursor() as cursor:
+        for schema, label in BatchSchema.choices:
+            spec = SCHEMAS[schema]
+            counts = []
+            for include_unchanged in (False, True):
+                eligible = lifecycle.eligible_sql(
+                    model=spec.model, include_unchanged=include_unchanged
+                )
+                cursor.execute(
+                    f"SELECT count(*) FROM (SELECT 1 FROM {spec.table} t WHERE {eligible}"
+                    " LIMIT %s) c",
+                    [CANDIDATES_COUNT_CAP + 1],
+                )
+                counts.append(cursor.fetchone()[0])
+            rows.append(BatchCandidates(schema, label, *counts))
+    return rows

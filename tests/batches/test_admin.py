@@ -2,10 +2,11 @@
 eyes, nothing editable or deletable, downloads gated, delivery history on record pages."""
 
 import pytest
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
-from batches import services
+from batches import selectors, services
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem
 from records.models import BatchMembership, Guest
 from tests.batches.conftest import make_ready_guests
@@ -410,3 +411,24 @@ def test_admin_guest_list_filters_and_shows_the_cdp_outcome(client, partially_fa
     assert only.count("400 Validation error") == 2
     assert "500 Internal error" not in only
     assert "Not enough identifying information" not in only
+
+
+def test_admin_create_page_says_how_many_records_each_kind_would_take(client, stager):
+    ready = make_ready_guests(3)
+    Guest.objects.filter(pk=ready[0].pk).update(delivered_hash=F("value_hash"))  # CDP has it
+    _login(client, stager)
+    page = client.get(reverse("admin:batches_batch_add")).content.decode()
+    row = page.split('data-schema="guest"')[1].split("</tr>")[0]
+    assert '<td class="changed">2</td>' in row  # delta: the delivered unchanged one is left out
+    assert '<td class="everything">3</td>' in row
+    tracking = page.split('data-schema="tracking"')[1].split("</tr>")[0]
+    assert '<td class="changed">0</td>' in tracking
+
+
+def test_admin_create_page_caps_its_counts(client, stager, monkeypatch):
+    make_ready_guests(3)
+    monkeypatch.setattr(selectors, "CANDIDATES_COUNT_CAP", 2)
+    _login(client, stager)
+    page = client.get(reverse("admin:batches_batch_add")).content.decode()
+    row = page.split('data-schema="guest"')[1].split("</tr>")[0]
+    assert '<td class="everything">more than 2</td>' in row

@@ -648,8 +648,8 @@ class GuestStager(Stager):
         )  # fmt: skip
         # A guest without a ref from its file gets one from the column's default
         # (gen_random_uuid(), in C, as the rows arrive), so those rows leave the column out.
-        with_ref = [(gid, g) for gid, (g, _t, _d, _e) in zip(ids, new, strict=True) if g.ref]
-        without = [(gid, g) for gid, (g, _t, _d, _e) in zip(ids, new, strict=True) if not g.ref]
+        with_ref = [(gid, g) for gid, g in zip(ids, new, strict=True) if g.ref]
+        without = [(gid, g) for gid, g in zip(ids, new, strict=True) if not g.ref]
         cursor.execute("SAVEPOINT import_new_guests")
         try:
             if without:
@@ -662,7 +662,7 @@ class GuestStager(Stager):
             cursor.execute("ROLLBACK TO SAVEPOINT import_new_guests")
             return None
         cursor.execute("RELEASE SAVEPOINT import_new_guests")
-        return {g.row: (gid, True) for gid, (g, _t, _d, _e) in zip(ids, new, strict=True)}
+        return {g.row: (gid, True) for gid, g in zip(ids, new, strict=True)}
 
     def _upsert(self, cursor: Any, writes: list[_Guest]) -> dict[int, tuple[int, bool]]:
         """COPY into the temporary table, then INSERT ... ON CONFLICT (identity_key) DO UPDATE

@@ -63,6 +63,7 @@ REJECTED_CSV_HEADER = (
 RECORD_ADMIN = {
     "guest": "admin:records_guest_change",
     "tracking": "admin:records_trackingevent_change",
+    "order": "admin:records_order_change",
 }
 
 

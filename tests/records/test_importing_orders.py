@@ -3,13 +3,16 @@ files with their items on the row, every problem of a row reported, all-or-nothi
 rows, and a re-inserted order caught before it can be sent twice. Through import_run_execute,
 as the background job and the stage_import command run it."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
 import pytest
+from django.utils import timezone
 from openpyxl import Workbook
 
 from records.models import BatchMembership, DeliveryStatus, Order, OrderItem, ReviewStatus
+from records.services.retention import records_purge, retention_cutoff
 from records.services.review import records_mark_ready
 from tests.records.test_importing import report_rows, run_file
 
@@ -248,3 +251,22 @@ def test_import_order_then_mark_ready(tmp_path, user_factory):
     reviewer = user_factory("reviewer", perms=("records.review_order",))
     result = records_mark_ready(model=Order, queryset=Order.objects.all(), user=reviewer)
     assert result.changed == 2
+
+
+def test_retention_purges_the_people_of_a_delivered_order_and_keeps_the_rest(tmp_path):
+    run_orders(tmp_path, sample("orders.csv"), name="orders.csv")
+    order = Order.objects.get(reference_id="B94TXY-1")
+    Order.objects.filter(pk=order.pk).update(
+        delivery_status=DeliveryStatus.DELIVERED,
+        delivered_hash=order.value_hash,
+        delivered_at=timezone.now() - timedelta(days=40),
+    )
+    result = records_purge(cutoff=retention_cutoff(30))
+    assert result.records["orders"] == 1
+    order.refresh_from_db()
+    assert (order.contact, order.consumers, order.contact_identity_key) == ({}, [], "")
+    assert order.cdp_value == ""
+    assert order.purged_at is not None
+    assert (order.reference_id, order.items.count()) == ("B94TXY-1", 2)
+    # Never selected again: its value hash is still the delivered one.
+    assert order.value_hash == order.delivered_hash

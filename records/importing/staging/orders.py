@@ -155,7 +155,7 @@ class OrderStager(Stager):
             return
         self._prepare()
         # The checks read what earlier batches wrote: they run on the writer thread, after it.
-        self._submit(self._write, batch, first_row=batch[0].row)
+        self._submit(self._write, batch, first_row=min(o.row for o in batch))
 
     def _write(self, cursor: Any, batch: list[_Order]) -> WriteResult:
         result = WriteResult()

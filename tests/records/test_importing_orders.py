@@ -12,6 +12,7 @@ from django.utils import timezone
 from openpyxl import Workbook
 
 from records.models import BatchMembership, DeliveryStatus, Order, OrderItem, ReviewStatus
+from records.services.erasure import SUPPRESSED_CODE, guest_deletion_request
 from records.services.retention import records_purge, retention_cutoff
 from records.services.review import records_mark_ready
 from tests.records.test_importing import report_rows, run_file
@@ -270,3 +271,23 @@ def test_retention_purges_the_people_of_a_delivered_order_and_keeps_the_rest(tmp
     assert (order.reference_id, order.items.count()) == ("B94TXY-1", 2)
     # Never selected again: its value hash is still the delivered one.
     assert order.value_hash == order.delivered_hash
+
+
+def test_order_of_an_erased_person_is_invalid_and_never_ready(tmp_path, user_factory):
+    run_orders(tmp_path, ndjson(order_line("R-1"), order_line("R-2")))
+    Order.objects.filter(reference_id="R-2").update(
+        contact={"identifiers": [{"provider": "email", "id": "other@example.com"}]}
+    )
+    stager = user_factory("eraser", perms=("records.add_guestdeletion",))
+    # A request made after the import marks the staged order; one made before, the import.
+    guest_deletion_request(identifiers=[("email", "ada@example.com")], gdpr=True, user=stager)
+    first = Order.objects.get(reference_id="R-1")
+    assert first.review_status == ReviewStatus.INVALID
+    assert [e["code"] for e in first.validation_errors] == [SUPPRESSED_CODE]
+    assert Order.objects.get(reference_id="R-2").review_status == ReviewStatus.NEW
+    again = run_orders(tmp_path, ndjson(order_line("R-3")))
+    assert again.status == "succeeded"
+    assert Order.objects.get(reference_id="R-3").review_status == ReviewStatus.INVALID
+    reviewer = user_factory("ord-rev", perms=("records.review_order",))
+    result = records_mark_ready(model=Order, queryset=Order.objects.all(), user=reviewer)
+    assert (result.changed, result.skipped_invalid) == (1, 2)

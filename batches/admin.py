@@ -40,7 +40,7 @@ from cdpstage.errors import ApplicationError
 from cdpstage.templatetags.humanize_units import duration_text, size_text
 from records.admin.delivery import CdpOutcomes, register_cdp_outcomes, register_delivery_history
 from records.masking import can_view_pii, mask_message
-from records.models import Guest, ReviewStatus, TrackingEvent
+from records.models import Guest, Order, ReviewStatus, TrackingEvent
 from records.rules import problem_label
 
 # The states in which a batch changes without anyone clicking: its page polls its progress.
@@ -63,6 +63,7 @@ REJECTED_CSV_HEADER = (
 RECORD_ADMIN = {
     "guest": "admin:records_guest_change",
     "tracking": "admin:records_trackingevent_change",
+    "order": "admin:records_order_change",
 }
 
 
@@ -725,6 +726,7 @@ def render_delivery_history(record) -> str:
 
 register_delivery_history(Guest, render_delivery_history)
 register_delivery_history(TrackingEvent, render_delivery_history)
+register_delivery_history(Order, render_delivery_history)
 register_cdp_outcomes(
     CdpOutcomes(
         groups=selectors.rejection_group_choices,

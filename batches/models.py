@@ -21,6 +21,7 @@ class BatchSchema(models.TextChoices):
 
     GUEST = "guest", "Guests"
     TRACKING = "tracking", "Tracking events"
+    ORDER = "order", "Orders"
     # Sent as schema "guest" in mode delete / gdpr_delete (records.models.GuestDeletion).
     GUEST_DELETION = "guest_deletion", "Guest deletions (erasure requests)"
 

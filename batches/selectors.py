@@ -29,7 +29,7 @@ from batches.models import (
 )
 from batches.services.building import SCHEMAS
 from records.masking import can_view_pii, mask_email, mask_identity_key, mask_message, mask_value
-from records.models import Guest, ReviewStatus, TrackingEvent
+from records.models import Guest, Order, ReviewStatus, TrackingEvent
 from records.services import lifecycle
 
 __all__ = [
@@ -247,7 +247,7 @@ def batch_detail(batch: Batch) -> dict[str, Any]:
 
 # The staged records of each batch schema the rejected-records table names (erasure requests
 # carry no personal data to name them by).
-RECORD_MODELS = {"guest": Guest, "tracking": TrackingEvent}
+RECORD_MODELS = {"guest": Guest, "tracking": TrackingEvent, "order": Order}
 
 
 # -- rejected records ---------------------------------------------------------------------------
@@ -339,6 +339,15 @@ def _record_labels(schema: str, record_ids: list[int], *, show_pii: bool) -> dic
             else:
                 labels[pk] = (key if show_pii else mask_identity_key(key)) or f"guest {pk}"
         return labels
+    if schema == "order":
+        # The order's own reference (not personal), and whose it is (masked).
+        rows = Order.objects.filter(pk__in=record_ids).values_list(
+            "pk", "reference_id", "contact_identity_key"
+        )
+        return {
+            pk: f"Order {reference} of {key if show_pii else mask_identity_key(key)}"
+            for pk, reference, key in rows
+        }
     rows = TrackingEvent.objects.filter(pk__in=record_ids).values_list(
         "pk", "type", "guest_identity_key"
     )

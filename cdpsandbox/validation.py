@@ -358,11 +358,16 @@ def _order_items(value: Any, path: str) -> None:
         "flightSegments": object_list,
     }
     required = ("type", "productId", "name", "description", "vendor", "price", "currencyCode")
+    references: set[str] = set()
     for index, item in enumerate(items):
         where = f"{path}[{index}]."
         check_fields(item, rules, where, required=(*required, "referenceId"))
         if "originalPrice" in item and "originalCurrencyCode" not in item:
             raise invalid(f"{where}originalCurrencyCode is required with originalPrice")
+        # [I] consumers link to items by referenceId (BX15), so it must name one item.
+        if item["referenceId"] in references:
+            raise invalid(f"{where}referenceId is used by another item of the order")
+        references.add(item["referenceId"])
 
 
 ORDER_RULES: dict[str, Callable[[Any, str], None]] = {
@@ -415,6 +420,11 @@ def check_order(envelope: Envelope, providers: tuple[str, ...]) -> list[tuple[st
     check_fields(value, ORDER_RULES, "", required=ORDER_REQUIRED[envelope.mode])
     if value.get("paymentType") == "Card" and "cardType" not in value:
         raise invalid("cardType is required when paymentType is Card")
+    items = {item["referenceId"] for item in value.get("orderItems", ())}
+    for index, consumer in enumerate(value.get("consumers", ())):
+        for link in consumer["orderItems"]:
+            if link["referenceId"] not in items:
+                raise invalid(f"consumers[{index}].orderItems names no item of the order")
     if envelope.mode == "delete":
         return []
     # S-ORDERREST: the order's guest is resolved from the contact under the identity rules.

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from batches.models import BATCH_FINAL_STATUSES, Batch, BatchFile
 from cdpstage.charts import bar_chart
-from records.models import DeliveryStatus, Guest, ImportRun, ReviewStatus, TrackingEvent
+from records.models import DeliveryStatus, Guest, ImportRun, Order, ReviewStatus, TrackingEvent
 from records.selectors import live_batch_count
 
 THROUGHPUT_DAYS = 14
@@ -17,9 +17,10 @@ THROUGHPUT_DAYS = 14
 def dashboard_context(user) -> dict:
     """Everything the index template needs; only what the user may view."""
     context: dict = {}
-    if user.has_perm("records.view_guest") or user.has_perm("records.view_trackingevent"):
+    if any(user.has_perm(f"records.view_{name}") for name in ("guest", "trackingevent", "order")):
         context["records"] = [
             _status_counts("Guests", Guest),
+            _status_counts("Orders", Order),
             _status_counts("Tracking events", TrackingEvent),
         ]
         # Two tables, one per status kind: a record has one review and one delivery status.

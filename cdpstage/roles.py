@@ -4,7 +4,9 @@ from collections.abc import Iterable
 
 from django.contrib.auth.management import create_permissions
 
-RECORD_MODELS = ("guest", "identifier", "subscription", "extension", "trackingevent")
+RECORD_MODELS = (
+    "guest", "identifier", "subscription", "extension", "trackingevent", "order", "orderitem",
+)  # fmt: skip
 BATCH_MODELS = ("batch", "batchfile", "batchitem", "batchevent")
 # Erasure requests and the suppression list (records.services.erasure): everyone may see them.
 ERASURE_VIEW = ("records.view_guestdeletion", "records.view_suppressedidentity")
@@ -33,7 +35,7 @@ ROLES: dict[str, list[str]] = {
     ],
     # Filters and inspects staged records, marks them ready or holds them back.
     "Reviewer": [
-        *_perms("records", ("change", "view", "review"), ("guest", "trackingevent")),
+        *_perms("records", ("change", "view", "review"), ("guest", "trackingevent", "order")),
         *_perms("records", ("view",), RECORD_MODELS),
         "records.view_importrun",
         *_perms("batches", ("view",), BATCH_MODELS),

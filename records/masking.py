@@ -55,6 +55,8 @@ PERSONAL_FIELD_NAMES: dict[str, frozenset[str]] = {
         }
     ),
     "tracking": frozenset({"guest_identity_key", "identifiers", "uotr", "feedback"}),
+    # The contact and consumers are people; items and the order's own fields are not.
+    "order": frozenset({"contact", "contact_identity_key", "consumers"}),
 }
 
 

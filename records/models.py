@@ -17,6 +17,7 @@ class Schema(models.TextChoices):
     SUBSCRIPTION = "subscription", "Subscriptions (of staged guests)"
     EXTENSION = "extension", "Extensions (of staged guests)"
     TRACKING = "tracking", "Tracking events"
+    ORDER = "order", "Orders"
 
 
 class ReviewStatus(models.TextChoices):
@@ -31,6 +32,7 @@ class BatchedKind(models.TextChoices):
 
     GUEST = Schema.GUEST.value, "Guests"
     TRACKING = Schema.TRACKING.value, "Tracking events"
+    ORDER = Schema.ORDER.value, "Orders"
     GUEST_DELETION = "guest_deletion", "Guest deletions"
 
 
@@ -258,6 +260,85 @@ class TrackingEvent(StagedRecord):
         return f"Tracking event {self.pk}"
 
 
+class Order(StagedRecord):
+    """An order to insert into CDP (schema `order`), with its items; cdp-batch-api.md 3.2.
+
+    The contact and consumers are kept as their CDP objects (JSON): CDP resolves the order's
+    guest from the contact's identifiers, and nothing here links them to staged guests.
+    """
+
+    # CDP's identity of an order, "<orderedAt>|<referenceId>" (records.rules.order_key):
+    # unique, so a re-import updates the staged order and no batch can hold one order twice.
+    # NULL while either part is missing (such an order is invalid).
+    order_key = models.CharField(null=True, blank=True)  # noqa: DJ001
+    reference_id = models.CharField(blank=True)
+    channel = models.CharField(blank=True)
+    point_of_sale = models.CharField(blank=True)
+    status = models.CharField(blank=True)
+    ordered_at = models.DateTimeField(null=True, blank=True)
+    currency_code = models.CharField(blank=True)
+    # A JSON number in the batch file; a double holds every such number exactly as parsed.
+    price = models.FloatField(null=True, blank=True)
+    payment_type = models.CharField(blank=True)
+    card_type = models.CharField(blank=True)
+    # {"firstName": ..., "identifiers": [...]}: personal data.
+    contact = models.JSONField(default=dict, blank=True)
+    # "<provider>:<id>" of the contact's highest-priority identifier, for search and display.
+    contact_identity_key = models.CharField(blank=True)
+    consumers = models.JSONField(default=list, blank=True)
+    # At most one {"name": "ext", "key": "default", ...} (cdp-batch-api.md 3.2, S-OEXT).
+    extensions = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ("-id",)
+        permissions = [
+            ("review_order", "Can mark ready, hold back or send back to new"),
+        ]
+        indexes = [
+            models.Index(fields=["review_status", "id"], name="order_review_id"),
+            models.Index(fields=["import_run", "source_row"], name="order_import_row"),
+            GinIndex(fields=["validation_errors"], name="order_errors_gin"),
+            models.Index(fields=["delivery_status"], name="order_delivery"),
+            models.Index(fields=["contact_identity_key"], name="order_contact_identity"),
+            models.Index(fields=["reference_id"], name="order_reference"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["order_key"], name="order_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Order {self.pk}"
+
+
+class OrderItem(models.Model):
+    """One item of an order (cdp-batch-api.md 3.2 `orderItems[]`), in its value's order."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveSmallIntegerField(default=0)
+    reference_id = models.CharField(blank=True)
+    type = models.CharField(blank=True)
+    product_id = models.CharField(blank=True)
+    name = models.CharField(blank=True)
+    description = models.CharField(blank=True)
+    vendor = models.CharField(blank=True)
+    ordered_at = models.DateTimeField(null=True, blank=True)
+    quantity = models.FloatField(null=True, blank=True)
+    price = models.FloatField(null=True, blank=True)
+    currency_code = models.CharField(blank=True)
+    original_price = models.FloatField(null=True, blank=True)
+    original_currency_code = models.CharField(blank=True)
+    status = models.CharField(blank=True)
+    extensions = models.JSONField(default=list, blank=True)
+    # Airline vertical only; CDP publishes no field rules for them, so kept as given.
+    flight_segments = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ("order", "position")
+
+    def __str__(self) -> str:
+        return f"Order item {self.position}"
+
+
 class BatchMembership(models.Model):
     """A record held by a batch: one narrow row per record, written by one INSERT ... SELECT.
 
@@ -269,7 +350,7 @@ class BatchMembership(models.Model):
 
     pk = models.CompositePrimaryKey("batch_id", "kind", "record_id")
     batch_id = models.BigIntegerField()
-    # The record's table: records.Guest or records.TrackingEvent.
+    # The record's table: records.Guest, records.TrackingEvent, records.Order, ...
     kind = models.CharField(max_length=20, choices=BatchedKind.choices)
     record_id = models.BigIntegerField()
     live = models.BooleanField(default=True)

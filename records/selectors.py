@@ -16,6 +16,7 @@ from records.models import (
     IdentityProvider,
     ImportRun,
     Mapping,
+    Order,
     Schema,
     Subscription,
     TrackingEvent,
@@ -43,12 +44,13 @@ __all__ = [
     "table_row_estimate",
 ]
 
-StagedModel = type[Guest] | type[TrackingEvent] | type[GuestDeletion]
+StagedModel = type[Guest] | type[TrackingEvent] | type[Order] | type[GuestDeletion]
 
 
 RECORD_KINDS: dict[type, str] = {
     Guest: BatchedKind.GUEST,
     TrackingEvent: BatchedKind.TRACKING,
+    Order: BatchedKind.ORDER,
     GuestDeletion: BatchedKind.GUEST_DELETION,
 }
 
@@ -106,12 +108,13 @@ def live_batches(*, model: StagedModel, record_ids: Iterable[int]) -> dict[int, 
     )
 
 
-# PostgreSQL advisory lock keys, one per kind ("CDSG", "CDST", "CDSD"): a build's selection
+# PostgreSQL advisory lock keys, one per kind ("CDSG", "CDST", "CDSO", "CDSD"): a build's selection
 # (records.services.lifecycle.records_lock) takes its kind's key exclusively, and
 # live_batches_settle takes it shared.
 SELECTION_LOCKS = {
     BatchedKind.GUEST: 0x43445347,
     BatchedKind.TRACKING: 0x43445354,
+    BatchedKind.ORDER: 0x4344534F,
     BatchedKind.GUEST_DELETION: 0x43445344,  # "CDSD"
 }
 

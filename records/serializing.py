@@ -17,7 +17,13 @@ from typing import Any
 
 import orjson
 
-from records.rules import GUEST_FIELDS, format_cdp_date, format_cdp_datetime, parse_cdp_datetime
+from records.rules import (
+    GUEST_FIELDS,
+    ORDER_FIELDS,
+    format_cdp_date,
+    format_cdp_datetime,
+    parse_cdp_datetime,
+)
 from records.rules.identifiers import IDENTIFIER_FIELDS
 from records.rules.subscriptions import SUBSCRIPTION_FIELDS
 from records.rules.tracking import TRACKING_FIELDS
@@ -60,6 +66,40 @@ TRACKING_COLUMNS: dict[str, tuple[str, str]] = {
     "utms": ("utms", "object"),
     "feedback": ("feedback", "object"),
     "identifiers": ("identifiers", "array"),
+}
+
+# Orders (records.rules.orders): the order's own columns, then each item's. Kinds as above,
+# plus number (a double) and object / array (JSON kept as given).
+ORDER_COLUMNS: dict[str, tuple[str, str]] = {
+    "referenceId": ("reference_id", "text"),
+    "channel": ("channel", "text"),
+    "pointOfSale": ("point_of_sale", "text"),
+    "status": ("status", "text"),
+    "orderedAt": ("ordered_at", "datetime"),
+    "currencyCode": ("currency_code", "text"),
+    "price": ("price", "number"),
+    "paymentType": ("payment_type", "text"),
+    "cardType": ("card_type", "text"),
+    "contact": ("contact", "object"),
+    "consumers": ("consumers", "array"),
+    "extensions": ("extensions", "array"),
+}
+ORDER_ITEM_COLUMNS: dict[str, tuple[str, str]] = {
+    "type": ("type", "text"),
+    "productId": ("product_id", "text"),
+    "name": ("name", "text"),
+    "description": ("description", "text"),
+    "vendor": ("vendor", "text"),
+    "orderedAt": ("ordered_at", "datetime"),
+    "quantity": ("quantity", "number"),
+    "price": ("price", "number"),
+    "currencyCode": ("currency_code", "text"),
+    "originalPrice": ("original_price", "number"),
+    "originalCurrencyCode": ("original_currency_code", "text"),
+    "referenceId": ("reference_id", "text"),
+    "status": ("status", "text"),
+    "extensions": ("extensions", "array"),
+    "flightSegments": ("flight_segments", "array"),
 }
 
 
@@ -391,3 +431,87 @@ def tracking_value_from_instance(event: Any) -> dict[str, Any]:
 def problems_as_json(problems: Iterable[Any]) -> list[dict[str, str]]:
     """Rule problems as stored in `validation_errors`: [{field, code, message}]."""
     return [{"field": p.field, "code": p.code, "message": p.message} for p in problems]
+
+
+def _typed_of(key: str, kind: str, raw: Any) -> Any:
+    """One value for its typed column (orders and items)."""
+    try:
+        if kind == "text":
+            return _text_of(raw)
+        if kind == "datetime":
+            return _column_datetime_of(raw)
+        if kind == "number":
+            # Text here is what the rules kept of a value that is no number (invalid_number):
+            # the typed column holds none, as for a date that is no date.
+            if raw is None or isinstance(raw, str):
+                return None
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                raise _Bad("wrong_type", "Must be a number.")
+            return float(raw)
+    except _Bad as bad:
+        raise UnstorableValue(key, bad.code, bad.message) from None
+    if kind == "object":
+        if raw in (None, ""):
+            return {}
+        if not isinstance(raw, Mapping):
+            raise UnstorableValue(key, "wrong_type", "Must be an object.")
+        return dict(raw)
+    return list(_objects(key, raw))
+
+
+def order_fields_from_value(value: Mapping[str, Any]) -> dict[str, Any]:
+    """The Order model's typed columns for a canonical order value (its items apart).
+
+    Raises UnstorableValue when a value cannot be kept in its column.
+    """
+    return {
+        column: _typed_of(key, kind, value.get(key))
+        for key, (column, kind) in ORDER_COLUMNS.items()
+    }
+
+
+def order_items_from_value(value: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The OrderItem rows (typed columns with their position) of a canonical order value."""
+    rows = []
+    for position, item in enumerate(_objects("orderItems", value.get("orderItems"))):
+        row: dict[str, Any] = {"position": position}
+        for key, (column, kind) in ORDER_ITEM_COLUMNS.items():
+            row[column] = _typed_of(f"orderItems.{position}.{key}", kind, item.get(key))
+        rows.append(row)
+    return rows
+
+
+def _number_value(raw: float | None) -> int | float | None:
+    if raw is None:
+        return None
+    return int(raw) if raw.is_integer() else raw
+
+
+def _columns_into(value: dict[str, Any], record: Any, columns: dict[str, tuple[str, str]]) -> None:
+    for key, (column, kind) in columns.items():
+        raw = getattr(record, column)
+        if kind == "text":
+            _put_text(value, key, raw or "")
+        elif kind == "datetime":
+            if raw is not None:
+                value[key] = format_cdp_datetime(raw)
+        elif kind == "number":
+            if raw is not None:
+                value[key] = _number_value(raw)
+        elif raw:
+            value[key] = raw
+
+
+def order_value_from_instance(order: Any) -> dict[str, Any]:
+    """An order's CDP value rebuilt from its columns and (prefetched) items: input for
+    records.rules.clean_order, whose output is what gets stored."""
+    own: dict[str, Any] = {}
+    _columns_into(own, order, ORDER_COLUMNS)
+    items = []
+    for item in order.items.all():
+        entry: dict[str, Any] = {}
+        _columns_into(entry, item, ORDER_ITEM_COLUMNS)
+        items.append(entry)
+    if items:
+        own["orderItems"] = items
+    return {key: own[key] for key in ORDER_FIELDS if key in own}

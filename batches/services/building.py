@@ -41,7 +41,7 @@ from batches.services.scheduling import (
 from batches.services.transitions import batch_event_create, batch_transition
 from cdpstage.dbroles import table_analyze
 from cdpstage.errors import ApplicationError
-from records.models import Guest, GuestDeletion, ReviewStatus, StagedRecord, TrackingEvent
+from records.models import Guest, GuestDeletion, Order, ReviewStatus, StagedRecord, TrackingEvent
 from records.selectors import record_kind
 from records.services import lifecycle
 
@@ -87,6 +87,10 @@ SCHEMAS: dict[str, SchemaSpec] = {
     # let alone a file, can hold two (tests/batches/test_building.py keeps it so).
     BatchSchema.GUEST: SchemaSpec(Guest, "upsert"),
     BatchSchema.TRACKING: SchemaSpec(TrackingEvent, "insert"),
+    # Orders are inserted (cdp-batch-api.md 3.2): records_order.order_key is UNIQUE, so no batch
+    # holds one order twice, and an order CDP confirmed is never selected again
+    # (records.services.lifecycle.INSERTED_ONCE), not even by a full send.
+    BatchSchema.ORDER: SchemaSpec(Order, "insert"),
     # Erasure requests: guest records in mode delete / gdpr_delete (cdp-batch-api.md 3.1.5).
     BatchSchema.GUEST_DELETION: SchemaSpec(GuestDeletion, "delete", cdp_schema="guest"),
 }

@@ -37,3 +37,12 @@ class PrettyJSONField(forms.JSONField):
 
 def pretty_json(value: Any) -> SafeString:
     return format_html("<pre>{}</pre>", json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def choices_with_current(values, current: str | None) -> list[tuple[str, str]]:
+    """The valid values as select options, plus the record's current value if it is not one
+    of them (an imported invalid value stays visible until the reviewer picks a valid one)."""
+    choices = [("", "---------")] + [(v, v) for v in values]
+    if current and current not in values:
+        choices.insert(1, (current, f"{current} (not valid)"))
+    return choices

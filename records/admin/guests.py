@@ -21,7 +21,12 @@ from records.admin.filters import (
     LockedFilter,
     PurgedFilter,
 )
-from records.admin.formfields import LinesArrayField, PrettyJSONField, pretty_json
+from records.admin.formfields import (
+    LinesArrayField,
+    PrettyJSONField,
+    choices_with_current,
+    pretty_json,
+)
 from records.admin.review import (
     PREFIX_MIN_LENGTH,
     SEARCH_MAX_IDS,
@@ -46,15 +51,6 @@ def guest_email_identity(obj, *, email: Callable[[str], str], key: Callable[[str
     return format_html("{}<br><small>{}</small>", shown, key(identity))
 
 
-def _choices_with_current(values, current: str | None) -> list[tuple[str, str]]:
-    """The valid values as select options, plus the record's current value if it is not one
-    of them (an imported invalid value stays visible until the reviewer picks a valid one)."""
-    choices = [("", "---------")] + [(v, v) for v in values]
-    if current and current not in values:
-        choices.insert(1, (current, f"{current} (not valid)"))
-    return choices
-
-
 class GuestForm(forms.ModelForm):
     # Fields with a fixed list of valid values (records.rules holds the lists).
     CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -75,7 +71,7 @@ class GuestForm(forms.ModelForm):
                 continue
             field = self.fields[name]
             field.widget = forms.Select(
-                choices=_choices_with_current(values, getattr(self.instance, name, None))
+                choices=choices_with_current(values, getattr(self.instance, name, None))
             )
 
 

@@ -7,17 +7,13 @@
 """
 
 from records.mapping.columns import (
-    ALL_CHILDREN,
-    ChildScope,
     FlatMapping,
-    MappedRow,
-    MappingError,
-    RowError,
     compile_header,
     known_columns,
     map_json_object,
     unknown_columns_message,
 )
+from records.mapping.rows import ALL_CHILDREN, ChildScope, MappedRow, MappingError, RowError
 
 __all__ = [
     "ALL_CHILDREN",

@@ -26,11 +26,28 @@ from __future__ import annotations
 
 import difflib
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from records.mapping.orders import (
+    OrderFlatMapping,
+    compile_order_header,
+    known_order_columns,
+    map_order_object,
+    order_canonical_column,
+)
+from records.mapping.rows import (
+    HEADERLESS_PROBLEM,
+    ChildScope,
+    MappedRow,
+    MappingError,
+    RowError,
+    header_label,
+    looks_like_data,
+    looks_like_value,
+    parse_ref,
+)
 from records.models import Schema
 from records.rules import EXTENSION_NAMES, GUEST_FIELDS
 from records.rules.identifiers import IDENTIFIER_FIELDS
@@ -51,63 +68,13 @@ LINK_KEYS: frozenset[str] = frozenset(("identifiers", "email"))
 ENVELOPE_KEYS: frozenset[str] = frozenset(("ref", "schema", "mode", "value"))
 # The mode each schema is staged with; a batch line with another mode is refused (a guest
 # `delete` line staged as an upsert would do the opposite of what its author meant).
-MODES: dict[str, str] = {Schema.GUEST: "upsert", Schema.TRACKING: "insert"}
+MODES: dict[str, str] = {
+    Schema.GUEST: "upsert",
+    Schema.TRACKING: "insert",
+    Schema.ORDER: "insert",
+}
 
 _INDEXED = re.compile(r"(identifiers|subscriptions|phoneNumbers|street)\.(\d+)(?:\.(\w+))?")
-
-
-class MappingError(ValueError):
-    """The file's columns (or a JSON object's keys) cannot be imported; nothing is.
-
-    `problems` lists each problem as its own sentence (the message joins them).
-    """
-
-    def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.message = message
-        self.problems = list(problems) or [message]
-
-
-class RowError(ValueError):
-    """One row cannot be staged (a bad row); `column` names the column or field."""
-
-    def __init__(self, column: str, code: str, message: str) -> None:
-        super().__init__(message)
-        self.column = column
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class ChildScope:
-    """Which children of an existing guest a guest row replaces (the rest are kept).
-
-    identifiers are always replaced (they carry the identity); subscriptions only when the
-    file has subscription columns (or the JSON object a `subscriptions` key); extension groups
-    by name (`None`: all groups, as a JSON object with an `extensions` key says).
-    """
-
-    subscriptions: bool
-    extension_groups: frozenset[str] | None
-
-
-ALL_CHILDREN = ChildScope(subscriptions=True, extension_groups=None)
-
-
-@dataclass(slots=True)
-class MappedRow:
-    """A source row as CDP-shaped data, ready for the rules.
-
-    value: the guest / tracking value, or for a subscription file one subscription, for an
-    extension file a list of extension groups. link: for child files, {"provider", "id"} or
-    {"email"} naming the guest. ref/mode: from a batch line or a `ref` column.
-    """
-
-    value: dict[str, Any]
-    ref: str | None = None
-    mode: str | None = None
-    link: dict[str, str] | None = None
-    scope: ChildScope = ALL_CHILDREN
 
 
 # -- flat files ------------------------------------------------------------------------------
@@ -125,6 +92,8 @@ def known_columns(schema: str) -> list[str]:
             "street.<n>",
             *[f"{name}.<attribute>" for name in EXTENSION_NAMES],
         ]
+    if schema == Schema.ORDER:
+        return known_order_columns()
     if schema == Schema.TRACKING:
         return [
             "ref",
@@ -153,28 +122,8 @@ def _closest(name: str, schema: str) -> list[str]:
     return [by_fold[f] for f in found]
 
 
-# A header cell that looks like a value (an address, a phone number, a date): the file has
-# probably no header row, and its "column names" are a person's data, never repeated.
-_VALUE_LIKE = re.compile(r"[^@\s]+@[^@\s]+|[+\d][\d\s./:()-]*|\d{4}-\d\d-\d\d.*")
-HEADERLESS_PROBLEM = (
-    "The first row looks like data, not column names: add a header row (or, for a sheet, "
-    "give the header row). Nothing of the row is repeated here."
-)
-
-
-def looks_like_value(cell: str) -> bool:
-    return bool(_VALUE_LIKE.fullmatch(cell.strip()))
-
-
-def looks_like_data(header: Sequence[str]) -> bool:
-    """Whether a "header" is a data row: at least half its cells look like values."""
-    cells = [h for h in header if h and h.strip()]
-    return bool(cells) and sum(map(looks_like_value, cells)) * 2 >= len(cells)
-
-
-def header_label(cell: str) -> str:
-    """A header cell as a message may quote it (never a value from a headerless file)."""
-    return "(a value, not a column name)" if looks_like_value(cell) else f'"{cell.strip()[:60]}"'
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def unknown_columns_message(names: Sequence[str], schema: str, *, what: str = "column") -> str:
@@ -187,7 +136,8 @@ def unknown_columns_message(names: Sequence[str], schema: str, *, what: str = "c
         parts.append(f"{header_label(name)}{hint}")
     plural = "s" if len(names) > 1 else ""
     return (
-        f"Unknown {what}{plural} for a {schema} file: {', '.join(parts)}. Rename or remove "
+        f"Unknown {what}{plural} for {_article(schema)} {schema} file: {', '.join(parts)}. "
+        f"Rename or remove "
         f"{'them' if plural else 'it'}, choose “Ignore unknown columns”, or map the file's own "
         "columns (docs/mapping.md). See docs/import-formats.md for the column names."
     )
@@ -306,9 +256,15 @@ def _canonical_names(schema: str) -> dict[str, str]:
 
 def compile_header(
     schema: str, headers: Sequence[str], *, ignore_unknown: bool = False
-) -> FlatMapping:
+) -> FlatMapping | OrderFlatMapping:
     """Compile a flat file's header row for `schema`; raise MappingError for a header that
     cannot be imported (unknown, duplicate or missing columns)."""
+    if schema == Schema.ORDER:
+        return compile_order_header(
+            headers,
+            ignore_unknown=ignore_unknown,
+            unknown_message=lambda names: unknown_columns_message(names, schema),
+        )
     fixed = _canonical_names(schema)
     group_names = _group_names(schema)
     scalars: list[tuple[int, str]] = []
@@ -525,7 +481,7 @@ def map_json_object(schema: str, obj: Any, *, ignore_unknown: bool = False) -> M
             raise RowError(
                 "schema",
                 "wrong_schema",
-                f"Batch lines hold guests or tracking events; a {schema} file takes "
+                f"Batch lines hold guests, orders or tracking events; a {schema} file takes "
                 f"{schema} objects (see docs/import-formats.md).",
             )
         if line_schema != schema:
@@ -554,6 +510,13 @@ def map_json_object(schema: str, obj: Any, *, ignore_unknown: bool = False) -> M
             extension_groups=None if "extensions" in value else frozenset(),
         )
         return MappedRow(value=value, ref=ref, mode=mode or MODES[schema], scope=scope)
+    if schema == Schema.ORDER:
+        return map_order_object(
+            obj,
+            ref=ref,
+            ignore_unknown=ignore_unknown,
+            unknown_message=lambda names: unknown_columns_message(names, schema, what="field"),
+        )
     if schema == Schema.TRACKING:
         value = _known_keys(obj, frozenset(TRACKING_FIELDS), schema, ignore_unknown)
         return MappedRow(value=value, ref=ref, mode=mode or MODES[schema])
@@ -596,18 +559,11 @@ def _sorted_extensions(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def parse_ref(raw: Any, column: str) -> str | None:
-    if raw in (None, ""):
-        return None
-    try:
-        return str(uuid.UUID(str(raw)))
-    except ValueError:
-        raise RowError(column, "invalid_ref", "ref must be a UUID.") from None
-
-
 def canonical_column(schema: str, name: str) -> str | None:
     """A column name as the convention writes it ("E-mail" is not one, "EMAIL" is "email"), or
     None when a file of this schema has no such column."""
+    if schema == Schema.ORDER:
+        return order_canonical_column(name)
     found = _canonical_column(schema, name.strip(), _canonical_names(schema), _group_names(schema))
     return None if found is None else _column_label(found)
 

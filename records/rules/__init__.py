@@ -6,6 +6,7 @@ the configured identity providers are passed in by the caller.
 
 from .codes import (
     ACCEPTED_CURRENCY_CODES,
+    CARD_TYPES,
     COUNTRY_CODES,
     CURRENCY_CODES,
     EXTENSION_KEY,
@@ -14,6 +15,9 @@ from .codes import (
     GENDERS,
     GUEST_TYPE,
     LANGUAGE_CODES,
+    ORDER_CHANNELS,
+    ORDER_STATUSES,
+    PAYMENT_TYPES,
     SUBSCRIPTION_CHANNELS,
     SUBSCRIPTION_STATUSES,
     TITLES,
@@ -38,6 +42,14 @@ from .fields import (
 from .guest import GUEST_FIELDS, clean_guest
 from .identifiers import clean_identifier, identifier_in_use, identity_key
 from .normalizers import normalize_email, normalize_lower, normalize_spaces, normalize_upper
+from .orders import (
+    ORDER_FIELDS,
+    ORDER_ITEM_FIELDS,
+    clean_order,
+    order_already_delivered,
+    order_key,
+    order_redelivery_problems,
+)
 from .problems import PROBLEM_LABELS, Problem, problem_label
 from .subscriptions import clean_subscription
 from .tracking import TRACKING_FIELDS, clean_tracking
@@ -45,6 +57,7 @@ from .tracking import TRACKING_FIELDS, clean_tracking
 __all__ = [
     "ACCEPTED_CURRENCY_CODES",
     "ATTRIBUTE_NAME_PATTERN",
+    "CARD_TYPES",
     "COUNTRY_CODES",
     "CURRENCY_CODES",
     "EMAIL_PATTERN",
@@ -61,6 +74,11 @@ __all__ = [
     "MAX_LONG_TEXT_LENGTH",
     "MAX_PHONE_LENGTH",
     "MAX_TEXT_LENGTH",
+    "ORDER_FIELDS",
+    "ORDER_ITEM_FIELDS",
+    "ORDER_CHANNELS",
+    "ORDER_STATUSES",
+    "PAYMENT_TYPES",
     "PROBLEM_LABELS",
     "SUBSCRIPTION_CHANNELS",
     "SUBSCRIPTION_STATUSES",
@@ -73,6 +91,7 @@ __all__ = [
     "clean_guest",
     "clean_identifier",
     "clean_language",
+    "clean_order",
     "clean_subscription",
     "clean_tracking",
     "format_cdp_date",
@@ -80,6 +99,9 @@ __all__ = [
     "identifier_in_use",
     "identity_key",
     "normalize_email",
+    "order_already_delivered",
+    "order_key",
+    "order_redelivery_problems",
     "problem_label",
     "normalize_lower",
     "normalize_spaces",

@@ -77,3 +77,17 @@ EXTENSION_KEY = "default"
 # can be fixed. Narrowing the list is a one-line change.
 SUBSCRIPTION_CHANNELS: tuple[str, ...] = ("EMAIL", "SMS", "PUSH_NOTIFICATION")
 SUBSCRIPTION_STATUSES: tuple[str, ...] = ("PENDING", "SUBSCRIBED", "UNSUBSCRIBED", "UNKNOWN")
+
+# Orders (cdp-batch-api.md §3.2, S-ORDER). Channels: the current list.
+ORDER_CHANNELS: tuple[str, ...] = (
+    "AIRPORT_KIOSK", "BRANCH", "CALL_CENTER", "GDS", "KIOSK", "MOBILE_APP", "MOBILE_WEB",
+    "OFFLINE", "OTA", "OTHER", "WEB",
+)  # fmt: skip
+# The current statuses, the data lake's UNKNOWN, and the 2015 list (misspellings as CDP wrote
+# them: a tenant loaded in 2015 may still hold PARTIALY_REFUNDED orders).
+ORDER_STATUSES: tuple[str, ...] = (
+    "PURCHASED", "PAYMENT_PENDING", "CONFIRMED", "CANCELLED", "REFUNDED", "UNKNOWN",
+    "RESERVED", "DECLINED", "PENDING", "PARTIALY_CONFIRMED", "PARTIALY_REFUNDED",
+)  # fmt: skip
+PAYMENT_TYPES: tuple[str, ...] = ("Card", "Paypal", "Voucher", "ATM", "Cash", "Other")
+CARD_TYPES: tuple[str, ...] = ("Mastercard", "Visa", "Diners", "American Express")

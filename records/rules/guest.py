@@ -90,6 +90,9 @@ GUEST_FIELDS: tuple[str, ...] = (
     "extensions",
 )
 _GUEST_KEYS = frozenset(GUEST_FIELDS)
+# The guest field rules by key: an order's contact and consumers carry the same fields and
+# follow the same rules (records.rules.orders).
+GUEST_FIELD_CLEANERS: dict[str, Cleaner] = dict(GUEST_SCALAR_CLEANERS)
 
 
 def clean_guest(

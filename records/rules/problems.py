@@ -44,6 +44,10 @@ PROBLEM_LABELS: dict[str, str] = {
     "too_many_attributes": "Too many extension attributes",
     "invalid_attribute_name": "Invalid extension attribute name",
     "invalid_attribute_value": "Invalid extension attribute value",
+    "invalid_number": "Not a number",
+    "duplicate_item_reference": "Order item reference given twice",
+    "unknown_order_item": "Consumer linked to no order item",
+    "order_already_delivered": "Order already delivered to CDP",
 }
 
 

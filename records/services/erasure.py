@@ -43,6 +43,7 @@ from records.models import (
     Guest,
     GuestDeletion,
     Identifier,
+    Order,
     ReviewStatus,
     SuppressedIdentity,
     TrackingEvent,
@@ -92,6 +93,13 @@ SUPPRESSED_GUEST_SQL = (
 SUPPRESSED_TRACKING_SQL = (
     "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(t.identifiers) = 'array'"
     " THEN t.identifiers ELSE '[]'::jsonb END) e JOIN records_suppressedidentity ss"
+    " ON ss.identity_hash = " + _hash_sql("e->>'provider'", "e->>'id'") + ")"
+)
+# An order belongs to the guest its contact's identifiers name (cdp-batch-api.md 3.2).
+SUPPRESSED_ORDER_SQL = (
+    "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(t.contact->'identifiers')"
+    " = 'array' THEN t.contact->'identifiers' ELSE '[]'::jsonb END) e"
+    " JOIN records_suppressedidentity ss"
     " ON ss.identity_hash = " + _hash_sql("e->>'provider'", "e->>'id'") + ")"
 )
 
@@ -175,6 +183,7 @@ def guest_deletion_request(
     )
     suppression_mark_invalid(Guest, ids=guest_ids)
     suppression_mark_invalid(TrackingEvent, all_records=True)
+    suppression_mark_invalid(Order, all_records=True)
     return deletion
 
 
@@ -242,11 +251,15 @@ def _purge_guests_of(deletion: GuestDeletion) -> int:
 
 
 # Per model: the test "carries a suppressed identity" on its alias `t`.
-SUPPRESSED_SQL = {Guest: SUPPRESSED_GUEST_SQL, TrackingEvent: SUPPRESSED_TRACKING_SQL}
+SUPPRESSED_SQL = {
+    Guest: SUPPRESSED_GUEST_SQL,
+    TrackingEvent: SUPPRESSED_TRACKING_SQL,
+    Order: SUPPRESSED_ORDER_SQL,
+}
 
 
 def suppression_mark_invalid(
-    model: type[Guest] | type[TrackingEvent],
+    model: type[Guest] | type[TrackingEvent] | type[Order],
     *,
     ids: Iterable[int] | None = None,
     import_run_id: int | None = None,

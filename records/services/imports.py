@@ -51,7 +51,7 @@ from records.mapping.documents import (
     parse_document,
     to_json,
 )
-from records.models import Guest, ImportRun, ImportRunEvent, Mapping, Schema, TrackingEvent
+from records.models import Guest, ImportRun, ImportRunEvent, Mapping, Order, Schema, TrackingEvent
 from records.services.erasure import suppression_mark_invalid
 from records.services.values import guests_refresh_values, tracking_refresh_values
 
@@ -535,7 +535,9 @@ def _stage(
 
 def _mark_suppressed(run: ImportRun) -> int:
     """Records of this run that carry an erased person's identity become invalid."""
-    model = {Schema.GUEST: Guest, Schema.TRACKING: TrackingEvent}.get(run.schema)
+    model = {Schema.GUEST: Guest, Schema.TRACKING: TrackingEvent, Schema.ORDER: Order}.get(
+        run.schema
+    )
     if model is None:
         # Subscription and extension files change guests through the refresh, which checks.
         return 0

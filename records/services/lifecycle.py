@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from cdpstage.dbroles import table_analyze
-from records.models import DeliveryStatus, ReviewStatus, SuppressedIdentity
+from records.models import DeliveryStatus, Order, ReviewStatus, SuppressedIdentity
 from records.selectors import SELECTION_LOCKS, StagedModel, live_batch_sql, record_kind
 from records.services.erasure import SUPPRESSED_SQL
 
@@ -29,6 +29,9 @@ __all__ = [
     "records_record_outcomes",
     "records_release",
 ]
+
+# Records CDP inserts (never matches to what it has): each may be delivered once.
+INSERTED_ONCE: frozenset[type] = frozenset({Order})
 
 # SQL the caller hands over, and its parameters.
 Query = tuple[str, Sequence[Any]]
@@ -50,6 +53,10 @@ def eligible_sql(
         sql += " AND t.value_hash <> t.delivered_hash"
     if not include_unconfirmed:
         sql += f" AND t.delivery_status <> '{DeliveryStatus.UNCONFIRMED}'"
+    if model in INSERTED_ONCE:
+        # Never once CDP confirmed it, not even in a full send: a second insert of an order
+        # is a second order at CDP, for good (cdp-batch-api.md 3.2).
+        sql += " AND t.delivered_hash = ''"
     # Checked again although such records are invalid: one staged before an erasure request
     # (or in a race with it) must not go out. Only while the list has entries, so an empty
     # list costs the build nothing.

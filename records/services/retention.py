@@ -33,6 +33,7 @@ from records.models import (
     Guest,
     Identifier,
     ImportRun,
+    Order,
     Subscription,
     TrackingEvent,
 )
@@ -83,6 +84,13 @@ PURGED_COLUMNS: dict[type, dict[str, object]] = {
         "feedback": {},
         "cdp_value": "",
     },
+    # The people of an order; its reference, amounts and items describe no one and stay.
+    Order: {
+        "contact": {},
+        "contact_identity_key": "",
+        "consumers": [],
+        "cdp_value": "",
+    },
 }
 GUEST_CHILDREN = (Identifier, Subscription, Extension)
 
@@ -110,7 +118,7 @@ def retention_cutoff(days: int, *, now: datetime | None = None) -> datetime:
     return (now or timezone.now()) - timedelta(days=days)
 
 
-def purgeable(model: type[Guest] | type[TrackingEvent], cutoff: datetime):
+def purgeable(model: type[Guest] | type[TrackingEvent] | type[Order], cutoff: datetime):
     """Records whose delivered value is older than `cutoff` and not waiting to be sent again."""
     delivered = model.objects.filter(
         purged_at__isnull=True, delivery_status=DeliveryStatus.DELIVERED, delivered_at__lt=cutoff
@@ -122,7 +130,7 @@ def purgeable(model: type[Guest] | type[TrackingEvent], cutoff: datetime):
 def records_purge(*, cutoff: datetime, dry_run: bool = False) -> PurgeResult:
     """Purge what the retention period allows (see the module docstring); idempotent."""
     result = PurgeResult(cutoff=cutoff, dry_run=dry_run)
-    for model in (Guest, TrackingEvent):
+    for model in (Guest, TrackingEvent, Order):
         result.records[model._meta.verbose_name_plural] = _purge_records(model, cutoff, dry_run)
     result.import_files = _purge_import_files(cutoff, dry_run)
     result.batch_files = _purge_batch_files(cutoff, dry_run)

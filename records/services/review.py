@@ -21,21 +21,28 @@ from records.models import (
     REVIEW_TRANSITIONS,
     DeliveryStatus,
     Guest,
+    Order,
     ReviewStatus,
     TrackingEvent,
 )
 from records.selectors import held_by_live_batch, in_live_batch, live_batch_of, live_batches_settle
 from records.serializing import GUEST_COLUMNS, TRACKING_COLUMNS
-from records.services.values import guests_refresh_values, tracking_refresh_values
+from records.services.values import (
+    guests_refresh_values,
+    orders_refresh_values,
+    tracking_refresh_values,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "GUEST_EDITABLE_FIELDS",
+    "ORDER_EDITABLE_FIELDS",
     "TRACKING_EDITABLE_FIELDS",
     "DeleteResult",
     "ReviewResult",
     "guest_update",
+    "order_update",
     "records_delete",
     "records_hold",
     "records_mark_new",
@@ -44,12 +51,30 @@ __all__ = [
     "tracking_event_update",
 ]
 
-StagedModel = type[Guest] | type[TrackingEvent]
+StagedModel = type[Guest] | type[TrackingEvent] | type[Order]
 
 # The typed CDP columns a person may edit; lifecycle fields (ref, statuses, hashes, lock,
 # source, identity key, the stored CDP value) are only ever written by services.
 GUEST_EDITABLE_FIELDS = frozenset(column for column, _ in GUEST_COLUMNS.values())
 TRACKING_EDITABLE_FIELDS = frozenset(column for column, _ in TRACKING_COLUMNS.values())
+
+# An order's own fields; its items are edited through the admin's inline (save_items).
+ORDER_EDITABLE_FIELDS = frozenset(
+    {
+        "reference_id",
+        "channel",
+        "point_of_sale",
+        "status",
+        "ordered_at",
+        "currency_code",
+        "price",
+        "payment_type",
+        "card_type",
+        "contact",
+        "consumers",
+        "extensions",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +340,37 @@ def tracking_event_update(
     event.refresh_from_db()
     logger.info("review: user %s edited tracking event %s", user.pk, event.pk)
     return event
+
+
+@transaction.atomic
+def order_update(
+    *,
+    order: Order,
+    fields: Mapping[str, Any],
+    user: Any,
+    save_items: Callable[[], None] | None = None,
+) -> Order:
+    """Change an order's fields (and, through `save_items`, its items), then re-validate it.
+
+    The same refusals as guest_update (locked, personal fields without view_pii, lifecycle
+    fields); a delivered order that changes becomes invalid (records.rules
+    order_redelivery_problems): CDP would insert it a second time.
+    """
+    _check_edit(
+        model=Order,
+        schema="order",
+        record=order,
+        fields=fields,
+        editable=ORDER_EDITABLE_FIELDS,
+        user=user,
+    )
+    _apply(order, fields)
+    if save_items is not None:
+        save_items()
+    orders_refresh_values(order_ids=[order.pk])
+    order.refresh_from_db()
+    logger.info("review: user %s edited order %s", user.pk, order.pk)
+    return order
 
 
 def deletable(queryset: QuerySet) -> QuerySet:

@@ -10,19 +10,29 @@ from typing import Any
 from django.db import connection, transaction
 
 from cdpstage.errors import ApplicationError
-from records.models import Guest, ReviewStatus, TrackingEvent
-from records.rules import Problem, clean_guest, clean_tracking, identifier_in_use, identity_key
+from records.models import Guest, Order, ReviewStatus, TrackingEvent
+from records.rules import (
+    Problem,
+    clean_guest,
+    clean_order,
+    clean_tracking,
+    identifier_in_use,
+    identity_key,
+    order_key,
+    order_redelivery_problems,
+)
 from records.selectors import identity_provider_names, live_batches, live_batches_settle
 from records.serializing import (
     dump_value,
     guest_value_from_instance,
+    order_value_from_instance,
     problems_as_json,
     tracking_value_from_instance,
     value_hash,
 )
 from records.services.erasure import suppression_mark_invalid
 
-__all__ = ["guests_refresh_values", "tracking_refresh_values"]
+__all__ = ["guests_refresh_values", "orders_refresh_values", "tracking_refresh_values"]
 
 
 REFRESH_CHUNK = 1000
@@ -216,3 +226,86 @@ def tracking_refresh_values(*, event_ids: Iterable[int]) -> int:
         suppression_mark_invalid(TrackingEvent, ids=[row[0] for row in rows])
         changed += len(rows)
     return changed
+
+
+@transaction.atomic
+def orders_refresh_values(*, order_ids: Iterable[int]) -> int:
+    """Recompute the canonical value, hash, order key, contact identity, problems and status of
+    these orders, from their columns and items (the admin edit's path; the import computes the
+    same through the same rules). Same contract as guests_refresh_values; also refuses an edit
+    that gives an order the reference id and ordered-at time of another staged order.
+    """
+    providers = identity_provider_names()
+    ids = sorted(set(order_ids))
+    changed = 0
+    live_batches_settle(model=Order)
+    for chunk in _chunks(ids, REFRESH_CHUNK):
+        held = live_batches(model=Order, record_ids=chunk)
+        rows: list[tuple[Any, ...]] = []
+        for order in Order.objects.filter(pk__in=chunk).prefetch_related("items"):
+            value, problems = clean_order(
+                order_value_from_instance(order), identity_providers=providers
+            )
+            text = dump_value(value)
+            digest = value_hash(text)
+            problems += order_redelivery_problems(
+                value_hash=digest, delivered_hash=order.delivered_hash
+            )
+            errors = problems_as_json(problems)
+            key = order_key(value)
+            contact = value.get("contact", {})
+            contact_key = (
+                identity_key(contact.get("identifiers", ()), identity_providers=providers) or ""
+            )
+            value_changed = digest != order.value_hash
+            status = _next_status(order.review_status, changed=value_changed, invalid=bool(errors))
+            if (
+                not value_changed
+                and errors == order.validation_errors
+                and key == order.order_key
+                and contact_key == order.contact_identity_key
+                and status == order.review_status
+            ):
+                continue
+            if value_changed and order.pk in held:
+                raise ApplicationError(
+                    f"Order {order.pk} is in batch {held[order.pk]}, which has not finished; "
+                    "change it after the batch ends."
+                )
+            rows.append((order.pk, text, digest, dump_value(errors), key, contact_key, status))
+        if not rows:
+            continue
+        _check_order_key_free(rows)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                UPDATE records_order AS o
+                   SET cdp_value = v.cdp_value, value_hash = v.value_hash,
+                       validation_errors = v.errors::jsonb, order_key = v.order_key,
+                       contact_identity_key = v.contact_key,
+                       review_status = v.review_status, updated_at = now()
+                  FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],
+                              %s::text[], %s::text[])
+                       AS v(id, cdp_value, value_hash, errors, order_key, contact_key,
+                            review_status)
+                 WHERE o.id = v.id
+                """,
+                [list(column) for column in zip(*rows, strict=True)],
+            )
+        # The rules know nothing of erasure requests: re-apply the suppression list.
+        suppression_mark_invalid(Order, ids=[row[0] for row in rows])
+        changed += len(rows)
+    return changed
+
+
+def _check_order_key_free(rows: list[tuple[Any, ...]]) -> None:
+    keys = {row[4]: row[0] for row in rows if row[4]}
+    if not keys:
+        return
+    taken = Order.objects.filter(order_key__in=list(keys)).values_list("pk", "order_key")
+    for pk, key in taken:
+        if keys[key] != pk:
+            raise ApplicationError(
+                f"Another staged order (id {pk}) has this reference id and ordered-at time: "
+                "CDP identifies an order by the two, so they must be unique among staged orders."
+            )

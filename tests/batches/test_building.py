@@ -57,7 +57,7 @@ def test_batch_create_needs_permission_and_ready_records(user_factory, stager):
     with pytest.raises(ApplicationError, match="no ready tracking"):
         services.batch_create(schema="tracking", user=stager)
     with pytest.raises(ApplicationError, match="guest or tracking"):
-        services.batch_create(schema="order", user=stager)
+        services.batch_create(schema="product", user=stager)
     assert Batch.objects.count() == 0
 
 

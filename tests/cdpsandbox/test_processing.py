@@ -270,6 +270,12 @@ def with_value(**changes):
         (order(orderItems=[]), "400", "Validation error"),
         (order(reference="R", orderContact={}), "400", "Validation error"),  # G-MISHRA keys
         (order(contact={"email": "a@example.com"}), "400", "Not enough identifying information"),
+        (
+            order(consumers=[{"firstName": "A", "orderItems": [{"referenceId": "ELSEWHERE"}]}]),
+            "400",
+            "Validation error",
+        ),
+        (order(orderItems=[order()["value"]["orderItems"][0]] * 2), "400", "Validation error"),
         (tracking(type=None), "400", "Validation error"),
         (tracking(occurredAt="yesterday"), "400", "Validation error"),
     ],

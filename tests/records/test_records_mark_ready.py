@@ -85,7 +85,7 @@ def test_records_mark_ready_tracking(operator):
         (["--schema", "guest", "--all-valid", "--user", "nobody"], "No active user named"),
         (["--schema", "guest", "--import-run", "999999", "--user", "cmd-operator"], "no import"),
         (["--schema", "guest", "--user", "cmd-operator"], "--all-valid --import-run"),
-        (["--schema", "order", "--all-valid", "--user", "cmd-operator"], "invalid choice"),
+        (["--schema", "product", "--all-valid", "--user", "cmd-operator"], "invalid choice"),
     ],
 )
 def test_records_mark_ready_bad_arguments(operator, args, message):

@@ -14,11 +14,13 @@ from records.importing.staging.children import (
     SubscriptionStager,
 )
 from records.importing.staging.guests import GuestStager
+from records.importing.staging.orders import OrderStager
 from records.importing.staging.tracking import TrackingStager
 
 STAGERS: dict[str, type[Stager]] = {
     "guest": GuestStager,
     "tracking": TrackingStager,
+    "order": OrderStager,
     "subscription": SubscriptionStager,
     "extension": ExtensionStager,
 }
@@ -34,6 +36,7 @@ __all__ = [
     "Counts",
     "ExtensionStager",
     "GuestStager",
+    "OrderStager",
     "Stager",
     "SubscriptionStager",
     "TrackingStager",

@@ -18,7 +18,7 @@ from typing import Any
 
 from records.importing.copytext import NULL, copy_array, escape
 from records.mapping import FlatMapping
-from records.mapping.columns import parse_ref
+from records.mapping.rows import parse_ref
 from records.models import Schema
 from records.rules import EXTENSION_KEY, GUEST_TYPE, Problem, identity_key
 from records.rules.extensions import check_extension_groups, extension_into

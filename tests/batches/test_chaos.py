@@ -47,7 +47,7 @@ SEED = int(os.environ.get("CHAOS_SEED", str(random.randrange(1_000_000))))
 LEASE_SECONDS = int(os.environ.get("CHAOS_LEASE_SECONDS", "6"))
 MAINTENANCE_SECONDS = int(os.environ.get("CHAOS_MAINTENANCE_SECONDS", "1"))
 STEPS = ("import", "build", "allocate", "upload", "poll")
-# Kills per step: spread evenly, so each step is hit when KILLS allows.
+# Kills per step: spread evenly, so each step is hit when KILLS allows (see Chaos._target).
 QUOTA = math.ceil(KILLS / len(STEPS))
 # The bound of issue 11: work of a killed worker resumes within a minute, at every step.
 RESUME_BOUND = 60
@@ -143,9 +143,18 @@ class Chaos:
             connections.close_all()
 
     def _target(self) -> Work | None:
-        """A row in the least-killed step that still has kills to take, if a job holds one."""
+        """A row in the least-killed step that still has kills to take, if a job holds one.
+
+        Each step has QUOTA kills; what an earlier step did not take (it ended first) passes
+        to the later ones, so the run still reaches KILLS.
+        """
         done = Counter(kill["work"].step for kill in self.kills)
-        candidates = [work for work in _working() if done[work.step] < QUOTA]
+
+        def room(step: str) -> int:
+            upto = STEPS[: STEPS.index(step) + 1]
+            return QUOTA * len(upto) - sum(done[s] for s in upto)
+
+        candidates = [work for work in _working() if room(work.step) > 0]
         if not candidates:
             return None
         fewest = min(done[work.step] for work in candidates)

@@ -83,8 +83,10 @@ test: install browser-deps db ## Run the whole test suite
 test-fast: install db ## Unit tests only (no worker, sandbox or browser)
 	$(TEST_ENV) $(PY) -m pytest -m "not integration and not browser"
 
-chaos: install db ## SIGKILL random workers during import -> build -> send, longer; prints figures
+chaos: install db ## SIGKILL workers at each step of import -> build -> send (production lease); prints figures
 	$(TEST_ENV) CHAOS_KILLS=$${CHAOS_KILLS:-15} CHAOS_ROWS=$${CHAOS_ROWS:-10000} \
+		CHAOS_LEASE_SECONDS=$${CHAOS_LEASE_SECONDS:-30} \
+		CHAOS_MAINTENANCE_SECONDS=$${CHAOS_MAINTENANCE_SECONDS:-10} \
 		$(PY) -m pytest -p no:cacheprovider -q tests/batches/test_chaos.py
 
 # vulture: unused imports, variables and unreachable code (80 %: what it is sure of; below that

@@ -21,7 +21,7 @@ from typing import Any
 
 import django_rq
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.models import Model, QuerySet
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
@@ -35,6 +35,7 @@ __all__ = [
     "LeaseLostError",
     "job_status",
     "lease_claim",
+    "lease_fence",
     "lease_heartbeat",
     "lease_renew",
     "lease_seconds",
@@ -107,6 +108,7 @@ def lease_heartbeat(
     """
     stop = threading.Event()
     interval = lease_seconds() / 3
+    _name_session(_session_name(model, pk, attempt))
 
     def beat() -> None:
         try:
@@ -131,6 +133,62 @@ def lease_heartbeat(
     finally:
         stop.set()
         thread.join(timeout=30)
+        _name_session("")
+
+
+def _session_name(model: type[Model], pk: int, attempt: int) -> str:
+    """The application_name of the sessions an attempt works in (visible in pg_stat_activity)."""
+    return f"cdpstage {model._meta.label_lower} {pk} a{attempt}"[:63]
+
+
+def _name_session(name: str) -> None:
+    """Name this thread's database session after the attempt working in it ('' resets it)."""
+    try:
+        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+            if name:
+                cursor.execute("SELECT set_config('application_name', %s, false)", [name])
+            else:
+                cursor.execute("RESET application_name")
+    except DatabaseError:
+        # A dead connection names nothing; the job finds out through its own statements.
+        logger.warning("Could not name the database session %r", name, exc_info=True)
+
+
+def lease_fence(model: type[Model], pk: int, attempt: int) -> int:
+    """Terminate the database sessions of an attempt that lost its lease; how many.
+
+    A killed worker's sessions end with its process, a stopped one's (SIGSTOP, a frozen host)
+    stay open, holding its transaction's locks and uncommitted rows. Terminating them rolls
+    that work back at once. Needs the same database role as the workers (or
+    pg_signal_backend); without it the next attempt waits for those locks instead.
+    """
+    try:
+        with transaction.atomic(), connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = %s "
+                "AND pid <> pg_backend_pid()",
+                [_session_name(model, pk, attempt)],
+            )
+            ended = cursor.fetchone()[0]
+    except DatabaseError:
+        logger.warning(
+            "Could not end the sessions of %s %s attempt %s",
+            model.__name__,
+            pk,
+            attempt,
+            exc_info=True,
+        )
+        return 0
+    if ended:
+        logger.warning(
+            "%s %s attempt %s: ended %s database session(s) of the stale attempt",
+            model.__name__,
+            pk,
+            attempt,
+            ended,
+        )
+    return ended
 
 
 def job_status(queue: str, job_id: str) -> str | None:

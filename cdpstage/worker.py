@@ -12,9 +12,16 @@ from django.utils.module_loading import import_string
 from rq import Worker
 from rq.exceptions import StopRequested
 from rq.job import Job
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
+from rq.scripts import release_lock
 from rq.serializers import JSONSerializer
+from rq.utils import as_text, now, utcparse
 
 logger = logging.getLogger(__name__)
+
+# A scheduler renews its queue lock and its heartbeat every second; one silent this long is
+# dead or stopped (SIGSTOP, a frozen host), although its lock would hold for 61 s more.
+SCHEDULER_SILENT_SECONDS = 10
 
 # RQ logs these at INFO on every maintenance pass (every RQ_MAINTENANCE_INTERVAL seconds, on
 # every worker): at INFO they bury what matters (the demo passwords, job lines) in noise.
@@ -111,9 +118,47 @@ class CdpStageWorker(Worker):
         kwargs["serializer"] = JSONSerializer
         super().__init__(*args, **kwargs)
 
+    @property
+    def dequeue_timeout(self) -> int:
+        # An idle worker runs maintenance only when its blocking dequeue returns (worker_ttl -
+        # 15 s): return every maintenance interval, so the reconcilers run that often.
+        return max(1, min(super().dequeue_timeout, int(self.maintenance_interval)))
+
     def run_maintenance_tasks(self) -> None:
+        self.release_dead_scheduler_locks()
         super().run_maintenance_tasks()
         run_reconcilers()
+
+    def release_dead_scheduler_locks(self) -> None:
+        """Free a queue's scheduler lock whose holder stopped beating, so this worker's
+        scheduler takes it in this pass (RQ would wait out the lock's 61 s, then a pass).
+
+        Scheduled work (the next poll, a retry) depends on it: with the holder killed or
+        stopped, nothing moves it to its queue. The release is RQ's own compare-and-delete, so
+        a holder that beat in the meantime keeps its lock; a stopped one that wakes up finds
+        the lock taken and drops it (RQScheduler.heartbeat).
+        """
+        if self.scheduler is None:
+            return
+        for queue in self.queues:
+            key = RQScheduler.get_locking_key(queue.name)
+            holder = self.connection.get(key)
+            if holder is None:
+                continue
+            holder = as_text(holder)
+            if holder == self.scheduler.name:
+                continue
+            beat = self.connection.hget(SCHEDULER_KEY_TEMPLATE % holder, "last_heartbeat")
+            if beat is None:
+                continue  # starting (its lock is taken before its first beat) or expired
+            silent = (now() - utcparse(as_text(beat))).total_seconds()
+            if silent > SCHEDULER_SILENT_SECONDS and release_lock(self.connection, key, holder):
+                logger.warning(
+                    "Scheduler %s of queue %s silent for %.0f s: its lock released",
+                    holder,
+                    queue.name,
+                    silent,
+                )
 
 
 def run_reconcilers() -> None:

@@ -174,16 +174,30 @@ class Identifier(models.Model):
     provider = models.CharField()
     identifier = models.CharField()
     expiry_date = models.DateTimeField(null=True, blank=True)
+    # sha256("provider:id"), the suppression list's key (records.services.erasure
+    # .identity_hash), kept by the database on every write (an import's COPY included), so the
+    # build's suppression check is an index lookup instead of hashing every identifier.
+    identity_hash = models.GeneratedField(
+        expression=models.Func(
+            "provider",
+            "identifier",
+            function="records_identity_hash",
+            output_field=models.CharField(max_length=64),
+        ),
+        output_field=models.CharField(max_length=64),
+        db_persist=True,
+    )
 
     class Meta:
         ordering = ("guest", "position")
-        # Pattern operator class on the id: exact and prefix (admin search) lookups both use it.
         indexes = [
+            # Pattern operator class on the id: exact and prefix (admin search) lookups use it.
             models.Index(
                 fields=["provider", "identifier"],
                 name="identifier_lookup",
                 opclasses=["varchar_ops", "varchar_pattern_ops"],
-            )
+            ),
+            models.Index(fields=["identity_hash"], name="identifier_identity_hash"),
         ]
 
     def __str__(self) -> str:

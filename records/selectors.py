@@ -15,6 +15,7 @@ from records.models import (
     Identifier,
     IdentityProvider,
     ImportRun,
+    ImportRunEvent,
     Mapping,
     Order,
     Schema,
@@ -38,6 +39,7 @@ __all__ = [
     "guests_with_children",
     "guests_with_identity",
     "identity_provider_names",
+    "import_run_events",
     "import_runs_for_schema",
     "mapping_for_header",
     "record_status_counts",
@@ -221,6 +223,11 @@ def guest_countries() -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute(sql)
         return [row[0] for row in cursor.fetchall()]
+
+
+def import_run_events(run: ImportRun) -> QuerySet[ImportRunEvent]:
+    """The import run's audit timeline (status changes, who, which attempt), oldest first."""
+    return ImportRunEvent.objects.filter(run=run).select_related("actor").order_by("id")
 
 
 def import_runs_for_schema(*, schema: str, limit: int = 30) -> QuerySet[ImportRun]:

@@ -21,7 +21,7 @@ from batches.services.failures import batchfile_fail
 from batches.services.outcomes import batch_refresh
 from batches.services.scheduling import QUEUE, retry_delay, schedule_build, schedule_file_step
 from batches.services.transitions import batch_event_create
-from cdpstage.leases import lease_verdict
+from cdpstage.leases import lease_fence, lease_verdict
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,9 @@ def _requeue_build(batch: Batch, reason: str, *, failed: bool) -> None:
             message=f"The build did not finish after {failures} attempts ({reason}).",
         )
         return
-    delay = retry_delay(failures) if failed else 0.0
+    # A first loss (a worker killed or stopped) is redone at once, so the work resumes within
+    # a lease and a pass; back-off only for a build that keeps dying.
+    delay = retry_delay(failures - 1) if failed and failures > 1 else 0.0
     if schedule_build(batch_id=batch.pk, expected_attempt=batch.attempt, delay=delay):
         Batch.objects.filter(pk=batch.pk).update(failures=failures)
         batch_event_create(
@@ -120,6 +122,8 @@ def batches_reconcile() -> dict[str, int]:
         ).order_by("lease_until")[:PASS_LIMIT]:
             verdict = _verdict(batch, now)
             if verdict:
+                if batch.claimed_at is not None:
+                    lease_fence(Batch, batch.pk, batch.attempt)
                 _requeue_build(batch, verdict[0], failed=verdict[1])
                 done["builds"] += 1
         for batch_file in BatchFile.objects.filter(
@@ -127,6 +131,8 @@ def batches_reconcile() -> dict[str, int]:
         ).order_by("lease_until")[:PASS_LIMIT]:
             verdict = _verdict(batch_file, now)
             if verdict:
+                if batch_file.claimed_at is not None:
+                    lease_fence(BatchFile, batch_file.pk, batch_file.attempt)
                 _requeue_file(batch_file, verdict[0], failed=verdict[1])
                 done["files"] += 1
     # Batches whose files all ended but that did not finish (a crash between the two).

@@ -35,7 +35,7 @@ from records.importing.preview import source_preview
 from records.importing.report import report_for_viewer
 from records.mapping import MappingError, compile_header
 from records.models import Extension, ImportRun, Schema, Subscription
-from records.selectors import mapping_for_header
+from records.selectors import import_run_events, mapping_for_header
 from records.services.imports import CANCELLABLE, import_run_cancel, import_run_create
 
 # The form posts a delimiter by name; "" is "detect".
@@ -521,6 +521,7 @@ class ImportRunAdmin(admin.ModelAdmin):
                 progress=import_run_progress(run, can_cancel=self.can_cancel(request, run)),
                 # A re-import of unchanged rows stages nothing new: the link would list no one.
                 records_changed=run.rows_created + run.rows_updated + run.rows_invalid,
+                events=import_run_events(run),
             )
         return super().change_view(request, object_id, form_url, extra_context)
 

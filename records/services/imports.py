@@ -31,7 +31,14 @@ from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
 from cdpstage.errors import ApplicationError
-from cdpstage.leases import LeaseLostError, lease_heartbeat, lease_renew, lease_until, lease_verdict
+from cdpstage.leases import (
+    LeaseLostError,
+    lease_fence,
+    lease_heartbeat,
+    lease_renew,
+    lease_until,
+    lease_verdict,
+)
 from cdpstage.queueing import enqueue_after_commit
 from records.importing import (
     DELIMITERS,
@@ -715,6 +722,8 @@ def import_runs_reconcile() -> dict[str, int]:
         )
         if verdict is None:
             continue  # queued behind other work: not lost
+        if run.status == Status.RUNNING:
+            lease_fence(ImportRun, run.pk, run.attempt)
         if run.attempt >= settings.CDP_MAX_ATTEMPTS:
             if import_run_transition(
                 import_run_id=run.pk,

@@ -240,8 +240,11 @@ def test_flow_worker_killed_mid_upload_loses_nothing_and_sends_nothing_twice(
     settings.CDP_MAX_FILE_BYTES = 2_500
     guests = make_ready_guests(120)
     # The first upload hangs in the sandbox, so the kill lands in the middle of the request.
+    # Its bytes have all been sent: the sandbox takes them when the stall ends, as S3 may
+    # after its client died. The lease outlives that, as the production lease (30 s) outlives
+    # any request in flight, so the next attempt finds them there and does not send them again.
     sandbox.control.fault(target="upload", kind="stall", seconds=6)
-    worker = batches_worker(CDP_MAX_FILE_BYTES="2500")
+    worker = batches_worker(CDP_MAX_FILE_BYTES="2500", CDP_LEASE_SECONDS="15")
     batch = build_and_approve(stager, approver)
     services.batch_send(batch=batch, user=approver)
     wait_for(
@@ -258,7 +261,7 @@ def test_flow_worker_killed_mid_upload_loses_nothing_and_sends_nothing_twice(
     stuck = BatchFile.objects.get(batch=batch, sequence=1)
     assert stuck.status == BatchFile.Status.ALLOCATED
 
-    batches_worker(CDP_MAX_FILE_BYTES="2500")
+    batches_worker(CDP_MAX_FILE_BYTES="2500", CDP_LEASE_SECONDS="15")
     wait_for(lambda: _status(batch) in FINAL, timeout=150, what="the batch to end")
     batch.refresh_from_db()
 

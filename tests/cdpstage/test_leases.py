@@ -5,11 +5,19 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.core.files.base import ContentFile
+from django.db import connection
 from django.utils import timezone
 
-from cdpstage.leases import LeaseLostError, lease_heartbeat, lease_renew, lease_verdict
+from cdpstage.leases import (
+    LeaseLostError,
+    lease_fence,
+    lease_heartbeat,
+    lease_renew,
+    lease_verdict,
+)
 from records.models import ImportRun, ImportRunEvent
 from records.services.imports import import_run_create, import_run_execute, import_run_fail
 
@@ -86,3 +94,43 @@ def test_import_run_status_changes_write_audit_events():
         (other.pk, "pending", "failed"),
     ]
     assert ImportRunEvent.objects.get(run=other).actor_label == "operator"
+
+
+def _session(application_name: str):
+    settings = connection.settings_dict
+    return psycopg.connect(
+        host=settings["HOST"] or "127.0.0.1",
+        port=settings["PORT"] or 5432,
+        user=settings["USER"] or "postgres",
+        dbname=settings["NAME"],
+        application_name=application_name,
+        autocommit=True,
+    )
+
+
+@pytest.mark.django_db
+def test_fence_ends_the_sessions_of_the_stale_attempt_only():
+    stale = _session("cdpstage records.importrun 7 a1")
+    current = _session("cdpstage records.importrun 7 a2")
+    try:
+        assert lease_fence(ImportRun, 7, 1) == 1
+        with pytest.raises(psycopg.OperationalError):
+            stale.execute("SELECT 1")
+        assert current.execute("SELECT 1").fetchone() == (1,)
+        assert lease_fence(ImportRun, 7, 1) == 0
+    finally:
+        stale.close()
+        current.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_heartbeat_names_the_attempts_session_while_it_works():
+    def name() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('application_name')")
+            return cursor.fetchone()[0]
+
+    before = name()
+    with lease_heartbeat(ImportRun, 7, 3, owned={}):
+        assert name() == "cdpstage records.importrun 7 a3"
+    assert name() == before

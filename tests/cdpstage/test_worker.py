@@ -2,14 +2,23 @@
 the project's job functions run at all."""
 
 import logging
+from datetime import timedelta
 
 import django_rq
 import pytest
 from rq import Callback
 from rq.exceptions import StopRequested
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
+from rq.utils import now, utcformat
 
 from batches.jobs import batch_build, on_job_failure
-from cdpstage.worker import JobRefusedError, MaintenanceNoiseFilter, job_function, run_reconcilers
+from cdpstage.worker import (
+    CdpStageWorker,
+    JobRefusedError,
+    MaintenanceNoiseFilter,
+    job_function,
+    run_reconcilers,
+)
 from tests.processes import run_worker_burst
 
 # run_reconcilers closes the process's database connections (a worker must not hand its
@@ -126,3 +135,31 @@ def test_a_worker_refuses_and_reports_a_job_naming_os_system(tmp_path, clean_que
     assert queue.failed_job_registry.get_job_ids() == ["planted-os-system"]
     job.refresh()
     assert "JobRefusedError" in job.latest_result().exc_string
+
+
+def _worker_with_scheduler(queue_name: str) -> CdpStageWorker:
+    queue = django_rq.get_queue("imports")
+    worker = CdpStageWorker([queue_name], connection=queue.connection, maintenance_interval=10)
+    worker.scheduler = RQScheduler([queue_name], connection=queue.connection)
+    return worker
+
+
+@pytest.mark.parametrize(("silent", "released"), [(30, True), (2, False)])
+def test_a_silent_schedulers_lock_is_released_a_beating_ones_is_kept(silent, released):
+    worker = _worker_with_scheduler("lock-probe")
+    redis = worker.connection
+    lock = RQScheduler.get_locking_key("lock-probe")
+    beat = now() - timedelta(seconds=silent)
+    redis.set(lock, "other-scheduler", ex=61)
+    redis.hset(SCHEDULER_KEY_TEMPLATE % "other-scheduler", "last_heartbeat", utcformat(beat))
+    try:
+        worker.release_dead_scheduler_locks()
+        assert (redis.get(lock) is None) is released
+    finally:
+        redis.delete(lock, SCHEDULER_KEY_TEMPLATE % "other-scheduler")
+
+
+def test_an_idle_worker_wakes_up_for_every_maintenance_pass():
+    worker = _worker_with_scheduler("lock-probe")
+    assert worker.worker_ttl - 15 > 10
+    assert worker.dequeue_timeout == 10

@@ -312,3 +312,57 @@ def test_auditor_cannot_cancel(client, user_factory):
     assert client.post(reverse("admin:records_importrun_cancel", args=[run.pk])).status_code == 403
     run.refresh_from_db()
     assert run.status == "pending"
+
+
+def _event_rows(page: str) -> list[list[str]]:
+    """The cells of the event timeline's rows, tags stripped."""
+    table = page.split('id="importrun-events"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>", 1)[1], re.S)
+    return [
+        [
+            re.sub(r"<[^>]+>", "", cell).strip()
+            for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        ]
+        for row in rows
+    ]
+
+
+def test_change_page_lists_the_runs_events_read_only(client, user_factory):
+    run = import_run_create(
+        uploaded_file=ContentFile(BAD, name="guests.csv"),
+        schema="guest",
+        on_error="skip",
+        enqueue=False,
+    )
+    import_run_execute(import_run_id=run.pk, attempt=run.attempt)
+    started, finished = run.events.order_by("id")
+    auditor = user_factory("auditor", groups=("Auditor",), is_staff=True)
+    client.force_login(auditor)
+    page = client.get(reverse("admin:records_importrun_change", args=[run.pk])).content.decode()
+    rows = _event_rows(page)
+    assert [row[1:4] for row in rows] == [
+        ["worker", "1", "pending → running"],
+        ["worker", "1", "running → partial"],
+    ]
+    assert rows[0][4] == started.message == "Attempt 1 started."
+    assert rows[1][4] == finished.message
+    # Read-only: the auditor's page has no form field or button for the events.
+    events_html = page.split('id="importrun-events"', 1)[1].split("</div>", 1)[0]
+    assert "<input" not in events_html
+    assert "<button" not in events_html
+
+
+def test_event_timeline_names_the_user_who_cancelled(stager):
+    run = import_run_create(
+        uploaded_file=ContentFile(BAD, name="guests.csv"), schema="guest", enqueue=False
+    )
+    before = _event_rows(
+        stager.get(reverse("admin:records_importrun_change", args=[run.pk])).content.decode()
+    )
+    assert before == [["No status change recorded yet."]]
+    stager.post(reverse("admin:records_importrun_cancel", args=[run.pk]))
+    rows = _event_rows(
+        stager.get(reverse("admin:records_importrun_change", args=[run.pk])).content.decode()
+    )
+    assert [row[1:4] for row in rows] == [["stager", "1", "pending → failed"]]
+    assert rows[0][4].startswith("Cancelled by stager")

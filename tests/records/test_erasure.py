@@ -85,6 +85,21 @@ def test_sql_and_python_hash_agree_so_staged_guests_are_caught(stager):
     assert SUPPRESSED_CODE not in _codes(other)
 
 
+def test_each_identifier_stores_the_hash_the_suppression_list_uses():
+    # Non-ASCII and a colon inside the id: the SQL function must hash the same UTF-8 bytes.
+    guest = GuestFactory(identifiers=[("email", "zoë@example.com"), ("CRM_ID", "C:1/ß")])
+    stored = dict(Identifier.objects.filter(guest=guest).values_list("provider", "identity_hash"))
+    assert stored == {
+        "email": identity_hash("email", "zoë@example.com"),
+        "CRM_ID": identity_hash("CRM_ID", "C:1/ß"),
+    }
+    # Kept by the database on every write, an edit included.
+    Identifier.objects.filter(guest=guest, provider="CRM_ID").update(identifier="C-2")
+    assert Identifier.objects.get(guest=guest, provider="CRM_ID").identity_hash == identity_hash(
+        "CRM_ID", "C-2"
+    )
+
+
 def test_a_suppressed_guest_can_never_be_marked_ready(stager, user_factory):
     guest = GuestFactory(email=ANNA)
     guest_deletion_request(identifiers=[("email", ANNA)], gdpr=False, user=stager)

@@ -82,7 +82,7 @@ GUEST_NOT_FOUND_CODE = "404"
 # "Carries a suppressed identity", for a guest / tracking event row aliased `t`. A guest's
 # identifiers carry their hash (Identifier.identity_hash, indexed): a join on it, not a hash
 # of every identifier per check. A tracking event's identifiers are JSON: hashed by
-# records_identity_hash(), the SQL twin of identity_hash() (migration 0017).
+# records_identity_hash(), the SQL twin of identity_hash() (migration 0018).
 SUPPRESSED_GUEST_SQL = (
     "EXISTS (SELECT 1 FROM records_identifier si JOIN records_suppressedidentity ss"
     " ON ss.identity_hash = si.identity_hash WHERE si.guest_id = t.id)"
@@ -97,7 +97,7 @@ SUPPRESSED_ORDER_SQL = (
     "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(t.contact->'identifiers')"
     " = 'array' THEN t.contact->'identifiers' ELSE '[]'::jsonb END) e"
     " JOIN records_suppressedidentity ss"
-    " ON ss.identity_hash = " + _hash_sql("e->>'provider'", "e->>'id'") + ")"
+    " ON ss.identity_hash = records_identity_hash(e->>'provider', e->>'id'))"
 )
 
 

@@ -16,7 +16,7 @@ RETURN encode(sha256(convert_to(provider || ':' || identifier, 'UTF8')), 'hex')
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('records', '0016_delivery_status_choices'),
+        ('records', '0017_orders'),
     ]
 
     operations = [

@@ -47,6 +47,8 @@ APP_DELETES = {
     "django_admin_log": "goes with a deleted user (Django's own cascade)",
     "records_guest": "records.services.review.records_delete (never a delivered or locked one)",
     "records_trackingevent": "records.services.review.records_delete",
+    "records_order": "records.services.review.records_delete (never a delivered or locked one)",
+    "records_orderitem": "re-imports replace an order's items; deleting an order takes its items",
     "records_identifier": "re-imports replace a guest's children; retention; erasure",
     "records_subscription": "re-imports replace a guest's children; retention; erasure",
     "records_extension": "re-imports replace a guest's children; retention; erasure",

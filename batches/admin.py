@@ -33,6 +33,7 @@ from django.utils.html import format_html
 
 from batches import selectors, services
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem, BatchSchema
+from batches.services.allowance import allowance_notes
 from cdpstage.admin.paginator import CappedCountPaginator
 from cdpstage.admin.pii import ViewerPiiMixin
 from cdpstage.admin.readonly import ReadOnlyAdmin
@@ -143,7 +144,7 @@ def batch_progress_box(batch: Batch) -> dict:
         f"{settings.CDP_MAX_ATTEMPTS}; the next one starts by itself)."
         for f in selectors.batch_files(batch).filter(next__isnull=True)
         if f.failures and not f.is_finished and f.last_error
-    ]
+    ] + allowance_notes(batch)
     return {
         "status": status,
         "phase": progress.phase,

@@ -26,6 +26,7 @@ from batches.models import (
     BatchFile,
     BatchItem,
 )
+from batches.services.allowance import allowance_notes
 from records.masking import can_view_pii, mask_email, mask_identity_key, mask_message, mask_value
 from records.models import Guest, ReviewStatus, TrackingEvent
 
@@ -238,6 +239,8 @@ def batch_detail(batch: Batch) -> dict[str, Any]:
             "eta_seconds": progress.eta_seconds,
         },
         "validation_summary": batch.validation_summary,
+        # Guest migrations waiting for CDP's daily allowance (batches.services.allowance).
+        "waiting": allowance_notes(batch),
         "files": files,
     }
 

@@ -55,6 +55,7 @@ PERSONAL_FIELD_NAMES: dict[str, frozenset[str]] = {
         }
     ),
     "tracking": frozenset({"guest_identity_key", "identifiers", "uotr", "feedback"}),
+    "migration": frozenset({"from_identity_key", "to_identity_key", "migrate_from", "migrate_to"}),
 }
 
 

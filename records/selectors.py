@@ -12,6 +12,7 @@ from records.models import (
     Extension,
     Guest,
     GuestDeletion,
+    GuestMigration,
     Identifier,
     IdentityProvider,
     ImportRun,
@@ -43,13 +44,14 @@ __all__ = [
     "table_row_estimate",
 ]
 
-StagedModel = type[Guest] | type[TrackingEvent] | type[GuestDeletion]
+StagedModel = type[Guest] | type[TrackingEvent] | type[GuestDeletion] | type[GuestMigration]
 
 
 RECORD_KINDS: dict[type, str] = {
     Guest: BatchedKind.GUEST,
     TrackingEvent: BatchedKind.TRACKING,
     GuestDeletion: BatchedKind.GUEST_DELETION,
+    GuestMigration: BatchedKind.MIGRATION,
 }
 
 
@@ -113,6 +115,7 @@ SELECTION_LOCKS = {
     BatchedKind.GUEST: 0x43445347,
     BatchedKind.TRACKING: 0x43445354,
     BatchedKind.GUEST_DELETION: 0x43445344,  # "CDSD"
+    BatchedKind.MIGRATION: 0x4344534D,  # "CDSM"
 }
 
 

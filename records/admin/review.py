@@ -883,6 +883,7 @@ class GuestAdmin(StagedRecordAdmin):
         "full_name",
         "country",
         "review_status",
+        "mode",
         "error_count",
         "delivery_display",
         "import_run_display",
@@ -890,6 +891,7 @@ class GuestAdmin(StagedRecordAdmin):
     list_display_links = ("id",)
     list_filter = (
         "review_status",
+        "mode",
         "delivery_status",
         CdpOutcomeFilter,
         ErrorCodeFilter,
@@ -949,6 +951,7 @@ class GuestAdmin(StagedRecordAdmin):
                     "fields": (
                         "ref",
                         "identity_key",
+                        "mode",
                         "review_status",
                         "validation_errors_display",
                         "delivery_status",
@@ -986,7 +989,7 @@ class GuestAdmin(StagedRecordAdmin):
             (
                 "CDP value",
                 {
-                    "fields": ("cdp_value_display", "value_hash", "delivered_hash", "mode"),
+                    "fields": ("cdp_value_display", "value_hash", "delivered_hash"),
                     # Long JSON: open on demand, below what a reviewer reads first.
                     "classes": ("collapse",),
                 },
@@ -996,6 +999,10 @@ class GuestAdmin(StagedRecordAdmin):
                 {"fields": ("import_run_display", "source_row", "created_at", "updated_at")},
             ),
         ]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A guest's mode is the steward's choice (insert or upsert), not a lifecycle field.
+        return [n for n in super().get_readonly_fields(request, obj) if n != "mode"]
 
     def search_q(self, term: str) -> Q:
         query = super().search_q(term)

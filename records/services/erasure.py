@@ -42,6 +42,7 @@ from records.models import (
     ErasureStatus,
     Guest,
     GuestDeletion,
+    GuestMigration,
     Identifier,
     ReviewStatus,
     SuppressedIdentity,
@@ -92,6 +93,15 @@ SUPPRESSED_GUEST_SQL = (
 SUPPRESSED_TRACKING_SQL = (
     "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(t.identifiers) = 'array'"
     " THEN t.identifiers ELSE '[]'::jsonb END) e JOIN records_suppressedidentity ss"
+    " ON ss.identity_hash = " + _hash_sql("e->>'provider'", "e->>'id'") + ")"
+)
+
+# A migration names two guests: an erased person on either side stops it (moving data to or
+# from them would put their data back at CDP, or act on a profile that must be gone).
+SUPPRESSED_MIGRATION_SQL = (
+    "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(t.migrate_from) = 'array'"
+    " THEN t.migrate_from ELSE '[]'::jsonb END || CASE WHEN jsonb_typeof(t.migrate_to) = 'array'"
+    " THEN t.migrate_to ELSE '[]'::jsonb END) e JOIN records_suppressedidentity ss"
     " ON ss.identity_hash = " + _hash_sql("e->>'provider'", "e->>'id'") + ")"
 )
 
@@ -175,6 +185,7 @@ def guest_deletion_request(
     )
     suppression_mark_invalid(Guest, ids=guest_ids)
     suppression_mark_invalid(TrackingEvent, all_records=True)
+    suppression_mark_invalid(GuestMigration, all_records=True)
     return deletion
 
 
@@ -242,11 +253,15 @@ def _purge_guests_of(deletion: GuestDeletion) -> int:
 
 
 # Per model: the test "carries a suppressed identity" on its alias `t`.
-SUPPRESSED_SQL = {Guest: SUPPRESSED_GUEST_SQL, TrackingEvent: SUPPRESSED_TRACKING_SQL}
+SUPPRESSED_SQL = {
+    Guest: SUPPRESSED_GUEST_SQL,
+    TrackingEvent: SUPPRESSED_TRACKING_SQL,
+    GuestMigration: SUPPRESSED_MIGRATION_SQL,
+}
 
 
 def suppression_mark_invalid(
-    model: type[Guest] | type[TrackingEvent],
+    model: type[Guest] | type[TrackingEvent] | type[GuestMigration],
     *,
     ids: Iterable[int] | None = None,
     import_run_id: int | None = None,

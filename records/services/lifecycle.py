@@ -19,7 +19,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from records.models import DeliveryStatus, ReviewStatus, SuppressedIdentity
+from records.models import DeliveryStatus, Guest, GuestMode, ReviewStatus, SuppressedIdentity
+from records.rules.modes import guest_at_cdp_sql
 from records.selectors import SELECTION_LOCKS, StagedModel, live_batch_sql, record_kind
 from records.services.erasure import SUPPRESSED_SQL
 
@@ -49,6 +50,11 @@ def eligible_sql(
         sql += " AND t.value_hash <> t.delivered_hash"
     if not include_unconfirmed:
         sql += f" AND t.delivery_status <> '{DeliveryStatus.UNCONFIRMED}'"
+    if model is Guest:
+        # An insert creates the guest: never one CDP has or may have, whatever the send
+        # (full, re-send of unknown outcomes). An import or edit of such a guest also makes
+        # it invalid (the same rule, records.rules.modes); a delivered one is left out here.
+        sql += f" AND NOT (t.mode = '{GuestMode.INSERT}' AND {guest_at_cdp_sql('t')})"
     # Checked again although such records are invalid: one staged before an erasure request
     # (or in a race with it) must not go out. Only while the list has entries, so an empty
     # list costs the build nothing.

@@ -49,6 +49,7 @@ StagedModel = type[Guest] | type[TrackingEvent]
 # source, identity key, the stored CDP value) are only ever written by services.
 GUEST_EDITABLE_FIELDS = frozenset(
     {
+        "mode",
         "email",
         "title",
         "first_name",

@@ -10,8 +10,16 @@ from typing import Any
 from django.db import connection, transaction
 
 from cdpstage.errors import ApplicationError
-from records.models import Guest, ReviewStatus, TrackingEvent
-from records.rules import Problem, clean_guest, clean_tracking, identifier_in_use, identity_key
+from records.models import Guest, GuestMode, ReviewStatus, TrackingEvent
+from records.rules import (
+    Problem,
+    clean_guest,
+    clean_tracking,
+    guest_at_cdp,
+    identifier_in_use,
+    identity_key,
+    insert_at_cdp_problem,
+)
 from records.selectors import identity_provider_names, live_batches, live_batches_settle
 from records.serializing import (
     dump_value,
@@ -70,6 +78,10 @@ def guests_refresh_values(*, guest_ids: Iterable[int]) -> int:
         rows: list[tuple[Any, ...]] = []
         for guest, value, problems in cleaned:
             problems.extend(shared.get(guest.pk, ()))
+            if guest.mode == GuestMode.INSERT and guest_at_cdp(
+                delivered_hash=guest.delivered_hash, delivery_status=guest.delivery_status
+            ):
+                problems.append(insert_at_cdp_problem())
             text = dump_value(value)
             digest = value_hash(text)
             errors = problems_as_json(problems)

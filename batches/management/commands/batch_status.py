@@ -34,6 +34,8 @@ class Command(BaseCommand):
         )
         if detail["message"]:
             self.stdout.write(detail["message"])
+        for note in detail["waiting"]:
+            self.stdout.write(note)
         for f in detail["files"]:
             self.stdout.write(
                 f"  file {f['sequence']} ref {f['batch_ref']}: {f['status']}"

@@ -14,6 +14,7 @@ from records.importing.staging.children import (
     SubscriptionStager,
 )
 from records.importing.staging.guests import GuestStager
+from records.importing.staging.migrations import MigrationStager
 from records.importing.staging.tracking import TrackingStager
 
 STAGERS: dict[str, type[Stager]] = {
@@ -21,6 +22,7 @@ STAGERS: dict[str, type[Stager]] = {
     "tracking": TrackingStager,
     "subscription": SubscriptionStager,
     "extension": ExtensionStager,
+    "migration": MigrationStager,
 }
 
 
@@ -34,6 +36,7 @@ __all__ = [
     "Counts",
     "ExtensionStager",
     "GuestStager",
+    "MigrationStager",
     "Stager",
     "SubscriptionStager",
     "TrackingStager",

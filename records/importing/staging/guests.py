@@ -20,7 +20,14 @@ from records.importing.staging.base import (
 )
 from records.mapping import ChildScope, MappedRow
 from records.models import Guest
-from records.rules import Problem, clean_guest, identifier_in_use, identity_key
+from records.rules import (
+    Problem,
+    clean_guest,
+    identifier_in_use,
+    identity_key,
+    insert_at_cdp_problem,
+)
+from records.rules.modes import GUEST_CREATE, GUEST_UPSERT, guest_at_cdp_sql
 from records.selectors import live_batches_settle
 from records.serializing import (
     GUEST_COLUMNS,
@@ -43,6 +50,8 @@ class _Guest:
     children: _ChildLines
     scope: ChildScope
     ref: str | None
+    # The envelope mode (records.rules.modes): the row's `mode` column or the import's option.
+    mode: str = GUEST_UPSERT
     existing_id: int | None = None  # the staged guest it updates
     # The value's canonical text, its hash and the problems as stored: made by the main
     # thread (the writer thread, which waits on PostgreSQL, is the import's critical path).
@@ -71,7 +80,9 @@ class _Guest:
         self.errors = problems_as_json(self.problems)
         status = "invalid" if self.errors else "new"
         self.line = (
-            copy_row((status, dump_value(self.errors), self.row, text, self.digest, self.key))
+            copy_row(
+                (status, dump_value(self.errors), self.row, text, self.digest, self.key, self.mode)
+            )
             + "\t"
             + self.typed
         )
@@ -80,7 +91,7 @@ class _Guest:
 # The columns of _Guest.line, the part of a guest's COPY row known before the write.
 _LINE_COLUMNS = (
     "review_status", "validation_errors", "source_row", "cdp_value", "value_hash",
-    "identity_key", *GUEST_TYPED,
+    "identity_key", "mode", *GUEST_TYPED,
 )  # fmt: skip
 
 
@@ -163,6 +174,9 @@ class _Existing:
     # Its stored problems (JSON text): a row with the same value but other problems (the
     # rules' data changed since, e.g. a provider was added) is written too.
     errors_json: str
+    mode: str
+    # CDP has (or may have) it: an insert-mode row for it is invalid (records.rules.modes).
+    at_cdp: bool
 
     def has_errors(self, errors: list[dict[str, str]]) -> bool:
         return orjson.loads(self.errors_json) == errors
@@ -171,7 +185,7 @@ class _Existing:
 # The identity key and the _Existing fields of a staged guest `g`.
 _EXISTING_COLUMNS = f"""g.identity_key, g.id, g.value_hash, {live_batch_of("g")}, g.ref::text,
     g.cdp_value, g.delivery_status = 'not_sent' AND g.delivered_hash = '',
-    g.validation_errors::text"""
+    g.validation_errors::text, g.mode, {guest_at_cdp_sql("g")}"""
 
 
 class GuestStager(Stager):
@@ -200,7 +214,7 @@ class GuestStager(Stager):
         self.cursor.execute(
             f"""CREATE TEMP TABLE {self.t_guest} (
                     source_row integer, identity_key text, ref uuid, review_status text,
-                    validation_errors jsonb, cdp_value text, value_hash text, {typed}
+                    validation_errors jsonb, cdp_value text, value_hash text, mode text, {typed}
                 ) ON COMMIT DROP"""
         )
         # Every identity seen in this file so far, with its first row: a guest repeated in one
@@ -232,6 +246,7 @@ class GuestStager(Stager):
             typed = _valid_typed_text(value)
             children = _valid_child_lines(value)
         guest = _Guest(row, key, value, problems, typed, children, mapped.scope, ref)
+        guest.mode = mapped.mode or self.default_mode or GUEST_UPSERT
         guest.idents = idents
         guest.serialize()
         if not _needs_merge(guest.scope):
@@ -308,6 +323,8 @@ class GuestStager(Stager):
             found = existing.get(guest.key) if guest.key is not None else None
             # The earlier rows it replaced count as updates of the guest (as a re-import).
             result.updated += len(guest.repeats)
+            if guest.mode == GUEST_CREATE and found is not None and found.at_cdp:
+                guest.add_problems([insert_at_cdp_problem()])
             merge = found is not None and _needs_merge(guest.scope) and found.cdp_value
             if merge:
                 self._merge(guest, found)
@@ -319,7 +336,12 @@ class GuestStager(Stager):
                 and found.ref_adoptable
                 and found.locked_by is None
             )
-            same = found is not None and digest == found.value_hash and found.has_errors(errors)
+            same = (
+                found is not None
+                and digest == found.value_hash
+                and found.has_errors(errors)
+                and found.mode == guest.mode
+            )
             if new_ref and same:
                 # Same value under the file's ref (a batch line): only the ref changes.
                 refs.append((found.id, guest.ref))
@@ -604,10 +626,10 @@ class GuestStager(Stager):
         )
         ids = [r[0] for r in cursor.fetchall()]
         now = copy_row((timezone.now(),))
-        middle = f"upsert\t{copy_row((self.import_run_id,))}\tnot_sent\t\t"
+        middle = f"{copy_row((self.import_run_id,))}\tnot_sent\t\t"
         tail = f"\t{now}\t{now}"
         columns = (
-            "mode", "import_run_id", "delivery_status", "delivered_hash", *_LINE_COLUMNS,
+            "import_run_id", "delivery_status", "delivered_hash", *_LINE_COLUMNS,
             "created_at", "updated_at",
         )  # fmt: skip
         # A guest without a ref from its file gets one from the column's default
@@ -650,6 +672,7 @@ class GuestStager(Stager):
                 "source_row",
                 "cdp_value",
                 "value_hash",
+                "mode",
                 *GUEST_TYPED,
             )
         )
@@ -658,7 +681,7 @@ class GuestStager(Stager):
                     ref, mode, review_status, validation_errors, import_run_id, source_row,
                     cdp_value, value_hash, delivery_status, delivered_hash, identity_key,
                     {typed}, created_at, updated_at)
-                SELECT COALESCE(ref, gen_random_uuid()), 'upsert', review_status,
+                SELECT COALESCE(ref, gen_random_uuid()), mode, review_status,
                        validation_errors, %s, source_row, cdp_value, value_hash, 'not_sent', '',
                        identity_key, {typed}, now(), now()
                   FROM {self.t_guest}

@@ -41,7 +41,7 @@ from cdpstage.errors import ApplicationError
 from cdpstage.templatetags.humanize_units import duration_text, size_text
 from records.admin.review import CdpOutcomes, register_cdp_outcomes, register_delivery_history
 from records.masking import can_view_pii, mask_message
-from records.models import Guest, ReviewStatus, TrackingEvent
+from records.models import Guest, GuestMigration, ReviewStatus, TrackingEvent
 from records.rules import problem_label
 
 # The states in which a batch changes without anyone clicking: its page polls its progress.
@@ -724,6 +724,7 @@ def render_delivery_history(record) -> str:
 
 register_delivery_history(Guest, render_delivery_history)
 register_delivery_history(TrackingEvent, render_delivery_history)
+register_delivery_history(GuestMigration, render_delivery_history)
 register_cdp_outcomes(
     CdpOutcomes(
         groups=selectors.rejection_group_choices,

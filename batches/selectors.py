@@ -28,7 +28,7 @@ from batches.models import (
 )
 from batches.services.allowance import allowance_notes
 from records.masking import can_view_pii, mask_email, mask_identity_key, mask_message, mask_value
-from records.models import Guest, ReviewStatus, TrackingEvent
+from records.models import Guest, GuestMigration, ReviewStatus, TrackingEvent
 
 __all__ = [
     "BatchProgress",
@@ -247,7 +247,7 @@ def batch_detail(batch: Batch) -> dict[str, Any]:
 
 # The staged records of each batch schema the rejected-records table names (erasure requests
 # carry no personal data to name them by).
-RECORD_MODELS = {"guest": Guest, "tracking": TrackingEvent}
+RECORD_MODELS = {"guest": Guest, "tracking": TrackingEvent, "migration": GuestMigration}
 
 
 # -- rejected records ---------------------------------------------------------------------------
@@ -339,6 +339,12 @@ def _record_labels(schema: str, record_ids: list[int], *, show_pii: bool) -> dic
             else:
                 labels[pk] = (key if show_pii else mask_identity_key(key)) or f"guest {pk}"
         return labels
+    if schema == "migration":
+        mask = (lambda key: key) if show_pii else mask_identity_key
+        rows = GuestMigration.objects.filter(pk__in=record_ids).values_list(
+            "pk", "from_identity_key", "to_identity_key"
+        )
+        return {pk: f"{mask(source)} → {mask(target)}" for pk, source, target in rows}
     rows = TrackingEvent.objects.filter(pk__in=record_ids).values_list(
         "pk", "type", "guest_identity_key"
     )

@@ -8,7 +8,14 @@ from django.utils import timezone
 
 from batches.models import BATCH_FINAL_STATUSES, Batch, BatchFile
 from cdpstage.charts import bar_chart
-from records.models import DeliveryStatus, Guest, ImportRun, ReviewStatus, TrackingEvent
+from records.models import (
+    DeliveryStatus,
+    Guest,
+    GuestMigration,
+    ImportRun,
+    ReviewStatus,
+    TrackingEvent,
+)
 from records.selectors import live_batch_count
 
 THROUGHPUT_DAYS = 14
@@ -21,6 +28,7 @@ def dashboard_context(user) -> dict:
         context["records"] = [
             _status_counts("Guests", Guest),
             _status_counts("Tracking events", TrackingEvent),
+            _status_counts("Guest migrations", GuestMigration),
         ]
         # Two tables, one per status kind: a record has one review and one delivery status.
         context["review_columns"] = ReviewStatus.labels

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from cdpstage.commandline import get_user
 from cdpstage.errors import ApplicationError
-from records.models import Guest, ImportRun, ReviewStatus, Schema, TrackingEvent
+from records.models import Guest, GuestMigration, ImportRun, ReviewStatus, Schema, TrackingEvent
 from records.services.review import records_mark_ready
 
 # One service call (one transaction) per chunk: at 1M records a single UPDATE holds its row
@@ -27,11 +27,16 @@ def _chunks(queryset, size: int) -> Iterator[list[int]]:
         last = ids[-1]
 
 
-MODELS = {Schema.GUEST.value: Guest, Schema.TRACKING.value: TrackingEvent}
+MODELS = {
+    Schema.GUEST.value: Guest,
+    Schema.TRACKING.value: TrackingEvent,
+    Schema.MIGRATION.value: GuestMigration,
+}
 # Import runs whose rows end up on the schema's records (child files update their guests).
 RUN_SCHEMAS = {
     Schema.GUEST.value: {Schema.GUEST, Schema.SUBSCRIPTION, Schema.EXTENSION},
     Schema.TRACKING.value: {Schema.TRACKING},
+    Schema.MIGRATION.value: {Schema.MIGRATION},
 }
 
 

@@ -113,6 +113,7 @@ class ImportFileForm(forms.Form):
     )
     guest_mode = forms.ChoiceField(
         label="Guests are sent as",
+        required=False,  # not given: upsert, the default
         choices=GuestMode.choices,
         initial=GuestMode.UPSERT,
         widget=forms.RadioSelect,
@@ -489,7 +490,7 @@ class ImportRunAdmin(admin.ModelAdmin):
                     delimiter=DELIMITER_VALUES[data["delimiter"]],
                     on_error=data["on_error"],
                     ignore_unknown_columns=data["ignore_unknown_columns"],
-                    guest_mode=data["guest_mode"],
+                    guest_mode=data["guest_mode"] or GuestMode.UPSERT,
                     sheet=data["sheet"],
                     header_row=data["header_row"],
                     await_mapping=await_mapping,

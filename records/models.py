@@ -30,8 +30,8 @@ class GuestMode(models.TextChoices):
     is decided in records.rules.modes.
     """
 
-    UPSERT = "upsert", "Upsert: update the guest or create it"
-    INSERT = "create", "Insert: create a new guest only (sent as CDP mode create)"
+    UPSERT = "upsert", "Upsert"
+    INSERT = "create", "Insert (sent as create)"
 
 
 GUEST_MODE_HELP = (

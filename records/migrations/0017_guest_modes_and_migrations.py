@@ -26,8 +26,8 @@ class Migration(migrations.Migration):
             name="guest_mode",
             field=models.CharField(
                 choices=[
-                    ("upsert", "Upsert: update the guest or create it"),
-                    ("create", "Insert: create a new guest only (sent as CDP mode create)"),
+                    ("upsert", "Upsert"),
+                    ("create", "Insert (sent as create)"),
                 ],
                 default="upsert",
                 help_text="Upsert (the default) updates the guest CDP has with this identity, or creates it. Insert creates a new guest only: CDP refuses it (409) when a guest with one of its identifiers exists, and a guest CDP already has cannot be inserted again. CDP does not support mode 'insert' for guests, so an insert goes to CDP as its documented mode 'create'.",
@@ -52,8 +52,8 @@ class Migration(migrations.Migration):
             name="mode",
             field=models.CharField(
                 choices=[
-                    ("upsert", "Upsert: update the guest or create it"),
-                    ("create", "Insert: create a new guest only (sent as CDP mode create)"),
+                    ("upsert", "Upsert"),
+                    ("create", "Insert (sent as create)"),
                 ],
                 default="upsert",
                 help_text="Upsert (the default) updates the guest CDP has with this identity, or creates it. Insert creates a new guest only: CDP refuses it (409) when a guest with one of its identifiers exists, and a guest CDP already has cannot be inserted again. CDP does not support mode 'insert' for guests, so an insert goes to CDP as its documented mode 'create'.",

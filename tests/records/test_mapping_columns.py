@@ -320,3 +320,34 @@ def test_map_json_object_child_objects_carry_link():
 def test_known_columns_lists_templates():
     assert "identifiers.<n>.provider" in known_columns("guest")
     assert "ext.<attribute>" in known_columns("extension")
+
+
+def test_a_mapping_maps_a_column_or_a_constant_to_the_guest_mode():
+    from records.mapping.applying import plan_mapping
+    from records.mapping.documents import parse_document
+
+    def document(columns, constants):
+        return parse_document(
+            {
+                "format": "cdpstage-mapping",
+                "version": 1,
+                "name": "modes",
+                "schema": "guest",
+                "columns": columns,
+                "constants": {"identifiers[0].provider": "email", **constants},
+            }
+        )
+
+    by_column = document(
+        [
+            {"source": "Mail", "target": "identifiers[0].id"},
+            {"source": "New?", "target": "mode", "values": {"Y": "insert", "N": "upsert"}},
+        ],
+        {},
+    )
+    plan = plan_mapping(by_column, ["Mail", "New?"])
+    assert plan.flat.to_row(plan.cells(["a@example.com", "Y"])).mode == "create"
+    assert plan.flat.to_row(plan.cells(["a@example.com", "N"])).mode == "upsert"
+    constant = document([{"source": "Mail", "target": "identifiers[0].id"}], {"mode": "insert"})
+    plan = plan_mapping(constant, ["Mail"])
+    assert plan.flat.to_row(plan.cells(["a@example.com"])).mode == "create"

@@ -6,7 +6,8 @@ tenant in any region can read off the same clock). What the day has used is coun
 database, never from a worker's memory, so every dispatcher on every host sees the same
 figure (the dispatcher holds its advisory lock while it counts and chooses): the records of
 migration files uploaded since the day began (a file CDP found `corrupted` was not processed
-and does not count), plus those of files dispatched and not uploaded yet (on their way).
+and does not count), plus those of files dispatched and not uploaded yet (on their way), plus
+those a resumed upload found already at CDP, by the day they were dispatched.
 A file that does not fit what is left waits, still pending, and the reconciler's dispatch on
 every worker's maintenance pass sends it once the day has turned. A build cuts migration
 batches into files of at most one day's allowance, so every file fits some day.
@@ -63,13 +64,22 @@ def migration_allowance(*, now: datetime | None = None) -> Allowance:
     """What today's allowance is and how much of it migration files have used."""
     now = now or timezone.now()
     start = day_start(now)
-    counted = BatchFile.objects.filter(batch__schema__in=LIMITED_SCHEMAS).filter(
-        Q(uploaded_at__gte=start, uploaded_at__lte=now) & ~Q(status=BatchFile.Status.CORRUPTED)
-        | Q(
-            dispatched_at__isnull=False,
-            uploaded_at__isnull=True,
-            status__in=(BatchFile.Status.PENDING, BatchFile.Status.ALLOCATED),
-        )
+    uploaded_today = Q(uploaded_at__gte=start, uploaded_at__lte=now)
+    # On its way: dispatched, its bytes not up yet.
+    on_its_way = Q(
+        uploaded_at__isnull=True,
+        dispatched_at__isnull=False,
+        status__in=(BatchFile.Status.PENDING, BatchFile.Status.ALLOCATED),
+    )
+    # Bytes a resumed upload found already at CDP (no upload time of ours): by the day it was
+    # dispatched. A ref given up on, or replaced, before its upload counts nothing.
+    found_at_cdp = Q(
+        uploaded_at__isnull=True, dispatched_at__gte=start, dispatched_at__lte=now
+    ) & ~Q(status__in=(BatchFile.Status.FAILED, BatchFile.Status.SUPERSEDED))
+    counted = (
+        BatchFile.objects.filter(batch__schema__in=LIMITED_SCHEMAS)
+        .exclude(status=BatchFile.Status.CORRUPTED)
+        .filter(uploaded_today | on_its_way | found_at_cdp)
     )
     used = counted.aggregate(n=Sum("record_count"))["n"] or 0
     return Allowance(limit=_limit(), used=used, resets_at=start + timedelta(days=1))

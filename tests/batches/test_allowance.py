@@ -44,10 +44,12 @@ def test_used_counts_uploaded_today_and_on_their_way_not_yesterday_or_corrupted(
     _file(batch, 3, 30, uploaded_at=NOON - timedelta(hours=2), status="corrupted")
     _file(batch, 4, 5, dispatched_at=NOON, status="allocated")  # on its way
     _file(batch, 5, 40)  # waiting, not dispatched
+    _file(batch, 6, 3, dispatched_at=NOON, status="uploaded")  # a resumed upload found it at CDP
+    _file(batch, 7, 50, dispatched_at=NOON, status="superseded")  # URL expired before upload
     guests = _batch(user_factory("v"), schema="guest")
     _file(guests, 1, 1000, uploaded_at=NOON, status="success")  # not a migration
     allowance = migration_allowance(now=NOON)
-    assert (allowance.used, allowance.left) == (15, 85)
+    assert (allowance.used, allowance.left) == (18, 82)
 
 
 def test_within_allowance_holds_back_migration_files_in_order_only(settings):

@@ -226,7 +226,8 @@ def batch_create(
 RESEND_UNCONFIRMED_WARNING = (
     "Records of unknown outcome may already have been applied by CDP: re-sending them sends "
     "them a second time. Guests are upserted, so a second copy overwrites the profile with the "
-    "same values; prefer fetching CDP's error log again, which tells what was applied."
+    "same values (guests in insert mode are never sent again this way: CDP may have created "
+    "them); prefer fetching CDP's error log again, which tells what was applied."
 )
 
 

@@ -33,7 +33,7 @@ from django.utils.html import format_html
 
 from batches import selectors, services
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem, BatchSchema
-from batches.services.allowance import allowance_notes
+from batches.services.allowance import LIMITED_SCHEMAS, allowance_notes, allowance_summary
 from cdpstage.admin.paginator import CappedCountPaginator
 from cdpstage.admin.pii import ViewerPiiMixin
 from cdpstage.admin.readonly import ReadOnlyAdmin
@@ -139,6 +139,8 @@ def batch_progress_box(batch: Batch) -> dict:
             if progress.eta_seconds:
                 parts.append(f"about {duration_text(progress.eta_seconds)} left")
         text = " · ".join(parts)
+    if status in (Batch.Status.BUILT, Batch.Status.APPROVED) and batch.schema in LIMITED_SCHEMAS:
+        text += " " + allowance_summary()  # what the approver is about to send into
     retries = [
         f"File {f.sequence}: {f.last_error} (try {f.failures + 1} of "
         f"{settings.CDP_MAX_ATTEMPTS}; the next one starts by itself)."

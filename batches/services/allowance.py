@@ -28,6 +28,7 @@ from batches.models import Batch, BatchFile, BatchSchema
 __all__ = [
     "Allowance",
     "allowance_notes",
+    "allowance_summary",
     "file_record_cap",
     "migration_allowance",
     "within_allowance",
@@ -120,6 +121,16 @@ def within_allowance(
     return chosen
 
 
+def allowance_summary(*, now: datetime | None = None) -> str:
+    """The ceiling and what is left of it today, as the approver reads it before sending."""
+    allowance = migration_allowance(now=now)
+    return (
+        f"CDP takes at most {allowance.limit:,} guest migrations a day "
+        f"(CDP_MIGRATION_DAILY_LIMIT): {allowance.left:,} left today, until "
+        f"{allowance.resets_at:%Y-%m-%d %H:%M} UTC; files beyond it wait for the next day."
+    )
+
+
 def allowance_notes(batch: Batch, *, now: datetime | None = None) -> list[str]:
     """What the batch page and batch_status say about files waiting for the allowance."""
     if batch.schema not in LIMITED_SCHEMAS or batch.status not in (
@@ -141,7 +152,8 @@ def allowance_notes(batch: Batch, *, now: datetime | None = None) -> list[str]:
         return []  # the next one fits: it goes as soon as CDP has room (one file at a time)
     files, records = len(waiting), sum(waiting)
     return [
-        f"{files:,} file{'s' if files != 1 else ''} ({records:,} guest migrations) waiting for "
+        f"{files:,} file{'s' if files != 1 else ''} ({records:,} guest migration"
+        f"{'s' if records != 1 else ''}) waiting for "
         f"tomorrow's allowance, {allowance.left:,} left today: CDP recommends at most "
         f"{allowance.limit:,} guest migrations a day (CDP_MIGRATION_DAILY_LIMIT); the allowance "
         f"resets at {allowance.resets_at:%Y-%m-%d %H:%M} UTC and they go out then by themselves."

@@ -81,3 +81,23 @@ def test_notes_say_what_waits_and_what_is_left(user_factory, settings):
     assert "resets at 2026-12-04 00:00 UTC" in note
     # The next day the file fits: nothing to say (it goes when CDP has room).
     assert allowance_notes(batch, now=NOON + timedelta(days=1)) == []
+
+
+def test_batch_page_shows_the_ceiling_before_sending_and_what_waits_while_sending(
+    user_factory, settings
+):
+    from batches.admin import batch_progress_box
+
+    settings.CDP_MIGRATION_DAILY_LIMIT = 2
+    user = user_factory("u")
+    built = _batch(user, status=Batch.Status.BUILT)
+    assert (
+        "at most 2 guest migrations a day (CDP_MIGRATION_DAILY_LIMIT): 2 left today"
+        in (batch_progress_box(built)["text"])
+    )
+    assert "a day" not in batch_progress_box(_batch(user, "guest", Batch.Status.BUILT))["text"]
+    sending = _batch(user)
+    _file(sending, 1, 2, uploaded_at=datetime.now(UTC), status="success")
+    _file(sending, 2, 1)
+    (note,) = batch_progress_box(sending)["retries"]
+    assert "1 file (1 guest migration) waiting for tomorrow's allowance, 0 left today" in note

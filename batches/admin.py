@@ -33,6 +33,7 @@ from django.utils.html import format_html
 
 from batches import selectors, services
 from batches.models import Batch, BatchEvent, BatchFile, BatchItem, BatchSchema
+from batches.services.allowance import LIMITED_SCHEMAS, allowance_notes, allowance_summary
 from cdpstage.admin.paginator import CappedCountPaginator
 from cdpstage.admin.pii import ViewerPiiMixin
 from cdpstage.admin.readonly import ReadOnlyAdmin
@@ -40,7 +41,7 @@ from cdpstage.errors import ApplicationError
 from cdpstage.templatetags.humanize_units import duration_text, size_text
 from records.admin.delivery import CdpOutcomes, register_cdp_outcomes, register_delivery_history
 from records.masking import can_view_pii, mask_message
-from records.models import Guest, Order, ReviewStatus, TrackingEvent
+from records.models import Guest, GuestMigration, Order, ReviewStatus, TrackingEvent
 from records.rules import problem_label
 
 # The states in which a batch changes without anyone clicking: its page polls its progress.
@@ -139,12 +140,14 @@ def batch_progress_box(batch: Batch) -> dict:
             if progress.eta_seconds:
                 parts.append(f"about {duration_text(progress.eta_seconds)} left")
         text = " · ".join(parts)
+    if status in (Batch.Status.BUILT, Batch.Status.APPROVED) and batch.schema in LIMITED_SCHEMAS:
+        text += " " + allowance_summary()  # what the approver is about to send into
     retries = [
         f"File {f.sequence}: {f.last_error} (try {f.failures + 1} of "
         f"{settings.CDP_MAX_ATTEMPTS}; the next one starts by itself)."
         for f in selectors.batch_files(batch).filter(next__isnull=True)
         if f.failures and not f.is_finished and f.last_error
-    ]
+    ] + allowance_notes(batch)
     return {
         "status": status,
         "phase": progress.phase,
@@ -727,6 +730,7 @@ def render_delivery_history(record) -> str:
 register_delivery_history(Guest, render_delivery_history)
 register_delivery_history(TrackingEvent, render_delivery_history)
 register_delivery_history(Order, render_delivery_history)
+register_delivery_history(GuestMigration, render_delivery_history)
 register_cdp_outcomes(
     CdpOutcomes(
         groups=selectors.rejection_group_choices,

@@ -59,7 +59,8 @@ NOT_FOUND = CodeGroup(
 CONFLICT = CodeGroup(
     "conflict",
     "The identity already exists in CDP",
-    "A create tried to make a guest whose identity CDP already has. Send it as an upsert instead.",
+    "A create (a guest in insert mode) tried to make a guest whose identity CDP already has. "
+    "Set the guest's mode to upsert, mark it ready and send it again.",
 )
 CDP_SIDE = CodeGroup(
     "cdp_side",

@@ -150,8 +150,10 @@ def export_gzip_parts(
     codec: str = "isal",
     level: int = 2,
     on_lines: Callable[[int], None] | None = None,
+    max_records: int | None = None,
 ) -> Iterator[tuple[ExportedPart, BinaryIO]]:
-    """Write the NDJSON stream `chunks` into gzip files of at most `max_bytes` compressed.
+    """Write the NDJSON stream `chunks` into gzip files of at most `max_bytes` compressed
+    (and at most `max_records` lines each, when given).
 
     `open_part(index)` returns a writable binary file for part `index` (1-based). Each finished
     part is yielded with its file object (flushed, not closed) before the next is opened, so the
@@ -170,7 +172,12 @@ def export_gzip_parts(
     carry = b""  # an incomplete last line, waiting for the rest
     lines_done = 0
 
-    def fits(size: int) -> bool:
+    if max_records is not None and max_records < 1:
+        raise ValueError("A file must be allowed at least one record.")
+
+    def fits(size: int, lines: int) -> bool:
+        if max_records is not None and part.records + lines > max_records:
+            return False
         return part.written + _bound(pending + size) <= limit
 
     for chunk in chunks:
@@ -183,7 +190,7 @@ def export_gzip_parts(
         count = block.count(b"\n")
         if part is None:
             part = _PartWriter(1, open_part(1), new_compressor(), first_line=1)
-        if fits(len(block)):
+        if fits(len(block), count):
             # The common case: the whole run of lines fits as it is.
             part.feed(block, count)
             pending += len(block)
@@ -194,10 +201,10 @@ def export_gzip_parts(
             while start < end:
                 stop = block.index(b"\n", start) + 1
                 size = stop - start
-                if not fits(size):
+                if not fits(size, 1):
                     part.sync()
                     pending = 0
-                    if not fits(size) and part.records:
+                    if not fits(size, 1) and part.records:
                         yield part.finish(), part.fileobj
                         part = _PartWriter(
                             part.index + 1,
@@ -205,7 +212,7 @@ def export_gzip_parts(
                             new_compressor(),
                             first_line=number + 1,
                         )
-                    if not fits(size):
+                    if not fits(size, 1):
                         raise ExportError(
                             f"Line {number + 1} is {size} bytes long, too large for a file of "
                             f"at most {max_bytes} bytes."

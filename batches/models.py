@@ -24,6 +24,9 @@ class BatchSchema(models.TextChoices):
     ORDER = "order", "Orders"
     # Sent as schema "guest" in mode delete / gdpr_delete (records.models.GuestDeletion).
     GUEST_DELETION = "guest_deletion", "Guest deletions (erasure requests)"
+    # Schema "migration", mode "guest" (records.models.GuestMigration); sent within the daily
+    # allowance CDP_MIGRATION_DAILY_LIMIT (batches.services.allowance).
+    MIGRATION = "migration", "Guest migrations"
 
 
 class Batch(TimeStampedModel, LeasedWork):

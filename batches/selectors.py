@@ -27,9 +27,10 @@ from batches.models import (
     BatchItem,
     BatchSchema,
 )
+from batches.services.allowance import allowance_notes
 from batches.services.building import SCHEMAS
 from records.masking import can_view_pii, mask_email, mask_identity_key, mask_message, mask_value
-from records.models import Guest, Order, ReviewStatus, TrackingEvent
+from records.models import Guest, GuestMigration, Order, ReviewStatus, TrackingEvent
 from records.services import lifecycle
 
 __all__ = [
@@ -241,13 +242,20 @@ def batch_detail(batch: Batch) -> dict[str, Any]:
             "eta_seconds": progress.eta_seconds,
         },
         "validation_summary": batch.validation_summary,
+        # Guest migrations waiting for CDP's daily allowance (batches.services.allowance).
+        "waiting": allowance_notes(batch),
         "files": files,
     }
 
 
 # The staged records of each batch schema the rejected-records table names (erasure requests
 # carry no personal data to name them by).
-RECORD_MODELS = {"guest": Guest, "tracking": TrackingEvent, "order": Order}
+RECORD_MODELS = {
+    "guest": Guest,
+    "tracking": TrackingEvent,
+    "order": Order,
+    "migration": GuestMigration,
+}
 
 
 # -- rejected records ---------------------------------------------------------------------------
@@ -348,6 +356,12 @@ def _record_labels(schema: str, record_ids: list[int], *, show_pii: bool) -> dic
             pk: f"Order {reference} of {key if show_pii else mask_identity_key(key)}"
             for pk, reference, key in rows
         }
+    if schema == "migration":
+        mask = (lambda key: key) if show_pii else mask_identity_key
+        rows = GuestMigration.objects.filter(pk__in=record_ids).values_list(
+            "pk", "from_identity_key", "to_identity_key"
+        )
+        return {pk: f"{mask(source)} → {mask(target)}" for pk, source, target in rows}
     rows = TrackingEvent.objects.filter(pk__in=record_ids).values_list(
         "pk", "type", "guest_identity_key"
     )

@@ -56,6 +56,11 @@ def list_events(handler: SandboxHandler, match: re.Match[str]) -> None:
     handler.send_json(200, handler.sandbox.profiles.events())
 
 
+def list_migrations(handler: SandboxHandler, match: re.Match[str]) -> None:
+    """GET /_sandbox/migrations: every applied guest migration (from and to profile ids)."""
+    handler.send_json(200, handler.sandbox.profiles.migrations())
+
+
 def list_requests(handler: SandboxHandler, match: re.Match[str]) -> None:
     """GET /_sandbox/requests: API and S3 requests seen (method, path, status, auth present)."""
     handler.send_json(200, handler.sandbox.requests.entries())

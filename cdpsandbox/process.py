@@ -67,6 +67,10 @@ class SandboxControl:
         """Every stored tracking event."""
         return self._call("GET", "events")
 
+    def migrations(self) -> list[dict[str, Any]]:
+        """Every applied guest migration."""
+        return self._call("GET", "migrations")
+
     def fault(self, **spec: Any) -> dict[str, Any]:
         """POST /_sandbox/faults, e.g. fault(target="upload", kind="503", count=2)."""
         return self._call("POST", "faults", spec)

@@ -41,9 +41,13 @@ class Profile:
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     refs: list[str] = field(default_factory=list)
     batches: list[str] = field(default_factory=list)
+    # How each record applied to it: {"ref", "batch", "applied"}, "applied" one of upsert,
+    # create, order, migrated_from (its entities moved away), migrated_to (they moved here).
+    history: list[dict[str, str]] = field(default_factory=list)
 
-    def touched_by(self, record_ref: str, batch_ref: str) -> None:
-        """Remember which record (and batch) changed this profile."""
+    def touched_by(self, record_ref: str, batch_ref: str, applied: str = "upsert") -> None:
+        """Remember which record (and batch) changed this profile, and how."""
+        self.history.append({"ref": record_ref, "batch": batch_ref, "applied": applied})
         self.refs.append(record_ref)
         if batch_ref not in self.batches:
             self.batches.append(batch_ref)
@@ -65,6 +69,7 @@ class ProfileStore:
             self._index: dict[Key, str] = {}
             self._orders: dict[tuple[str, str], dict[str, Any]] = {}
             self._events: list[dict[str, Any]] = []
+            self._migrations: list[dict[str, Any]] = []
 
     # --- guests ------------------------------------------------------------------------
 
@@ -158,7 +163,7 @@ class ProfileStore:
                 raise Rejected("409", "Conflict", "a guest with this identity already exists")
             profile = self._new_profile()
             self._merge_value(profile, value, keys)
-            profile.touched_by(record_ref, batch_ref)
+            profile.touched_by(record_ref, batch_ref, "create")
             return "201", "Created"
 
     def delete_guest(self, keys: list[Key], *, gdpr: bool) -> tuple[str, str]:
@@ -185,18 +190,37 @@ class ProfileStore:
     def migrate_guest(
         self, record_ref: str, batch_ref: str, source: list[Key], target: list[Key]
     ) -> tuple[str, str]:
-        """Move orders from the `migrateFrom` guest to the `migrateTo` guest (S-GMIG)."""
+        """Move the `migrateFrom` guest's entities to the `migrateTo` guest (S-GMIG).
+
+        The entities the sandbox keeps per guest are its orders (tracking events are linked to
+        no guest, Q4): they move. Both profiles stay, as S-GMIG describes no deletion [I]; a
+        side no profile matches is 404 [I]. Each migration is listed by `migrations()`.
+        """
         with self.lock:
             sources, targets = self._matches(source), self._matches(target)
             if not sources or not targets:
                 side = "migrateFrom" if not sources else "migrateTo"
                 raise Rejected("404", GUEST_NOT_FOUND, f"no guest matches {side}")
             src, dst = sources[0], targets[0]
+            if src.id == dst.id:
+                raise Rejected("400", "Validation error", "migrateFrom and migrateTo are one guest")
+            moved = 0
             for order in self._orders.values():
                 if order["guest"] == src.id:
                     order["guest"] = dst.id
-            src.touched_by(record_ref, batch_ref)
-            dst.touched_by(record_ref, batch_ref)
+                    moved += 1
+            src.touched_by(record_ref, batch_ref, "migrated_from")
+            dst.touched_by(record_ref, batch_ref, "migrated_to")
+            self._migrations.append(
+                {
+                    "ref": record_ref,
+                    "batch": batch_ref,
+                    "from": src.id,
+                    "to": dst.id,
+                    "orders_moved": moved,
+                    "at": iso_ms(time.time()),
+                }
+            )
             return "200", "OK"
 
     # --- orders and tracking ------------------------------------------------------------
@@ -280,6 +304,7 @@ class ProfileStore:
                         "orders": copy.deepcopy(orders),
                         "refs": list(profile.refs),
                         "batches": list(profile.batches),
+                        "history": copy.deepcopy(profile.history),
                         "created_at": iso_ms(profile.created_at),
                         "modified_at": iso_ms(profile.modified_at),
                     }
@@ -295,3 +320,9 @@ class ProfileStore:
         """Every stored tracking event."""
         with self.lock:
             return copy.deepcopy(self._events)
+
+    def migrations(self) -> list[dict[str, Any]]:
+        """Every applied guest migration: record ref, batch, from and to profile ids, orders
+        moved, when."""
+        with self.lock:
+            return copy.deepcopy(self._migrations)

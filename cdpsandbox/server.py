@@ -53,6 +53,7 @@ ROUTES: tuple[Route, ...] = (
     _route(rf"^/_sandbox/batches/{REF}$", "control", GET=control.show_batch),
     _route(r"^/_sandbox/profiles/?$", "control", GET=control.list_profiles),
     _route(r"^/_sandbox/orders/?$", "control", GET=control.list_orders),
+    _route(r"^/_sandbox/migrations/?$", "control", GET=control.list_migrations),
     _route(r"^/_sandbox/events/?$", "control", GET=control.list_events),
     _route(r"^/_sandbox/requests/?$", "control", GET=control.list_requests),
     _route(r"^/_sandbox/health/?$", "control", GET=control.health),

@@ -8,7 +8,15 @@ from django.utils import timezone
 
 from batches.models import BATCH_FINAL_STATUSES, Batch, BatchFile
 from cdpstage.charts import bar_chart
-from records.models import DeliveryStatus, Guest, ImportRun, Order, ReviewStatus, TrackingEvent
+from records.models import (
+    DeliveryStatus,
+    Guest,
+    GuestMigration,
+    ImportRun,
+    Order,
+    ReviewStatus,
+    TrackingEvent,
+)
 from records.selectors import live_batch_count
 
 THROUGHPUT_DAYS = 14
@@ -22,6 +30,7 @@ def dashboard_context(user) -> dict:
             _status_counts("Guests", Guest),
             _status_counts("Orders", Order),
             _status_counts("Tracking events", TrackingEvent),
+            _status_counts("Guest migrations", GuestMigration),
         ]
         # Two tables, one per status kind: a record has one review and one delivery status.
         context["review_columns"] = ReviewStatus.labels

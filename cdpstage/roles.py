@@ -6,6 +6,7 @@ from django.contrib.auth.management import create_permissions
 
 RECORD_MODELS = (
     "guest", "identifier", "subscription", "extension", "trackingevent", "order", "orderitem",
+    "guestmigration",
 )  # fmt: skip
 BATCH_MODELS = ("batch", "batchfile", "batchitem", "batchevent")
 # Erasure requests and the suppression list (records.services.erasure): everyone may see them.
@@ -35,7 +36,11 @@ ROLES: dict[str, list[str]] = {
     ],
     # Filters and inspects staged records, marks them ready or holds them back.
     "Reviewer": [
-        *_perms("records", ("change", "view", "review"), ("guest", "trackingevent", "order")),
+        *_perms(
+            "records",
+            ("change", "view", "review"),
+            ("guest", "trackingevent", "order", "guestmigration"),
+        ),
         *_perms("records", ("view",), RECORD_MODELS),
         "records.view_importrun",
         *_perms("batches", ("view",), BATCH_MODELS),
@@ -68,13 +73,23 @@ ROLES: dict[str, list[str]] = {
 }
 
 
+def _model_of(perm: str) -> tuple[str, str] | None:
+    """(app label, model name) an add/change/view/delete/review permission belongs to."""
+    app_label, _, codename = perm.partition(".")
+    action, _, model = codename.partition("_")
+    if action in ("add", "change", "view", "delete", "review") and model:
+        return (app_label, model)
+    return None
+
+
 def sync_roles(apps, *, complete: bool = False) -> None:
     """Create or update the role groups from ROLES (used by data migrations; idempotent).
 
     `apps` is the migration state registry, so this works whatever the current models are.
     An older sync migration runs before the migrations that add some of today's permissions:
-    it grants those that exist then. The latest sync migration passes `complete=True` and
-    refuses a permission that still does not exist (a typo in ROLES).
+    it grants those that exist then. A sync migration passing `complete=True` refuses a
+    permission that still does not exist (a typo in ROLES) of a model that exists by then; a
+    model a later migration adds is granted by that migration's own sync.
     """
     for app_config in apps.get_app_configs():
         app_config.models_module = True
@@ -88,8 +103,15 @@ def sync_roles(apps, *, complete: bool = False) -> None:
             "pk", "content_type__app_label", "codename"
         )
     }
+    models = {
+        (model._meta.app_label, model._meta.model_name)
+        for app_config in apps.get_app_configs()
+        for model in app_config.get_models()
+    }
     for name, perms in ROLES.items():
-        missing = [perm for perm in perms if perm not in existing]
+        missing = [
+            perm for perm in perms if perm not in existing and _model_of(perm) in models | {None}
+        ]
         if complete and missing:
             raise LookupError(f"Role {name}: no such permission {', '.join(missing)}")
         group, _ = group_model.objects.get_or_create(name=name)

@@ -308,6 +308,9 @@ CDP_ALLOWED_HOSTS = env_list(
 CDP_IDENTITY_PROVIDERS = env_list("CDP_IDENTITY_PROVIDERS", "email,CRM_ID")
 CDP_MAX_FILE_BYTES = env_int("CDP_MAX_FILE_BYTES", 50_000_000)
 CDP_MAX_IN_FLIGHT = env_int("CDP_MAX_IN_FLIGHT", 1)
+# Guest migrations sent to CDP per day (UTC): CDP's recommended ceiling is 200,000 guest
+# profiles a day. Files beyond the day's allowance wait for the next (batches.services.allowance).
+CDP_MIGRATION_DAILY_LIMIT = env_int("CDP_MIGRATION_DAILY_LIMIT", 200_000)
 CDP_UPLOAD_CONTENT_TYPE = os.environ.get("CDP_UPLOAD_CONTENT_TYPE", "application/gzip").strip()
 CDP_GZIP_CODEC = env_str("CDP_GZIP_CODEC", "isal")
 CDP_GZIP_LEVEL = env_int("CDP_GZIP_LEVEL", 2)

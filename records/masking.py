@@ -57,6 +57,7 @@ PERSONAL_FIELD_NAMES: dict[str, frozenset[str]] = {
     "tracking": frozenset({"guest_identity_key", "identifiers", "uotr", "feedback"}),
     # The contact and consumers are people; items and the order's own fields are not.
     "order": frozenset({"contact", "contact_identity_key", "consumers"}),
+    "migration": frozenset({"from_identity_key", "to_identity_key", "migrate_from", "migrate_to"}),
 }
 
 

@@ -18,6 +18,29 @@ class Schema(models.TextChoices):
     EXTENSION = "extension", "Extensions (of staged guests)"
     TRACKING = "tracking", "Tracking events"
     ORDER = "order", "Orders"
+    MIGRATION = "migration", "Guest migrations"
+
+
+class GuestMode(models.TextChoices):
+    """How CDP is asked to apply a staged guest: the value is the envelope's `mode`.
+
+    CDP documents guest `insert` as not supported (cdp-batch-api.md section 3.1, S-GUEST;
+    BX15 too), so the app never writes it: a guest meant to be new only goes in mode
+    `create`, which the error-log page lists among the supported modes and answers with 409
+    when the identity already exists (section 1.5, S-LOG). Which guests may go as an insert
+    is decided in records.rules.modes.
+    """
+
+    UPSERT = "upsert", "Upsert"
+    INSERT = "create", "Insert (sent as create)"
+
+
+GUEST_MODE_HELP = (
+    "Upsert (the default) updates the guest CDP has with this identity, or creates it. Insert "
+    "creates a new guest only: CDP refuses it (409) when a guest with one of its identifiers "
+    "exists, and a guest CDP already has cannot be inserted again. CDP does not support mode "
+    "'insert' for guests, so an insert goes to CDP as its documented mode 'create'."
+)
 
 
 class ReviewStatus(models.TextChoices):
@@ -34,6 +57,7 @@ class BatchedKind(models.TextChoices):
     TRACKING = Schema.TRACKING.value, "Tracking events"
     ORDER = Schema.ORDER.value, "Orders"
     GUEST_DELETION = "guest_deletion", "Guest deletions"
+    MIGRATION = Schema.MIGRATION.value, "Guest migrations"
 
 
 class DeliveryStatus(models.TextChoices):
@@ -134,6 +158,12 @@ class Guest(StagedRecord):
     passport_number = models.CharField(blank=True)
     passport_expiry = models.DateField(null=True, blank=True)
     guest_type = models.CharField(default="customer")
+    mode = models.CharField(
+        max_length=20,
+        choices=GuestMode.choices,
+        default=GuestMode.UPSERT,
+        help_text=GUEST_MODE_HELP,
+    )
     first_seen = models.DateTimeField(null=True, blank=True)
     last_seen = models.DateTimeField(null=True, blank=True)
 
@@ -382,6 +412,45 @@ class BatchMembership(models.Model):
         return f"{self.kind} {self.record_id} in batch {self.batch_id}"
 
 
+class GuestMigration(StagedRecord):
+    """A guest migration (schema `migration`, mode `guest`, cdp-batch-api.md section 3.1.4):
+    CDP moves the entities of the guest matching `migrateFrom` (orders, browsing history,
+    flow-execution history) to the guest matching `migrateTo`.
+
+    Its own staged record, not a flavour of Guest: it names two CDP profiles by their
+    identifiers, neither of which need be staged here, carries no guest data of its own, and
+    is sent once (docs/migrations.md gives the reasons in full).
+    """
+
+    # [{"provider": ..., "id": ..., "expiryDate"?: ...}] of each side: personal data.
+    migrate_from = models.JSONField(default=list, blank=True)
+    migrate_to = models.JSONField(default=list, blank=True)
+    # "<provider>:<id>" of each side's highest-priority identifier: a re-import of the same
+    # migration updates it instead of staging it twice. NULL when a side has no identity.
+    from_identity_key = models.CharField(null=True, blank=True)  # noqa: DJ001
+    to_identity_key = models.CharField(null=True, blank=True)  # noqa: DJ001
+
+    class Meta:
+        ordering = ("-id",)
+        permissions = [
+            ("review_guestmigration", "Can mark ready, hold back or send back to new"),
+        ]
+        indexes = [
+            models.Index(fields=["review_status", "id"], name="migration_review_id"),
+            models.Index(fields=["import_run", "source_row"], name="migration_import_row"),
+            GinIndex(fields=["validation_errors"], name="migration_errors_gin"),
+            models.Index(fields=["delivery_status"], name="migration_delivery"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["from_identity_key", "to_identity_key"], name="migration_one_per_pair"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Guest migration {self.pk}"
+
+
 class ErasureStatus(models.TextChoices):
     OPEN = "open", "Open (waiting to be sent)"
     AGAIN = "again", "Sent; CDP matched several guests, send again"
@@ -486,6 +555,13 @@ class ImportRun(TimeStampedModel, LeasedWork):
     header_row = models.PositiveIntegerField(null=True, blank=True)
     on_error = models.CharField(max_length=10, choices=OnError.choices, default=OnError.ABORT)
     ignore_unknown_columns = models.BooleanField(default=False)
+    # Guests: the mode of rows that name none (a `mode` column or a batch line's mode wins).
+    guest_mode = models.CharField(
+        max_length=20,
+        choices=GuestMode.choices,
+        default=GuestMode.UPSERT,
+        help_text=GUEST_MODE_HELP,
+    )
     # The saved mapping applied to the file, and a copy of its document as used (the mapping
     # may change later; the run must still say how its rows were read).
     mapping = models.ForeignKey(

@@ -12,6 +12,7 @@ from records.models import (
     Extension,
     Guest,
     GuestDeletion,
+    GuestMigration,
     Identifier,
     IdentityProvider,
     ImportRun,
@@ -46,7 +47,9 @@ __all__ = [
     "table_row_estimate",
 ]
 
-StagedModel = type[Guest] | type[TrackingEvent] | type[Order] | type[GuestDeletion]
+StagedModel = (
+    type[Guest] | type[TrackingEvent] | type[Order] | type[GuestDeletion] | type[GuestMigration]
+)
 
 
 RECORD_KINDS: dict[type, str] = {
@@ -54,6 +57,7 @@ RECORD_KINDS: dict[type, str] = {
     TrackingEvent: BatchedKind.TRACKING,
     Order: BatchedKind.ORDER,
     GuestDeletion: BatchedKind.GUEST_DELETION,
+    GuestMigration: BatchedKind.MIGRATION,
 }
 
 
@@ -118,6 +122,7 @@ SELECTION_LOCKS = {
     BatchedKind.TRACKING: 0x43445354,
     BatchedKind.ORDER: 0x4344534F,
     BatchedKind.GUEST_DELETION: 0x43445344,  # "CDSD"
+    BatchedKind.MIGRATION: 0x4344534D,  # "CDSM"
 }
 
 

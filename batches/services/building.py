@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from batches.exporting import ExportedPart, ExportError, export_gzip_parts
 from batches.models import Batch, BatchFile, BatchItem, BatchSchema
+from batches.services.allowance import file_record_cap
 from batches.services.scheduling import (
     LeaseLostError,
     batch_claim,
@@ -41,7 +42,15 @@ from batches.services.scheduling import (
 from batches.services.transitions import batch_event_create, batch_transition
 from cdpstage.dbroles import table_analyze
 from cdpstage.errors import ApplicationError
-from records.models import Guest, GuestDeletion, Order, ReviewStatus, StagedRecord, TrackingEvent
+from records.models import (
+    Guest,
+    GuestDeletion,
+    GuestMigration,
+    Order,
+    ReviewStatus,
+    StagedRecord,
+    TrackingEvent,
+)
 from records.selectors import record_kind
 from records.services import lifecycle
 
@@ -93,6 +102,8 @@ SCHEMAS: dict[str, SchemaSpec] = {
     BatchSchema.ORDER: SchemaSpec(Order, "insert"),
     # Erasure requests: guest records in mode delete / gdpr_delete (cdp-batch-api.md 3.1.5).
     BatchSchema.GUEST_DELETION: SchemaSpec(GuestDeletion, "delete", cdp_schema="guest"),
+    # Guest migrations (cdp-batch-api.md 3.1.4); files hold at most a day's allowance.
+    BatchSchema.MIGRATION: SchemaSpec(GuestMigration, "guest"),
 }
 
 # For a re-send: the records that were in the old batch's live files and did not get through.
@@ -221,7 +232,8 @@ def batch_create(
 RESEND_UNCONFIRMED_WARNING = (
     "Records of unknown outcome may already have been applied by CDP: re-sending them sends "
     "them a second time. Guests are upserted, so a second copy overwrites the profile with the "
-    "same values; prefer fetching CDP's error log again, which tells what was applied."
+    "same values (guests in insert mode are never sent again this way: CDP may have created "
+    "them); prefer fetching CDP's error log again, which tells what was applied."
 )
 
 
@@ -524,6 +536,7 @@ def _export(batch: Batch, attempt: int, folder: str) -> list[tuple[ExportedPart,
                 codec=settings.CDP_GZIP_CODEC,
                 level=settings.CDP_GZIP_LEVEL,
                 on_lines=count,
+                max_records=file_record_cap(batch.schema),
             )
             for part, fileobj in parts:
                 path = fileobj.name

@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from batches.models import BATCHFILE_IN_FLIGHT_STATUSES, Batch, BatchFile
+from batches.services.allowance import within_allowance
 from batches.services.scheduling import schedule_file_step
 from batches.services.transitions import batch_event_create
 
@@ -43,14 +44,18 @@ def batchfiles_dispatch() -> int:
         free = max(int(settings.CDP_MAX_IN_FLIGHT), 1) - in_flight
         if free <= 0:
             return 0
-        chosen = list(
+        # Guest migrations go within CDP's daily allowance (counted under this lock).
+        chosen = within_allowance(
             BatchFile.objects.filter(
                 status=BatchFile.Status.PENDING,
                 dispatched_at__isnull=True,
                 batch__status__in=SENDING,
             )
             .order_by("batch__sent_at", "batch_id", "sequence", "id")
-            .values_list("pk", "batch_id")[:free]
+            .values_list("pk", "batch_id", "batch__schema", "record_count")
+            .iterator(),
+            free,
+            now=now,
         )
         for file_id, batch_id in chosen:
             BatchFile.objects.filter(pk=file_id).update(dispatched_at=now, updated_at=now)

@@ -35,7 +35,7 @@ from records.admin.review import (
     masked_display,
 )
 from records.masking import can_view_pii, mask_value
-from records.models import Extension, Guest, Identifier, Subscription
+from records.models import Extension, Guest, GuestMode, Identifier, Subscription
 from records.rules import COUNTRY_CODES, GENDERS, LANGUAGE_CODES
 from records.selectors import identity_provider_names
 from records.services.review import GUEST_EDITABLE_FIELDS, guest_update
@@ -202,6 +202,7 @@ class GuestAdmin(StagedRecordAdmin):
         "full_name",
         "country",
         "review_status",
+        "mode_display",
         "error_count",
         "delivery_display",
         "import_run_display",
@@ -209,6 +210,7 @@ class GuestAdmin(StagedRecordAdmin):
     list_display_links = ("id",)
     list_filter = (
         "review_status",
+        "mode",
         "delivery_status",
         CdpOutcomeFilter,
         ErrorCodeFilter,
@@ -236,6 +238,11 @@ class GuestAdmin(StagedRecordAdmin):
     masked_post_code = masked_display("post_code", "post code")
     masked_passport_number = masked_display("passport_number", "passport number")
     masked_passport_expiry = masked_display("passport_expiry", "passport expiry")
+
+    @admin.display(description="mode")
+    def mode_display(self, obj):
+        # One word in the list (the column stays narrow); the page explains the mode.
+        return "insert" if obj.mode == GuestMode.INSERT else "upsert"
 
     @admin.display(description="name")
     def full_name(self, obj):
@@ -268,6 +275,7 @@ class GuestAdmin(StagedRecordAdmin):
                     "fields": (
                         "ref",
                         "identity_key",
+                        "mode",
                         "review_status",
                         "validation_errors_display",
                         "delivery_status",
@@ -305,7 +313,7 @@ class GuestAdmin(StagedRecordAdmin):
             (
                 "CDP value",
                 {
-                    "fields": ("cdp_value_display", "value_hash", "delivered_hash", "mode"),
+                    "fields": ("cdp_value_display", "value_hash", "delivered_hash"),
                     # Long JSON: open on demand, below what a reviewer reads first.
                     "classes": ("collapse",),
                 },
@@ -315,6 +323,10 @@ class GuestAdmin(StagedRecordAdmin):
                 {"fields": ("import_run_display", "source_row", "created_at", "updated_at")},
             ),
         ]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A guest's mode is the steward's choice (insert or upsert), not a lifecycle field.
+        return [n for n in super().get_readonly_fields(request, obj) if n != "mode"]
 
     def search_q(self, term: str) -> Q:
         query = super().search_q(term)

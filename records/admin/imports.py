@@ -34,7 +34,7 @@ from records.importing import DELIMITER_BY_NAME, DELIMITERS, ENCODINGS, FileProb
 from records.importing.preview import source_preview
 from records.importing.report import report_for_viewer
 from records.mapping import MappingError, compile_header
-from records.models import Extension, ImportRun, Schema, Subscription
+from records.models import GUEST_MODE_HELP, Extension, GuestMode, ImportRun, Schema, Subscription
 from records.selectors import import_run_events, mapping_for_header
 from records.services.imports import CANCELLABLE, import_run_cancel, import_run_create
 
@@ -109,6 +109,14 @@ class ImportFileForm(forms.Form):
         required=False,
         help_text="Drop columns (or JSON fields) CDP Stage does not know instead of refusing "
         "the file.",
+    )
+    guest_mode = forms.ChoiceField(
+        label="Guests are sent as",
+        required=False,  # not given: upsert, the default
+        choices=GuestMode.choices,
+        initial=GuestMode.UPSERT,
+        widget=forms.RadioSelect,
+        help_text=f"Guest files only; a row's own mode column wins. {GUEST_MODE_HELP}",
     )
 
 
@@ -277,6 +285,7 @@ class ImportRunAdmin(admin.ModelAdmin):
                     "header_row",
                     "on_error",
                     "ignore_unknown_columns",
+                    "guest_mode",
                     "mapping_display",
                 )
             },
@@ -308,6 +317,7 @@ class ImportRunAdmin(admin.ModelAdmin):
         "delimiter_display",
         "on_error",
         "ignore_unknown_columns",
+        "guest_mode",
         "sheet",
         "header_row",
         "mapping_display",
@@ -479,6 +489,7 @@ class ImportRunAdmin(admin.ModelAdmin):
                     delimiter=DELIMITER_VALUES[data["delimiter"]],
                     on_error=data["on_error"],
                     ignore_unknown_columns=data["ignore_unknown_columns"],
+                    guest_mode=data["guest_mode"] or GuestMode.UPSERT,
                     sheet=data["sheet"],
                     header_row=data["header_row"],
                     await_mapping=await_mapping,

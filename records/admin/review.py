@@ -30,8 +30,13 @@ from records.admin.delivery import registered_cdp_outcomes, render_delivery_hist
 from records.admin.formfields import pretty_json
 from records.exporting import csv_chunks, export_header, export_lines, write_xlsx
 from records.masking import PERSONAL_FIELD_NAMES, can_view_pii, mask_value
-from records.models import DeliveryStatus
-from records.selectors import live_batch_of, with_live_batch
+from records.models import (
+    DeliveryStatus,
+)
+from records.selectors import (
+    live_batch_of,
+    with_live_batch,
+)
 from records.services.review import (
     records_delete,
     records_hold,

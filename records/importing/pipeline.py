@@ -37,6 +37,8 @@ class StageOptions:
     schema: str
     on_error: str
     ignore_unknown_columns: bool = False
+    # Guests: the envelope mode of rows that name none (records.rules.modes); "": upsert.
+    guest_mode: str = ""
     # A saved or file mapping for a flat file of another layout; None: CDP's own column names.
     mapping: MappingDocument | None = None
 
@@ -81,6 +83,7 @@ def stage_source(
         report=report,
         batch_rows=settings.IMPORT_BATCH_ROWS,
         identity_providers=identity_provider_names(),
+        default_mode=options.guest_mode,
     )
     stager.outcomes = outcomes
     if counts is not None:

@@ -12,7 +12,7 @@ from records.mapping import MappingError, RowError
 from records.mapping.applying import plan_mapping
 from records.mapping.documents import MappingDocument
 from records.models import Schema
-from records.rules import Problem, clean_guest, clean_order, clean_tracking
+from records.rules import Problem, clean_guest, clean_migration, clean_order, clean_tracking
 
 # Rows read for suggestions (values decide targets and value maps); the page shows fewer.
 SAMPLE_ROWS = 200
@@ -94,6 +94,8 @@ def preview_mapped(
             value, problems = clean_tracking(mapped.value, identity_providers=providers)
         elif document.schema == Schema.ORDER:
             value, problems = clean_order(mapped.value, identity_providers=providers)
+        elif document.schema == Schema.MIGRATION:
+            value, problems = clean_migration(mapped.value, identity_providers=providers)
         else:
             value, problems = mapped.value, []
         out.append(PreviewRow(number, value, problems))

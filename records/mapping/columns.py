@@ -9,6 +9,10 @@ nested values (docs/import-formats.md):
   `ext.<attribute>` and `ext1.<attribute>` ... `ext5.<attribute>` for extension groups;
 - tracking: `serviceIdentifier`, `occurredAt`, `channel`, `type`, `uotr`, `utms.<key>`,
   `feedback.reasonCode`, `feedback.notes`, `identifiers.<n>.*`;
+- migration: `migrateFrom.identifiers.<n>.provider|id|expiryDate` and the same under
+  `migrateTo` (cdp-batch-api.md section 3.1.4);
+- guest files may carry `mode` (`upsert`, or `insert`, which goes to CDP as `create`:
+  records.rules.modes); empty cells take the import's option;
 - subscription and extension files: the guest link (`identifiers.0.provider` +
   `identifiers.0.id`, or `email`) plus `name`, `pointOfSale`, `channel`, `status`,
   `effectiveDate` (one subscription a row) or `ext.<attribute>` columns (extension groups);
@@ -49,7 +53,7 @@ from records.mapping.rows import (
     parse_ref,
 )
 from records.models import Schema
-from records.rules import EXTENSION_NAMES, GUEST_FIELDS
+from records.rules import EXTENSION_NAMES, GUEST_FIELDS, MIGRATION_SIDES, parse_guest_mode
 from records.rules.identifiers import IDENTIFIER_FIELDS
 from records.rules.subscriptions import SUBSCRIPTION_FIELDS
 from records.rules.tracking import FEEDBACK_FIELDS, TRACKING_FIELDS
@@ -67,14 +71,22 @@ FEEDBACK_KEYS: tuple[str, ...] = FEEDBACK_FIELDS
 LINK_KEYS: frozenset[str] = frozenset(("identifiers", "email"))
 ENVELOPE_KEYS: frozenset[str] = frozenset(("ref", "schema", "mode", "value"))
 # The mode each schema is staged with; a batch line with another mode is refused (a guest
-# `delete` line staged as an upsert would do the opposite of what its author meant).
+# `delete` line staged as an upsert would do the opposite of what its author meant). Guests
+# take either of their modes (records.rules.modes), named by the line or a `mode` column.
 MODES: dict[str, str] = {
     Schema.GUEST: "upsert",
     Schema.TRACKING: "insert",
     Schema.ORDER: "insert",
+    Schema.MIGRATION: "guest",
 }
+# The identifier lists of a migration file's two sides, as child kinds of the dotted names.
+MIGRATION_KINDS: tuple[str, ...] = tuple(f"{side}.identifiers" for side in MIGRATION_SIDES)
+GUEST_MODE_PROBLEM = "mode must be upsert or insert (sent to CDP as create)."
 
-_INDEXED = re.compile(r"(identifiers|subscriptions|phoneNumbers|street)\.(\d+)(?:\.(\w+))?")
+_INDEXED = re.compile(
+    r"(identifiers|subscriptions|phoneNumbers|street|migrateFrom\.identifiers"
+    r"|migrateTo\.identifiers)\.(\d+)(?:\.(\w+))?"
+)
 
 
 # -- flat files ------------------------------------------------------------------------------
@@ -85,6 +97,7 @@ def known_columns(schema: str) -> list[str]:
     if schema == Schema.GUEST:
         return [
             "ref",
+            "mode",
             *GUEST_SCALARS,
             *[f"identifiers.<n>.{k}" for k in IDENTIFIER_KEYS],
             *[f"subscriptions.<n>.{k}" for k in SUBSCRIPTION_KEYS],
@@ -102,6 +115,8 @@ def known_columns(schema: str) -> list[str]:
             *[f"feedback.{k}" for k in FEEDBACK_KEYS],
             *[f"identifiers.<n>.{k}" for k in IDENTIFIER_KEYS],
         ]
+    if schema == Schema.MIGRATION:
+        return ["ref", *[f"{kind}.<n>.{k}" for kind in MIGRATION_KINDS for k in IDENTIFIER_KEYS]]
     link = ["identifiers.0.provider", "identifiers.0.id", "email"]
     if schema == Schema.SUBSCRIPTION:
         return [*link, *SUBSCRIPTION_KEYS]
@@ -155,6 +170,7 @@ class FlatMapping:
     groups: dict[str, list[tuple[int, str]]]  # ext name / "utms" / "feedback" -> [(col, key)]
     ref_col: int | None
     scope: ChildScope
+    mode_col: int | None = None
     # Derived in __post_init__ (the per-row hot path reads these).
     _children: list[tuple[str, list[list[tuple[int, str]]]]] = field(init=False)
     _groups: list[tuple[str, list[tuple[int, str]]]] = field(init=False)
@@ -221,6 +237,19 @@ class FlatMapping:
             ref = parse_ref(cells[self.ref_col].strip(), "ref")
         if self._child_file:
             return _child_row(self.schema, value, ref)
+        if self.schema == Schema.GUEST:
+            mode = None  # the import's option
+            if self.mode_col is not None and cells[self.mode_col].strip():
+                mode = parse_guest_mode(cells[self.mode_col])
+                if mode is None:
+                    raise RowError("mode", "unsupported_mode", GUEST_MODE_PROBLEM)
+            return MappedRow(value=value, ref=ref, mode=mode, scope=self.scope)
+        if self.schema == Schema.MIGRATION:
+            value = {
+                side: {"identifiers": value.pop(kind)}
+                for side, kind in zip(MIGRATION_SIDES, MIGRATION_KINDS, strict=True)
+                if kind in value
+            }
         return MappedRow(value=value, ref=ref, mode=MODES[self.schema], scope=self.scope)
 
 
@@ -272,6 +301,7 @@ def compile_header(
     children: dict[str, dict[int, list[tuple[int, str]]]] = {}
     groups: dict[str, list[tuple[int, str]]] = {}
     ref_col: int | None = None
+    mode_col: int | None = None
     seen: dict[str, int] = {}
     unknown: list[str] = []
     duplicates: list[str] = []
@@ -290,6 +320,8 @@ def compile_header(
         kind, a, b = canonical
         if kind == "ref":
             ref_col = col
+        elif kind == "mode":
+            mode_col = col
         elif kind == "scalar":
             scalars.append((col, a))
         elif kind == "list":
@@ -336,6 +368,7 @@ def compile_header(
         groups=ordered_groups,
         ref_col=ref_col,
         scope=scope,
+        mode_col=mode_col,
     )
 
 
@@ -359,6 +392,8 @@ def _canonical_column(
     name = fixed.get(header.casefold())
     if name == "ref":
         return ("ref", None, None)
+    if name == "mode":
+        return ("mode", None, None)
     child_schema = schema in (Schema.SUBSCRIPTION, Schema.EXTENSION)
     if name is not None and "." not in name:
         if schema == Schema.GUEST and name in GUEST_LISTS:
@@ -367,7 +402,13 @@ def _canonical_column(
     match = _INDEXED.fullmatch(header)
     if match is None:
         folded = header.casefold()
-        for candidate in ("identifiers", "subscriptions", "phoneNumbers", "street"):
+        for candidate in (
+            "identifiers",
+            "subscriptions",
+            "phoneNumbers",
+            "street",
+            *MIGRATION_KINDS,
+        ):
             prefix = candidate.casefold() + "."
             if folded.startswith(prefix):
                 match = _INDEXED.fullmatch(candidate + header[len(candidate) :])
@@ -380,7 +421,9 @@ def _canonical_column(
             if schema != Schema.GUEST or key is not None:
                 return None
             return ("list", kind, n)
-        allowed = IDENTIFIER_KEYS if kind == "identifiers" else SUBSCRIPTION_KEYS
+        if (kind in MIGRATION_KINDS) != (schema == Schema.MIGRATION):
+            return None  # a migration file has only its two sides' identifiers
+        allowed = SUBSCRIPTION_KEYS if kind == "subscriptions" else IDENTIFIER_KEYS
         if kind == "subscriptions" and schema != Schema.GUEST:
             return None
         if child_schema and (kind != "identifiers" or n != 0 or key == "expiryDate"):
@@ -408,8 +451,8 @@ def _canonical_column(
 
 def _column_label(canonical: tuple[str, Any, Any]) -> str:
     kind, a, b = canonical
-    if kind == "ref":
-        return "ref"
+    if kind in ("ref", "mode"):
+        return kind
     if kind == "scalar":
         return a
     if kind == "list":
@@ -428,12 +471,17 @@ def _missing_required(
     """The sentence naming the required columns the header lacks, or ""."""
     missing: list[str] = []
     identifiers = children.get("identifiers", {})
-    for n, cols in sorted(identifiers.items()):
-        keys = {key for _, key in cols}
-        for needed in ("provider", "id"):
-            if needed not in keys:
-                missing.append(f"identifiers.{n}.{needed}")
-    if schema == Schema.GUEST:
+    for kind in ("identifiers", *MIGRATION_KINDS):
+        for n, cols in sorted(children.get(kind, {}).items()):
+            keys = {key for _, key in cols}
+            for needed in ("provider", "id"):
+                if needed not in keys:
+                    missing.append(f"{kind}.{n}.{needed}")
+    if schema == Schema.MIGRATION:
+        for kind in MIGRATION_KINDS:
+            if 0 not in children.get(kind, {}):
+                missing.extend([f"{kind}.0.provider", f"{kind}.0.id"])
+    elif schema == Schema.GUEST:
         if 0 not in identifiers:
             missing[:0] = ["identifiers.0.provider", "identifiers.0.id"]
     elif schema == Schema.TRACKING:
@@ -491,7 +539,11 @@ def map_json_object(schema: str, obj: Any, *, ignore_unknown: bool = False) -> M
                 f"This batch line's schema is not {schema}; this import takes {schema} records.",
             )
         mode = obj.get("mode")
-        if mode != MODES[schema]:
+        if schema == Schema.GUEST:
+            mode = parse_guest_mode(mode)
+            if mode is None:
+                raise RowError("mode", "unsupported_mode", GUEST_MODE_PROBLEM)
+        elif mode != MODES[schema]:
             raise RowError(
                 "mode",
                 "unsupported_mode",
@@ -509,7 +561,7 @@ def map_json_object(schema: str, obj: Any, *, ignore_unknown: bool = False) -> M
             subscriptions="subscriptions" in value,
             extension_groups=None if "extensions" in value else frozenset(),
         )
-        return MappedRow(value=value, ref=ref, mode=mode or MODES[schema], scope=scope)
+        return MappedRow(value=value, ref=ref, mode=mode, scope=scope)
     if schema == Schema.ORDER:
         return map_order_object(
             obj,
@@ -517,6 +569,9 @@ def map_json_object(schema: str, obj: Any, *, ignore_unknown: bool = False) -> M
             ignore_unknown=ignore_unknown,
             unknown_message=lambda names: unknown_columns_message(names, schema, what="field"),
         )
+    if schema == Schema.MIGRATION:
+        value = _known_keys(obj, frozenset(MIGRATION_SIDES), schema, ignore_unknown)
+        return MappedRow(value=value, ref=ref, mode=MODES[schema])
     if schema == Schema.TRACKING:
         value = _known_keys(obj, frozenset(TRACKING_FIELDS), schema, ignore_unknown)
         return MappedRow(value=value, ref=ref, mode=mode or MODES[schema])
@@ -582,7 +637,12 @@ def flatten_value(schema: str, value: Mapping[str, Any]) -> dict[str, str]:
     compile_header reads back, so an exported file re-imports as the same value."""
     cells: dict[str, str] = {}
     for key, item in value.items():
-        if key in ("identifiers", "subscriptions") and isinstance(item, list):
+        if key in MIGRATION_SIDES and isinstance(item, Mapping):
+            for n, child in enumerate(item.get("identifiers") or ()):
+                if isinstance(child, Mapping):
+                    for child_key, child_value in child.items():
+                        cells[f"{key}.identifiers.{n}.{child_key}"] = _cell(child_value)
+        elif key in ("identifiers", "subscriptions") and isinstance(item, list):
             for n, child in enumerate(item):
                 if isinstance(child, Mapping):
                     for child_key, child_value in child.items():
@@ -612,7 +672,7 @@ def column_order(schema: str) -> Any:
     def key(column: str) -> tuple[int, int, str]:
         if column in templates:
             return (templates.index(column), 0, column)
-        indexed = re.fullmatch(r"(\w+)\.(\d+)(?:\.(\w+))?", column)
+        indexed = re.fullmatch(r"(\w+(?:\.identifiers)?)\.(\d+)(?:\.(\w+))?", column)
         if indexed:
             template = f"{indexed.group(1)}.<n>" + (
                 f".{indexed.group(3)}" if indexed.group(3) else ""

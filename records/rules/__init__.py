@@ -41,6 +41,8 @@ from .fields import (
 )
 from .guest import GUEST_FIELDS, clean_guest
 from .identifiers import clean_identifier, identifier_in_use, identity_key
+from .migration import MIGRATION_SIDES, clean_migration
+from .modes import GUEST_MODE_WORDS, guest_at_cdp, insert_at_cdp_problem, parse_guest_mode
 from .normalizers import normalize_email, normalize_lower, normalize_spaces, normalize_upper
 from .orders import (
     ORDER_FIELDS,
@@ -67,6 +69,7 @@ __all__ = [
     "GENDERS",
     "GUEST_FIELDS",
     "GUEST_TYPE",
+    "GUEST_MODE_WORDS",
     "LANGUAGE_CODES",
     "MAX_EMAIL_LENGTH",
     "MAX_EXTENSION_ATTRIBUTES",
@@ -79,6 +82,7 @@ __all__ = [
     "ORDER_CHANNELS",
     "ORDER_STATUSES",
     "PAYMENT_TYPES",
+    "MIGRATION_SIDES",
     "PROBLEM_LABELS",
     "SUBSCRIPTION_CHANNELS",
     "SUBSCRIPTION_STATUSES",
@@ -92,11 +96,15 @@ __all__ = [
     "clean_identifier",
     "clean_language",
     "clean_order",
+    "clean_migration",
     "clean_subscription",
     "clean_tracking",
     "format_cdp_date",
     "format_cdp_datetime",
+    "guest_at_cdp",
     "identifier_in_use",
+    "insert_at_cdp_problem",
+    "parse_guest_mode",
     "identity_key",
     "normalize_email",
     "order_already_delivered",

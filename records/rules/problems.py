@@ -38,6 +38,8 @@ PROBLEM_LABELS: dict[str, str] = {
     "missing_identifier": "No identity (identifier or e-mail)",
     "unknown_provider": "Unknown identity provider",
     "identifier_in_use": "Identifier of another guest",
+    "same_guest": "Migration to the same guest",
+    "insert_already_at_cdp": "Insert of a guest CDP has",
     "duplicate_extension": "Extension given twice",
     "too_many_extensions": "Too many extensions",
     "duplicate_attribute": "Extension attribute given twice",

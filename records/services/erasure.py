@@ -42,6 +42,7 @@ from records.models import (
     ErasureStatus,
     Guest,
     GuestDeletion,
+    GuestMigration,
     Identifier,
     Order,
     ReviewStatus,
@@ -97,6 +98,15 @@ SUPPRESSED_ORDER_SQL = (
     "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(t.contact->'identifiers')"
     " = 'array' THEN t.contact->'identifiers' ELSE '[]'::jsonb END) e"
     " JOIN records_suppressedidentity ss"
+    " ON ss.identity_hash = records_identity_hash(e->>'provider', e->>'id'))"
+)
+
+# A migration names two guests: an erased person on either side stops it (moving data to or
+# from them would put their data back at CDP, or act on a profile that must be gone).
+SUPPRESSED_MIGRATION_SQL = (
+    "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(t.migrate_from) = 'array'"
+    " THEN t.migrate_from ELSE '[]'::jsonb END || CASE WHEN jsonb_typeof(t.migrate_to) = 'array'"
+    " THEN t.migrate_to ELSE '[]'::jsonb END) e JOIN records_suppressedidentity ss"
     " ON ss.identity_hash = records_identity_hash(e->>'provider', e->>'id'))"
 )
 
@@ -185,6 +195,7 @@ def guest_deletion_request(
     suppression_mark_invalid(Guest, ids=guest_ids)
     suppression_mark_invalid(TrackingEvent, all_records=True)
     suppression_mark_invalid(Order, all_records=True)
+    suppression_mark_invalid(GuestMigration, all_records=True)
     return deletion
 
 
@@ -256,11 +267,12 @@ SUPPRESSED_SQL = {
     Guest: SUPPRESSED_GUEST_SQL,
     TrackingEvent: SUPPRESSED_TRACKING_SQL,
     Order: SUPPRESSED_ORDER_SQL,
+    GuestMigration: SUPPRESSED_MIGRATION_SQL,
 }
 
 
 def suppression_mark_invalid(
-    model: type[Guest] | type[TrackingEvent] | type[Order],
+    model: type[Guest] | type[TrackingEvent] | type[Order] | type[GuestMigration],
     *,
     ids: Iterable[int] | None = None,
     import_run_id: int | None = None,

@@ -58,7 +58,17 @@ from records.mapping.documents import (
     parse_document,
     to_json,
 )
-from records.models import Guest, ImportRun, ImportRunEvent, Mapping, Order, Schema, TrackingEvent
+from records.models import (
+    Guest,
+    GuestMigration,
+    GuestMode,
+    ImportRun,
+    ImportRunEvent,
+    Mapping,
+    Order,
+    Schema,
+    TrackingEvent,
+)
 from records.services.erasure import suppression_mark_invalid
 from records.services.values import guests_refresh_values, tracking_refresh_values
 
@@ -163,6 +173,7 @@ def import_run_create(
     delimiter: str = "",
     on_error: str = ImportRun.OnError.ABORT,
     ignore_unknown_columns: bool = False,
+    guest_mode: str = GuestMode.UPSERT,
     sheet: str = "",
     header_row: int | None = None,
     mapping: MappingDocument | None = None,
@@ -182,6 +193,8 @@ def import_run_create(
     """
     if schema not in Schema.values:
         raise ApplicationError(f"Choose what the file holds: {', '.join(Schema.values)}.")
+    if guest_mode not in GuestMode.values:
+        raise ApplicationError("Choose upsert or insert for the guests of this file.")
     if on_error not in ImportRun.OnError.values:
         raise ApplicationError("Choose all-or-nothing or skip-bad-rows.")
     if delimiter not in DELIMITERS:
@@ -211,6 +224,7 @@ def import_run_create(
         delimiter=delimiter,
         on_error=on_error,
         ignore_unknown_columns=ignore_unknown_columns,
+        guest_mode=guest_mode,
         sheet=(sheet or "").strip()[:100],
         header_row=header_row,
         created_by=user if getattr(user, "pk", None) else None,
@@ -496,6 +510,7 @@ def _stage(
         schema=run.schema,
         on_error=run.on_error,
         ignore_unknown_columns=run.ignore_unknown_columns,
+        guest_mode=run.guest_mode,
         mapping=_run_mapping(run),
     )
     with run.source_file.open("rb") as raw:
@@ -542,9 +557,12 @@ def _stage(
 
 def _mark_suppressed(run: ImportRun) -> int:
     """Records of this run that carry an erased person's identity become invalid."""
-    model = {Schema.GUEST: Guest, Schema.TRACKING: TrackingEvent, Schema.ORDER: Order}.get(
-        run.schema
-    )
+    model = {
+        Schema.GUEST: Guest,
+        Schema.TRACKING: TrackingEvent,
+        Schema.ORDER: Order,
+        Schema.MIGRATION: GuestMigration,
+    }.get(run.schema)
     if model is None:
         # Subscription and extension files change guests through the refresh, which checks.
         return 0

@@ -20,7 +20,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from cdpstage.dbroles import table_analyze
-from records.models import DeliveryStatus, Order, ReviewStatus, SuppressedIdentity
+from records.models import DeliveryStatus, Guest, GuestMode, Order, ReviewStatus, SuppressedIdentity
+from records.rules.modes import guest_at_cdp_sql
 from records.selectors import SELECTION_LOCKS, StagedModel, live_batch_sql, record_kind
 from records.services.erasure import SUPPRESSED_SQL
 
@@ -57,6 +58,11 @@ def eligible_sql(
         # Never once CDP confirmed it, not even in a full send: a second insert of an order
         # is a second order at CDP, for good (cdp-batch-api.md 3.2).
         sql += " AND t.delivered_hash = ''"
+    if model is Guest:
+        # An insert creates the guest: never one CDP has or may have, whatever the send
+        # (full, re-send of unknown outcomes). An import or edit of such a guest also makes
+        # it invalid (the same rule, records.rules.modes); a delivered one is left out here.
+        sql += f" AND NOT (t.mode = '{GuestMode.INSERT}' AND {guest_at_cdp_sql('t')})"
     # Checked again although such records are invalid: one staged before an erasure request
     # (or in a race with it) must not go out. Only while the list has entries, so an empty
     # list costs the build nothing.

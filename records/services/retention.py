@@ -31,6 +31,7 @@ from records.models import (
     DeliveryStatus,
     Extension,
     Guest,
+    GuestMigration,
     Identifier,
     ImportRun,
     Order,
@@ -91,6 +92,14 @@ PURGED_COLUMNS: dict[type, dict[str, object]] = {
         "consumers": [],
         "cdp_value": "",
     },
+    # A migration is its two guests' identifiers: once delivered, only ref and hashes stay.
+    GuestMigration: {
+        "from_identity_key": None,
+        "to_identity_key": None,
+        "migrate_from": [],
+        "migrate_to": [],
+        "cdp_value": "",
+    },
 }
 GUEST_CHILDREN = (Identifier, Subscription, Extension)
 
@@ -130,7 +139,7 @@ def purgeable(model: type[Guest] | type[TrackingEvent] | type[Order], cutoff: da
 def records_purge(*, cutoff: datetime, dry_run: bool = False) -> PurgeResult:
     """Purge what the retention period allows (see the module docstring); idempotent."""
     result = PurgeResult(cutoff=cutoff, dry_run=dry_run)
-    for model in (Guest, TrackingEvent, Order):
+    for model in (Guest, TrackingEvent, Order, GuestMigration):
         result.records[model._meta.verbose_name_plural] = _purge_records(model, cutoff, dry_run)
     result.import_files = _purge_import_files(cutoff, dry_run)
     result.batch_files = _purge_batch_files(cutoff, dry_run)

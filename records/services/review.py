@@ -55,7 +55,8 @@ StagedModel = type[Guest] | type[TrackingEvent] | type[Order]
 
 # The typed CDP columns a person may edit; lifecycle fields (ref, statuses, hashes, lock,
 # source, identity key, the stored CDP value) are only ever written by services.
-GUEST_EDITABLE_FIELDS = frozenset(column for column, _ in GUEST_COLUMNS.values())
+# A guest's mode (insert or upsert) is the steward's choice too.
+GUEST_EDITABLE_FIELDS = frozenset(("mode", *(column for column, _ in GUEST_COLUMNS.values())))
 TRACKING_EDITABLE_FIELDS = frozenset(column for column, _ in TRACKING_COLUMNS.values())
 
 # An order's own fields; its items are edited through the admin's inline (save_items).

@@ -10,14 +10,16 @@ from typing import Any
 from django.db import connection, transaction
 
 from cdpstage.errors import ApplicationError
-from records.models import Guest, Order, ReviewStatus, TrackingEvent
+from records.models import Guest, GuestMode, Order, ReviewStatus, TrackingEvent
 from records.rules import (
     Problem,
     clean_guest,
     clean_order,
     clean_tracking,
+    guest_at_cdp,
     identifier_in_use,
     identity_key,
+    insert_at_cdp_problem,
     order_key,
     order_redelivery_problems,
 )
@@ -80,6 +82,10 @@ def guests_refresh_values(*, guest_ids: Iterable[int]) -> int:
         rows: list[tuple[Any, ...]] = []
         for guest, value, problems in cleaned:
             problems.extend(shared.get(guest.pk, ()))
+            if guest.mode == GuestMode.INSERT and guest_at_cdp(
+                delivered_hash=guest.delivered_hash, delivery_status=guest.delivery_status
+            ):
+                problems.append(insert_at_cdp_problem())
             text = dump_value(value)
             digest = value_hash(text)
             errors = problems_as_json(problems)

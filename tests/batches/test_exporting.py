@@ -93,6 +93,15 @@ def test_export_gzip_parts_incompressible_lines_stay_under_limit():
     assert all(part.size >= 0.9 * limit for part in parts[:-1])
 
 
+@pytest.mark.parametrize("largest", [10, 5_000, 1_000_000])
+def test_export_gzip_parts_at_most_max_records_a_file(largest):
+    lines = [_line(n) for n in range(1, 251)]
+    parts, blobs = _export(_chunks(lines, largest=largest), max_bytes=10_000_000, max_records=100)
+    assert [p.records for p in parts] == [100, 100, 50]
+    assert [(p.first_line, p.last_line) for p in parts] == [(1, 100), (101, 200), (201, 250)]
+    assert b"".join(gzip.decompress(b) for b in blobs) == b"".join(lines)
+
+
 def test_export_gzip_parts_writes_plain_utf8_ndjson_without_bom():
     line = '{"ref":"r","value":{"city":"Dún Laoghaire"}}\n'.encode()
     _, blobs = _export(iter([line[:25], line[25:]]), max_bytes=10_000)

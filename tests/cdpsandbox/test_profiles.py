@@ -98,6 +98,18 @@ def test_create_mode_conflicts_with_existing_guest(api, sandbox):
     ]
     fresh = {**guest("new@example.com"), "mode": "create"}
     assert api.run([fresh])["status"]["code"] == "success"
+    by_email = {p["fields"]["email"]: p for p in sandbox.control.profiles()}
+    assert [h["applied"] for h in by_email["new@example.com"]["history"]] == ["create"]
+    assert [h["applied"] for h in by_email["ada@example.com"]["history"]] == ["upsert"]
+
+
+def test_guest_insert_mode_is_unsupported(api, sandbox):
+    insert = {**guest("ada@example.com"), "mode": "insert"}
+    final = api.run([insert])
+    assert api.fetch_log(final["status"]["log"]) == [
+        {"ref": insert["ref"], "code": "402", "message": "Unsupported mode"}
+    ]
+    assert sandbox.control.profiles() == []
 
 
 def test_delete_unknown_guest_is_404_in_log(api):
@@ -159,6 +171,53 @@ def test_migration_moves_orders(api, sandbox):
     by_email = {p["fields"]["email"]: p for p in sandbox.control.profiles()}
     assert by_email["old@example.com"]["orders"] == []
     assert [o["referenceId"] for o in by_email["new@example.com"]["orders"]] == ["O-1"]
+    (applied,) = sandbox.control.migrations()
+    old, new = by_email["old@example.com"], by_email["new@example.com"]
+    assert (applied["ref"], applied["from"], applied["to"]) == (
+        migration["ref"],
+        old["id"],
+        new["id"],
+    )
+    assert applied["orders_moved"] == 1
+    assert old["history"][-1] == {
+        "ref": migration["ref"],
+        "batch": applied["batch"],
+        "applied": "migrated_from",
+    }
+    assert new["history"][-1]["applied"] == "migrated_to"
+
+
+def _migration(source: str, target: str, **identifier) -> dict:
+    return {
+        **guest(),
+        "schema": "migration",
+        "mode": "guest",
+        "value": {
+            "migrateFrom": {"identifiers": [{"provider": "email", "id": source, **identifier}]},
+            "migrateTo": {"identifiers": [{"provider": "email", "id": target}]},
+        },
+    }
+
+
+def test_migration_to_an_unknown_or_the_same_guest_is_refused(api, sandbox):
+    api.run([guest("old@example.com")])
+    unknown = _migration("old@example.com", "nobody@example.com")
+    same = _migration("old@example.com", "old@example.com")
+    final = api.run([unknown, same])
+    assert api.fetch_log(final["status"]["log"]) == [
+        {"ref": unknown["ref"], "code": "404", "message": "Guest not found"},
+        {"ref": same["ref"], "code": "400", "message": "Validation error"},
+    ]
+    assert sandbox.control.migrations() == []
+
+
+def test_migration_identifiers_may_carry_an_expiry_date(api, sandbox):
+    api.run([guest("old@example.com"), guest("new@example.com")])
+    migration = _migration(
+        "old@example.com", "new@example.com", expiryDate="2030-01-01T00:00:00.000Z"
+    )
+    assert api.run([migration])["status"]["code"] == "success"
+    assert len(sandbox.control.migrations()) == 1
 
 
 def test_failed_record_does_not_touch_profiles(api, sandbox):

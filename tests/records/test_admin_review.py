@@ -14,7 +14,7 @@ from cdpstage.dbroles import table_analyze
 from records.admin import delivery as delivery_admin
 from records.admin.filters import CountryFilter
 from records.admin.guests import GuestAdmin
-from records.models import BatchMembership, Guest, ReviewStatus, TrackingEvent
+from records.models import BatchMembership, Guest, GuestMode, ReviewStatus, TrackingEvent
 from tests.records.factories import GuestFactory, TrackingEventFactory
 
 pytestmark = pytest.mark.django_db
@@ -608,3 +608,60 @@ def test_mark_ready_action_refuses_huge_selection(client, reviewer, monkeypatch)
     assert "more than 2 guests" in text
     assert "manage.py records_mark_ready --schema guest" in text
     assert not Guest.objects.filter(review_status=ReviewStatus.READY).exists()
+
+
+def test_guest_mode_in_the_list_filter_and_page_with_its_explanation(client, editor):
+    inserted = GuestFactory(mode=GuestMode.INSERT)
+    upserted = GuestFactory()
+    page = client.get(CHANGELIST, {"mode__exact": GuestMode.INSERT})
+    shown = [row.pk for row in page.context["cl"].result_list]
+    assert shown == [inserted.pk]
+    assert '<td class="field-mode_display">insert</td>' in page.content.decode()
+    url = _change_url(upserted)
+    response = client.get(url)
+    assert "CDP does not support mode 'insert' for guests" in response.content.decode()
+    data = _post_data(response)
+    data["mode"] = GuestMode.INSERT
+    client.post(url, data)
+    upserted.refresh_from_db()
+    assert upserted.mode == GuestMode.INSERT
+
+
+def test_insert_mode_for_a_guest_cdp_has_makes_it_invalid(client, editor):
+    guest = GuestFactory(delivery_status="delivered", delivered_hash="a" * 32)
+    url = _change_url(guest)
+    data = _post_data(client.get(url))
+    data["mode"] = GuestMode.INSERT
+    response = client.post(url, {**data, "_continue": "1"}, follow=True)
+    guest.refresh_from_db()
+    assert guest.review_status == ReviewStatus.INVALID
+    assert "insert mode only creates new guests" in response.content.decode()
+
+
+def test_migration_list_is_masked_for_a_reviewer_who_marks_them_ready(client, user_factory):
+    from records.models import GuestMigration
+
+    user = user_factory(
+        "mig-reviewer",
+        perms=("records.view_guestmigration", "records.review_guestmigration"),
+        is_staff=True,
+    )
+    client.force_login(user)
+    migration = GuestMigration.objects.create(
+        migrate_from=[{"provider": "email", "id": DISTINCT_EMAIL}],
+        migrate_to=[{"provider": "CRM_ID", "id": DISTINCT_CRM}],
+        from_identity_key=f"email:{DISTINCT_EMAIL}",
+        to_identity_key=f"CRM_ID:{DISTINCT_CRM}",
+        cdp_value="{}",
+        value_hash="b" * 32,
+    )
+    url = reverse("admin:records_guestmigration_changelist")
+    html = client.get(url).content.decode()
+    assert DISTINCT_EMAIL not in html
+    assert DISTINCT_CRM not in html
+    page = client.get(reverse("admin:records_guestmigration_change", args=[migration.pk]))
+    assert page.status_code == 200
+    assert DISTINCT_EMAIL not in page.content.decode()
+    client.post(url, {"action": "mark_ready", "_selected_action": [migration.pk]})
+    migration.refresh_from_db()
+    assert migration.review_status == ReviewStatus.READY

@@ -61,7 +61,7 @@ def test_compile_header_builds_nested_guest_value():
             {"name": "ext1", "key": "default", "favouriteStore": "Dublin"},
         ],
     }
-    assert row.mode == "upsert"
+    assert row.mode is None  # no mode column: the import's option decides
     assert row.scope.subscriptions is True
     assert row.scope.extension_groups == frozenset({"ext", "ext1"})
 
@@ -226,6 +226,83 @@ def test_map_json_object_refuses_bad_batch_lines(line, code):
     assert info.value.code == code
 
 
+@pytest.mark.parametrize(
+    ("cell", "mode"),
+    [("insert", "create"), ("Create", "create"), (" upsert ", "upsert"), ("", None)],
+)
+def test_guest_mode_column_gives_the_envelope_mode(cell, mode):
+    mapping = compile_header("guest", ["identifiers.0.provider", "identifiers.0.id", "mode"])
+    assert mapping.to_row(["email", "a@example.com", cell]).mode == mode
+
+
+def test_guest_mode_column_refuses_other_modes():
+    mapping = compile_header("guest", ["identifiers.0.provider", "identifiers.0.id", "mode"])
+    with pytest.raises(RowError) as info:
+        mapping.to_row(["email", "a@example.com", "delete"])
+    assert (info.value.column, info.value.code) == ("mode", "unsupported_mode")
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("insert", "create"), ("create", "create")])
+def test_guest_batch_line_in_insert_mode_is_staged_as_create(mode, expected):
+    line = {"schema": "guest", "mode": mode, "value": {"email": "a@example.com"}}
+    assert map_json_object("guest", line).mode == expected
+
+
+MIGRATION_HEADER = [
+    "migrateFrom.identifiers.0.provider",
+    "migrateFrom.identifiers.0.id",
+    "migrateFrom.identifiers.0.expiryDate",
+    "migrateTo.identifiers.0.provider",
+    "migrateTo.identifiers.0.id",
+    "MIGRATETO.identifiers.1.provider",
+    "migrateTo.identifiers.1.id",
+]
+
+
+def test_migration_file_columns_build_both_sides():
+    mapping = compile_header("migration", MIGRATION_HEADER)
+    row = mapping.to_row(
+        ["email", "old@example.com", "", "email", "new@example.com", "CRM_ID", "C-1"]
+    )
+    assert row.mode == "guest"
+    assert row.value == {
+        "migrateFrom": {"identifiers": [{"provider": "email", "id": "old@example.com"}]},
+        "migrateTo": {
+            "identifiers": [
+                {"provider": "email", "id": "new@example.com"},
+                {"provider": "CRM_ID", "id": "C-1"},
+            ]
+        },
+    }
+
+
+def test_migration_file_needs_both_sides_and_no_guest_columns():
+    with pytest.raises(MappingError) as info:
+        compile_header(
+            "migration",
+            ["migrateFrom.identifiers.0.provider", "migrateFrom.identifiers.0.id", "email"],
+        )
+    assert "migrateTo.identifiers.0.provider" in info.value.message
+    assert '"email"' in info.value.message
+    with pytest.raises(MappingError):
+        compile_header(
+            "guest", ["identifiers.0.provider", "identifiers.0.id", "migrateTo.identifiers.0.id"]
+        )
+
+
+def test_map_json_object_takes_migration_lines_and_values():
+    value = {
+        "migrateFrom": {"identifiers": [{"provider": "email", "id": "old@example.com"}]},
+        "migrateTo": {"identifiers": [{"provider": "email", "id": "new@example.com"}]},
+    }
+    line = map_json_object("migration", {"schema": "migration", "mode": "guest", "value": value})
+    assert (line.value, line.mode) == (value, "guest")
+    assert map_json_object("migration", value).value == value
+    with pytest.raises(RowError) as info:
+        map_json_object("migration", {"schema": "migration", "mode": "upsert", "value": value})
+    assert info.value.code == "unsupported_mode"
+
+
 def test_map_json_object_unknown_field_names_closest():
     with pytest.raises(MappingError) as info:
         map_json_object("guest", {"identifiers": [], "emial": "x"})
@@ -243,3 +320,34 @@ def test_map_json_object_child_objects_carry_link():
 def test_known_columns_lists_templates():
     assert "identifiers.<n>.provider" in known_columns("guest")
     assert "ext.<attribute>" in known_columns("extension")
+
+
+def test_a_mapping_maps_a_column_or_a_constant_to_the_guest_mode():
+    from records.mapping.applying import plan_mapping
+    from records.mapping.documents import parse_document
+
+    def document(columns, constants):
+        return parse_document(
+            {
+                "format": "cdpstage-mapping",
+                "version": 1,
+                "name": "modes",
+                "schema": "guest",
+                "columns": columns,
+                "constants": {"identifiers[0].provider": "email", **constants},
+            }
+        )
+
+    by_column = document(
+        [
+            {"source": "Mail", "target": "identifiers[0].id"},
+            {"source": "New?", "target": "mode", "values": {"Y": "insert", "N": "upsert"}},
+        ],
+        {},
+    )
+    plan = plan_mapping(by_column, ["Mail", "New?"])
+    assert plan.flat.to_row(plan.cells(["a@example.com", "Y"])).mode == "create"
+    assert plan.flat.to_row(plan.cells(["a@example.com", "N"])).mode == "upsert"
+    constant = document([{"source": "Mail", "target": "identifiers[0].id"}], {"mode": "insert"})
+    plan = plan_mapping(constant, ["Mail"])
+    assert plan.flat.to_row(plan.cells(["a@example.com"])).mode == "create"

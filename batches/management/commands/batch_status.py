@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 
 from batches.management.commands._common import get_batch
 from batches.selectors import batch_detail
+from batches.services.allowance import LIMITED_SCHEMAS, allowance_summary
 
 
 class Command(BaseCommand):
@@ -34,6 +35,10 @@ class Command(BaseCommand):
         )
         if detail["message"]:
             self.stdout.write(detail["message"])
+        if detail["schema"] in LIMITED_SCHEMAS:
+            self.stdout.write(allowance_summary())
+        for note in detail["waiting"]:
+            self.stdout.write(note)
         for f in detail["files"]:
             self.stdout.write(
                 f"  file {f['sequence']} ref {f['batch_ref']}: {f['status']}"

@@ -14,6 +14,7 @@ from records.importing.staging.children import (
     SubscriptionStager,
 )
 from records.importing.staging.guests import GuestStager
+from records.importing.staging.migrations import MigrationStager
 from records.importing.staging.orders import OrderStager
 from records.importing.staging.tracking import TrackingStager
 
@@ -23,6 +24,7 @@ STAGERS: dict[str, type[Stager]] = {
     "order": OrderStager,
     "subscription": SubscriptionStager,
     "extension": ExtensionStager,
+    "migration": MigrationStager,
 }
 
 
@@ -36,6 +38,7 @@ __all__ = [
     "Counts",
     "ExtensionStager",
     "GuestStager",
+    "MigrationStager",
     "OrderStager",
     "Stager",
     "SubscriptionStager",

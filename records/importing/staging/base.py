@@ -110,8 +110,11 @@ class Stager:
         report: ErrorReport,
         batch_rows: int,
         identity_providers: Sequence[str],
+        default_mode: str = "",
     ) -> None:
         self.import_run_id = import_run_id
+        # The mode of records whose row names none (the import's option); "": the schema's.
+        self.default_mode = default_mode
         self.abort = on_error == ImportRun.OnError.ABORT
         self.report = report
         self.batch_rows = max(batch_rows, 1)

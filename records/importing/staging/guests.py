@@ -24,7 +24,14 @@ from records.importing.staging.base import (
 from records.importing.staging.guest_plan import GuestRowPlan, Planned, guest_row_plan
 from records.mapping import ALL_CHILDREN, ChildScope, FlatMapping, MappedRow
 from records.models import Guest
-from records.rules import Problem, clean_guest, identifier_in_use, identity_key
+from records.rules import (
+    Problem,
+    clean_guest,
+    identifier_in_use,
+    identity_key,
+    insert_at_cdp_problem,
+)
+from records.rules.modes import GUEST_CREATE, GUEST_UPSERT, guest_at_cdp_sql
 from records.selectors import live_batches_settle
 from records.serializing import (
     GUEST_COLUMNS,
@@ -47,6 +54,8 @@ class _Guest:
     children: _ChildLines
     scope: ChildScope
     ref: str | None
+    # The envelope mode (records.rules.modes): the row's `mode` column or the import's option.
+    mode: str = GUEST_UPSERT
     existing_id: int | None = None  # the staged guest it updates
     # The value's canonical text, its hash and the problems as stored: made by the main
     # thread (the writer thread, which waits on PostgreSQL, is the import's critical path).
@@ -82,11 +91,24 @@ class _Guest:
         if not self.problems:  # nearly every row
             self.errors = []
             key = NULL if self.key is None else escape(self.key)
-            self.line = f"new\t[]\t{self.row}\t{escape(text)}\t{self.digest}\t{key}\t{self.typed}"
+            self.line = (
+                f"new\t[]\t{self.row}\t{escape(text)}\t{self.digest}\t{key}\t{self.mode}\t"
+                + self.typed
+            )
             return
         self.errors = problems_as_json(self.problems)
         self.line = (
-            copy_row(("invalid", dump_value(self.errors), self.row, text, self.digest, self.key))
+            copy_row(
+                (
+                    "invalid",
+                    dump_value(self.errors),
+                    self.row,
+                    text,
+                    self.digest,
+                    self.key,
+                    self.mode,
+                )
+            )
             + "\t"
             + self.typed
         )
@@ -95,7 +117,7 @@ class _Guest:
 # The columns of _Guest.line, the part of a guest's COPY row known before the write.
 _LINE_COLUMNS = (
     "review_status", "validation_errors", "source_row", "cdp_value", "value_hash",
-    "identity_key", *GUEST_TYPED,
+    "identity_key", "mode", *GUEST_TYPED,
 )  # fmt: skip
 
 
@@ -191,6 +213,9 @@ class _Existing:
     # Its stored problems (JSON text): a row with the same value but other problems (the
     # rules' data changed since, e.g. a provider was added) is written too.
     errors_json: str
+    mode: str
+    # CDP has (or may have) it: an insert-mode row for it is invalid (records.rules.modes).
+    at_cdp: bool
 
     def has_errors(self, errors: list[dict[str, str]]) -> bool:
         return orjson.loads(self.errors_json) == errors
@@ -199,7 +224,7 @@ class _Existing:
 # The identity key and the _Existing fields of a staged guest `g`.
 _EXISTING_COLUMNS = f"""g.identity_key, g.id, g.value_hash, {live_batch_of("g")}, g.ref::text,
     g.cdp_value, g.delivery_status = 'not_sent' AND g.delivered_hash = '',
-    g.validation_errors::text"""
+    g.validation_errors::text, g.mode, {guest_at_cdp_sql("g")}"""
 
 
 class GuestStager(Stager):
@@ -230,7 +255,7 @@ class GuestStager(Stager):
         self.cursor.execute(
             f"""CREATE TEMP TABLE {self.t_guest} (
                     source_row integer, identity_key text, ref uuid, review_status text,
-                    validation_errors jsonb, cdp_value text, value_hash text, {typed}
+                    validation_errors jsonb, cdp_value text, value_hash text, mode text, {typed}
                 ) ON COMMIT DROP"""
         )
         # Every identity seen in this file so far, with its first row: a guest repeated in one
@@ -241,6 +266,8 @@ class GuestStager(Stager):
         )
 
     def row_plan(self, mapping: FlatMapping) -> GuestRowPlan | None:
+        if mapping.mode_col is not None:
+            return None  # a mode per row: the rows take the general path, which reads it
         self.plan_scope = mapping.scope
         return guest_row_plan(mapping, self.providers)
 
@@ -248,14 +275,17 @@ class GuestStager(Stager):
         """A row the header's plan took to its canonical value and typed columns (no
         problems)."""
         value, key, ref, typed = planned
-        self._stage(row, value, [], key, ref, self.plan_scope, typed)
+        self._stage(
+            row, value, [], key, ref, self.plan_scope, self.default_mode or GUEST_UPSERT, typed
+        )
 
     def add(self, row: int, mapped: MappedRow) -> None:
         value, problems = clean_guest(mapped.value, identity_providers=self.providers)
         # No identity: clean_guest reported it (missing_identifier); the row is staged as
         # invalid for a steward to complete, under no key (it matches no staged guest).
         key = identity_key(value.get("identifiers", ()), identity_providers=self.providers)
-        self._stage(row, value, problems, key, mapped.ref, mapped.scope)
+        mode = mapped.mode or self.default_mode or GUEST_UPSERT
+        self._stage(row, value, problems, key, mapped.ref, mapped.scope, mode)
 
     def _stage(
         self,
@@ -265,6 +295,7 @@ class GuestStager(Stager):
         key: str | None,
         ref: str | None,
         scope: ChildScope,
+        mode: str,
         typed: str | None = None,
     ) -> None:
         index = self.batch_keys.get(key) if key is not None else None
@@ -283,7 +314,7 @@ class GuestStager(Stager):
             if typed is None:
                 typed = _valid_typed_text(value)
             children = _valid_child_lines(value)
-        guest = _Guest(row, key, value, problems, typed, children, scope, ref)
+        guest = _Guest(row, key, value, problems, typed, children, scope, ref, mode)
         guest.idents = idents
         guest.serialize()
         if index is None:
@@ -358,6 +389,8 @@ class GuestStager(Stager):
             found = existing.get(guest.key) if guest.key is not None else None
             # The earlier rows it replaced count as updates of the guest (as a re-import).
             result.updated += len(guest.repeats)
+            if guest.mode == GUEST_CREATE and found is not None and found.at_cdp:
+                guest.add_problems([insert_at_cdp_problem()])
             merge = found is not None and _needs_merge(guest.scope) and found.cdp_value
             if merge:
                 self._merge(guest, found)
@@ -369,7 +402,12 @@ class GuestStager(Stager):
                 and found.ref_adoptable
                 and found.locked_by is None
             )
-            same = found is not None and digest == found.value_hash and found.has_errors(errors)
+            same = (
+                found is not None
+                and digest == found.value_hash
+                and found.has_errors(errors)
+                and found.mode == guest.mode
+            )
             if new_ref and same:
                 # Same value under the file's ref (a batch line): only the ref changes.
                 refs.append((found.id, guest.ref))
@@ -640,10 +678,10 @@ class GuestStager(Stager):
         )
         ids = cursor.fetchone()[0].split(",")
         now = copy_row((timezone.now(),))
-        middle = f"upsert\t{copy_row((self.import_run_id,))}\tnot_sent\t\t"
+        middle = f"{copy_row((self.import_run_id,))}\tnot_sent\t\t"
         tail = f"\t{now}\t{now}"
         columns = (
-            "mode", "import_run_id", "delivery_status", "delivered_hash", *_LINE_COLUMNS,
+            "import_run_id", "delivery_status", "delivered_hash", *_LINE_COLUMNS,
             "created_at", "updated_at",
         )  # fmt: skip
         # A guest without a ref from its file gets one from the column's default
@@ -684,6 +722,7 @@ class GuestStager(Stager):
                 "source_row",
                 "cdp_value",
                 "value_hash",
+                "mode",
                 *GUEST_TYPED,
             )
         )
@@ -692,7 +731,7 @@ class GuestStager(Stager):
                     ref, mode, review_status, validation_errors, import_run_id, source_row,
                     cdp_value, value_hash, delivery_status, delivered_hash, identity_key,
                     {typed}, created_at, updated_at)
-                SELECT COALESCE(ref, gen_random_uuid()), 'upsert', review_status,
+                SELECT COALESCE(ref, gen_random_uuid()), mode, review_status,
                        validation_errors, %s, source_row, cdp_value, value_hash, 'not_sent', '',
                        identity_key, {typed}, now(), now()
                   FROM {self.t_guest}

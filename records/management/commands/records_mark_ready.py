@@ -6,7 +6,15 @@ from django.core.management.base import BaseCommand, CommandError
 
 from cdpstage.commandline import get_user
 from cdpstage.errors import ApplicationError
-from records.models import Guest, ImportRun, Order, ReviewStatus, Schema, TrackingEvent
+from records.models import (
+    Guest,
+    GuestMigration,
+    ImportRun,
+    Order,
+    ReviewStatus,
+    Schema,
+    TrackingEvent,
+)
 from records.services.review import records_mark_ready
 
 # One service call (one transaction) per chunk: at 1M records a single UPDATE holds its row
@@ -31,12 +39,14 @@ MODELS = {
     Schema.GUEST.value: Guest,
     Schema.TRACKING.value: TrackingEvent,
     Schema.ORDER.value: Order,
+    Schema.MIGRATION.value: GuestMigration,
 }
 # Import runs whose rows end up on the schema's records (child files update their guests).
 RUN_SCHEMAS = {
     Schema.GUEST.value: {Schema.GUEST, Schema.SUBSCRIPTION, Schema.EXTENSION},
     Schema.TRACKING.value: {Schema.TRACKING},
     Schema.ORDER.value: {Schema.ORDER},
+    Schema.MIGRATION.value: {Schema.MIGRATION},
 }
 
 

@@ -22,6 +22,7 @@ from records.importing.preview import source_preview
 from records.mapping.documents import MappingDocument, to_json
 from records.mapping.suggestion import suggest_mapping
 from records.models import ImportRun, Mapping, Schema
+from records.rules import GUEST_MODE_WORDS
 from records.selectors import mapping_for_header
 from records.services.imports import (
     ImportProgress,
@@ -60,6 +61,13 @@ class Command(BaseCommand):
             help="CSV delimiter: comma, semicolon, tab or pipe (default: detect).",
         )
         parser.add_argument("--sheet", default="", help="XLSX: the worksheet to import.")
+        parser.add_argument(
+            "--mode",
+            default="upsert",
+            choices=sorted(GUEST_MODE_WORDS),
+            help="Guests: how rows without a mode column are sent (default upsert; insert "
+            "creates new guests only and goes to CDP as its mode create).",
+        )
         parser.add_argument(
             "--header-row",
             type=int,
@@ -113,6 +121,7 @@ class Command(BaseCommand):
                         else ImportRun.OnError.ABORT
                     ),
                     ignore_unknown_columns=options["ignore_unknown_columns"],
+                    guest_mode=GUEST_MODE_WORDS[options["mode"]],
                     sheet=options["sheet"],
                     header_row=options["header_row"],
                     mapping=document,
